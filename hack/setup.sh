@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Install everything the tests need, idempotently: Debian packages, the Kubernetes binaries (built
+# from the Go module proxy, cached per version), KWOK and Helm, and the Python virtual environment.
+# Called by `make test`, `make dev-cluster`, `make demo` and `make bench`; safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES="etcd-server etcd-client containerd runc containernetworking-plugins iptables conntrack
+debootstrap busybox-static postgresql-15 postgresql-client-15 util-linux iproute2 openssl gcc libc6-dev"
+
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+missing=()
+for p in $APT_PACKAGES; do
+  dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || { echo "setup: installing ${missing[*]} needs root" >&2; exit 1; }
+  log "apt-get install ${missing[*]}"
+  apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian's packages start no daemons here (no systemd), but make sure a stray one does not hold the
+# default sockets the harness avoids anyway.
+
+bash hack/build-k8s.sh
+bash hack/build-tools.sh
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import cairn, kopf, lightkube, psycopg, pytest' 2>/dev/null \
+   || [ pyproject.toml -nt .venv/.installed ]; then
+  log "python virtual environment (.venv)"
+  [ -x .venv/bin/python ] || "$PY" -m venv .venv
+  .venv/bin/pip install -q --upgrade pip >/dev/null
+  .venv/bin/pip install -q -e ".[dev]"
+  touch .venv/.installed
+fi
+log "ready"

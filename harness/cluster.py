@@ -1,0 +1,109 @@
+"""One local cluster: the control plane and real nodes on one slot, torn down completely."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import images, net
+from harness.controlplane import ControlPlane
+from harness.node import Node, remove_created_mountpoints
+
+
+@dataclass
+class Cluster:
+    nodes: int = 0
+    slot_index: int | None = None
+    root: Path | None = None
+    dns: bool = False
+    control_plane: ControlPlane | None = field(default=None, init=False)
+    node_list: list[Node] = field(default_factory=list, init=False)
+    images: list[images.Image] = field(default_factory=list, init=False)
+    timings: dict[str, float] = field(default_factory=dict, init=False)
+
+    def start(self) -> Cluster:
+        self.lock = net.SlotLock(self.slot_index)
+        self.slot = self.lock.slot
+        try:
+            self._clean_slot()
+            if self.root is None:
+                self.root = Path(tempfile.mkdtemp(prefix=f"cairn-cluster{self.slot.index}-"))
+            t0 = time.monotonic()
+            if self.nodes:
+                self.images = images.build_all()
+                self.timings["images"] = time.monotonic() - t0
+            net.create_bridge(self.slot)
+            t1 = time.monotonic()
+            self.control_plane = ControlPlane(
+                self.slot, self.root, etcd_data=Path(f"/dev/shm/cairn-etcd-{self.slot.index}")
+            )
+            self.control_plane.start()
+            self.timings["control_plane"] = time.monotonic() - t1
+            t2 = time.monotonic()
+            peers = list(range(1, self.nodes + 1))
+            for n in peers:
+                node = Node(self.control_plane, n, self.root / "nodes" / f"n{n}", peers, dns=self.dns)
+                node.prepare()
+                self.node_list.append(node)
+                node.start(self.images)
+            for node in self.node_list:
+                node.wait_ready()
+            self.timings["nodes"] = time.monotonic() - t2
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    @property
+    def cp(self) -> ControlPlane:
+        assert self.control_plane is not None
+        return self.control_plane
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.cp.admin_kubeconfig
+
+    def node(self, name: str) -> Node:
+        for node in self.node_list:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    def _clean_slot(self) -> None:
+        """Remove what a harness that died on this slot may have left (we hold the slot's lock)."""
+        for n in range(1, 5):
+            net.delete_node_netns(self.slot, n)
+        net.delete_bridge(self.slot)
+        shutil.rmtree(f"/dev/shm/cairn-etcd-{self.slot.index}", ignore_errors=True)
+
+    def stop(self) -> None:
+        for node in reversed(self.node_list):
+            node.destroy()
+        self.node_list.clear()
+        if self.control_plane is not None:
+            self.control_plane.stop()
+        with contextlib.suppress(AttributeError):
+            self._clean_slot()
+            if _only_slot_in_use(self.slot):
+                remove_created_mountpoints()
+            self.lock.release()
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _only_slot_in_use(mine: net.Slot) -> bool:
+    others = []
+    try:
+        for i in range(net.MAX_SLOTS):
+            if i != mine.index:
+                others.append(net.SlotLock(i))
+        return True
+    except Exception:
+        return False
+    finally:
+        for lock in others:
+            lock.release()

@@ -1,0 +1,242 @@
+"""The images the cluster runs, built without Docker or a registry and cached by content:
+
+- `localhost/pause:local`: the pod sandbox, a static C program;
+- `localhost/busybox:local`: a 2 MB image for smoke tests;
+- `localhost/cairn-task:<version>`: Debian bookworm (debootstrap) with Python and Cairn's SDK,
+  installed from the local wheel: the base of task images;
+- `localhost/cairn-operator:<version>`: the same base with the operator's dependencies;
+- `localhost/cairn-examples:<version>`: the task image plus `examples/`, for the demo and tests.
+
+Each layer is cached under its inputs' hash, so only what changed is rebuilt. The Dockerfiles in
+`images/` read the same inputs (package list, passwd, pip command) for users who build with Docker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import config
+from harness.oci import FileEntry, ImageConfig, Layer, layer_at, layer_from_dir, layer_from_files, write_image
+from harness.procs import HarnessError, run
+
+IMAGES = config.CACHE / "images"
+LAYERS = IMAGES / "layers"
+SRC = config.REPO / "images"
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+SITE_PACKAGES = "usr/local/lib/python3.11/dist-packages"
+# The pip command both build paths use to put Python packages into the image (see images/*/Dockerfile).
+PIP_TARGET_ARGS = [
+    "--target", "{target}", "--only-binary=:all:", "--platform", "manylinux2014_x86_64",
+    "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311", "--no-compile",
+    "--disable-pip-version-check", "--quiet",
+]
+RUNTIME_USER = "65532:65532"
+VERSION = "0.1.0"
+
+PAUSE = "localhost/pause:local"
+BUSYBOX = "localhost/busybox:local"
+TASK = f"localhost/cairn-task:{VERSION}"
+OPERATOR = f"localhost/cairn-operator:{VERSION}"
+EXAMPLES = f"localhost/cairn-examples:{VERSION}"
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    archive: Path
+    digest: str
+
+
+def _hash(*parts: bytes | str) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode() if isinstance(p, str) else p)
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def _image(name: str, layers: list[Layer], cfg: ImageConfig) -> Image:
+    key = _hash(name, *(layer.digest for layer in layers), repr(cfg))
+    out = IMAGES / f"{name.split('/')[-1].replace(':', '-')}-{key}.oci.tar"
+    digest_file = out.with_suffix(".digest")
+    if not out.exists() or not digest_file.exists():
+        digest = write_image(name, layers, cfg, out)
+        digest_file.write_text(digest)
+    return Image(name, out, digest_file.read_text())
+
+
+def _layer_path(kind: str, key: str) -> Path:
+    LAYERS.mkdir(parents=True, exist_ok=True)
+    return LAYERS / f"{kind}-{key}.tar"
+
+
+# -- pause and busybox -------------------------------------------------------------------------------
+def pause_image() -> Image:
+    src = SRC / "pause" / "pause.c"
+    key = _hash(src.read_bytes(), run(["gcc", "--version"]).splitlines()[0])
+    layer_file = _layer_path("pause", key)
+    if not layer_file.exists():
+        with tempfile.TemporaryDirectory() as tmp:
+            binary = Path(tmp) / "pause"
+            run(["gcc", "-static", "-Os", "-s", "-o", str(binary), str(src)])
+            layer_from_files([FileEntry("pause", source=binary, mode=0o755)], layer_file)
+    return _image(PAUSE, [layer_at(layer_file)], ImageConfig(entrypoint=["/pause"], env=[]))
+
+
+def busybox_image() -> Image:
+    busybox = config.system_bin("busybox")
+    key = _hash(busybox.read_bytes())
+    layer_file = _layer_path("busybox", key)
+    if not layer_file.exists():
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp) / "rootfs"
+            (root / "bin").mkdir(parents=True)
+            (root / "tmp").mkdir(mode=0o1777)
+            (root / "tmp").chmod(0o1777)
+            (root / "etc").mkdir()
+            shutil.copy2(SRC / "base" / "passwd", root / "etc" / "passwd")
+            shutil.copy2(SRC / "base" / "group", root / "etc" / "group")
+            shutil.copy2(busybox, root / "bin" / "busybox")
+            for applet in run([str(busybox), "--list"]).split():
+                if applet != "busybox":
+                    (root / "bin" / applet).symlink_to("busybox")
+            layer_from_dir(root, layer_file)
+    return _image(BUSYBOX, [layer_at(layer_file)], ImageConfig(cmd=["/bin/sh"], env=["PATH=/bin"]))
+
+
+# -- Debian base and Python layers -------------------------------------------------------------------
+def debian_packages() -> list[str]:
+    lines = (SRC / "base" / "packages.txt").read_text().splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+
+
+def debootstrap_argv(rootfs: str) -> list[str]:
+    return ["debootstrap", "--variant=minbase", f"--include={','.join(debian_packages())}", "bookworm",
+            rootfs, DEBIAN_MIRROR]
+
+
+def debian_base_layer() -> Layer:
+    key = _hash(" ".join(debootstrap_argv("ROOTFS")), (SRC / "base" / "passwd").read_bytes(),
+                (SRC / "base" / "group").read_bytes(), "v2")
+    layer_file = _layer_path("debian", key)
+    if layer_file.exists():
+        return layer_at(layer_file)
+    print(f"[images] debootstrap bookworm ({', '.join(debian_packages())}): about a minute, once", flush=True)
+    with tempfile.TemporaryDirectory(prefix="cairn-rootfs-") as tmp:
+        root = Path(tmp) / "rootfs"
+        try:
+            run(debootstrap_argv(str(root)), timeout=900)
+        except HarnessError as e:
+            log = root / "debootstrap" / "debootstrap.log"
+            raise HarnessError(f"{e}\n{log.read_text()[-3000:] if log.exists() else ''}") from e
+        for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "var/log", "usr/share/doc", "usr/share/man",
+                     "usr/share/info", "usr/share/locale"):
+            target = root / junk
+            if target.exists():
+                shutil.rmtree(target)
+                target.mkdir()
+        shutil.copy2(SRC / "base" / "passwd", root / "etc" / "passwd")
+        shutil.copy2(SRC / "base" / "group", root / "etc" / "group")
+        home = root / "home" / "cairn"
+        home.mkdir(parents=True, exist_ok=True)
+        shutil.chown(home, 65532, 65532)
+        return layer_from_dir(root, layer_file)
+
+
+def build_wheel() -> Path:
+    """The Cairn wheel from this checkout (what `pip install cairn` would install)."""
+    out = config.CACHE / "wheels"
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet", "-w", tmp,
+             str(config.REPO)], timeout=300)
+        wheel = next(Path(tmp).glob("cairn-*.whl"))
+        target = out / wheel.name
+        shutil.copy2(wheel, target)
+    return target
+
+
+def pip_target_argv(target: Path, *requirements: str, no_deps: bool = False) -> list[str]:
+    args = [a.replace("{target}", str(target)) for a in PIP_TARGET_ARGS]
+    return [sys.executable, "-m", "pip", "install", *args, *(["--no-deps"] if no_deps else []), *requirements]
+
+
+def _python_layer(kind: str, key: str, *requirements: str, no_deps: bool = False) -> Layer:
+    layer_file = _layer_path(kind, key)
+    if layer_file.exists():
+        return layer_at(layer_file)
+    with tempfile.TemporaryDirectory(prefix="cairn-site-") as tmp:
+        root = Path(tmp)
+        site = root / SITE_PACKAGES
+        site.mkdir(parents=True)
+        run(pip_target_argv(site, *requirements, no_deps=no_deps), timeout=900)
+        shutil.rmtree(site / "bin", ignore_errors=True)
+        # Precompiled, hash-checked bytecode: valid whatever the file times in the layer say.
+        subprocess.run([sys.executable, "-m", "compileall", "-q", "-j0", "--invalidation-mode", "unchecked-hash",
+                        str(site)], check=False, capture_output=True)
+        return layer_from_dir(root, layer_file)
+
+
+def dependency_requirements(extra: str | None) -> list[str]:
+    """The third-party requirements of cairn (and of one extra), read from pyproject.toml."""
+    import tomllib
+
+    project = tomllib.loads((config.REPO / "pyproject.toml").read_text())["project"]
+    reqs = list(project["dependencies"])
+    if extra:
+        reqs += [r for r in project["optional-dependencies"][extra] if not r.startswith("cairn")]
+    return reqs
+
+
+def deps_layer(extra: str | None) -> Layer:
+    reqs = dependency_requirements(extra)
+    return _python_layer(f"deps-{extra or 'sdk'}", _hash(*reqs), *reqs)
+
+
+def cairn_layer(wheel: Path) -> Layer:
+    return _python_layer("cairn", _hash(wheel.read_bytes()), str(wheel), no_deps=True)
+
+
+def examples_layer() -> Layer:
+    files = sorted(p for p in (config.REPO / "examples").rglob("*.py"))
+    key = _hash(*(str(p.relative_to(config.REPO)) + p.read_text() for p in files))
+    entries = [FileEntry(f"app/{p.relative_to(config.REPO)}", source=p) for p in files]
+    return layer_from_files(entries, _layer_path("examples", key))
+
+
+def _python_config(cmd: list[str] | None = None) -> ImageConfig:
+    return ImageConfig(
+        entrypoint=["/usr/bin/tini", "--"],
+        cmd=cmd,
+        env=["PATH=/usr/local/bin:/usr/bin:/bin", "PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1",
+             "PYTHONPATH=/app"],
+        user=RUNTIME_USER,
+        workdir="/app",
+    )
+
+
+def task_image(wheel: Path) -> Image:
+    return _image(TASK, [debian_base_layer(), deps_layer(None), cairn_layer(wheel)],
+                  _python_config(["python3", "-m", "cairn.run"]))
+
+
+def examples_image(wheel: Path) -> Image:
+    return _image(EXAMPLES, [debian_base_layer(), deps_layer(None), cairn_layer(wheel), examples_layer()],
+                  _python_config(["python3", "-m", "cairn.run"]))
+
+
+def operator_image(wheel: Path) -> Image:
+    return _image(OPERATOR, [debian_base_layer(), deps_layer("operator"), cairn_layer(wheel)],
+                  _python_config(["python3", "-m", "cairn", "operator"]))
+
+
+def build_all() -> list[Image]:
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    wheel = build_wheel()
+    return [pause_image(), busybox_image(), task_image(wheel), examples_image(wheel), operator_image(wheel)]
