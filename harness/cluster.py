@@ -9,9 +9,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import images, net
+from harness import images, net, procs
 from harness.controlplane import ControlPlane
-from harness.node import Node, remove_created_mountpoints
+from harness.node import MAX_NODES, Node, kill_node_leftovers, remove_created_mountpoints
 
 
 @dataclass
@@ -20,6 +20,8 @@ class Cluster:
     slot_index: int | None = None
     root: Path | None = None
     dns: bool = False
+    # "all" images, or only the pause and busybox images (quick, for harness tests).
+    image_set: str = "all"
     control_plane: ControlPlane | None = field(default=None, init=False)
     node_list: list[Node] = field(default_factory=list, init=False)
     images: list[images.Image] = field(default_factory=list, init=False)
@@ -32,9 +34,10 @@ class Cluster:
             self._clean_slot()
             if self.root is None:
                 self.root = Path(tempfile.mkdtemp(prefix=f"cairn-cluster{self.slot.index}-"))
+            (net.LOCK_DIR / f"slot{self.slot.index}.root").write_text(str(self.root))
             t0 = time.monotonic()
             if self.nodes:
-                self.images = images.build_all()
+                self.images = images.build_all() if self.image_set == "all" else images.build_minimal()
                 self.timings["images"] = time.monotonic() - t0
             net.create_bridge(self.slot)
             t1 = time.monotonic()
@@ -75,10 +78,18 @@ class Cluster:
 
     def _clean_slot(self) -> None:
         """Remove what a harness that died on this slot may have left (we hold the slot's lock)."""
-        for n in range(1, 5):
+        registry = net.LOCK_DIR / f"slot{self.slot.index}.pids"
+        procs.kill_registered(registry)
+        for n in range(1, MAX_NODES + 1):
+            kill_node_leftovers(self.slot, n)
             net.delete_node_netns(self.slot, n)
         net.delete_bridge(self.slot)
         shutil.rmtree(f"/dev/shm/cairn-etcd-{self.slot.index}", ignore_errors=True)
+        roots = net.LOCK_DIR / f"slot{self.slot.index}.root"
+        if roots.exists():
+            shutil.rmtree(roots.read_text().strip(), ignore_errors=True)
+            roots.unlink()
+        procs.set_registry(registry)
 
     def stop(self) -> None:
         for node in reversed(self.node_list):
@@ -90,6 +101,7 @@ class Cluster:
             self._clean_slot()
             if _only_slot_in_use(self.slot):
                 remove_created_mountpoints()
+            procs.set_registry(None)
             self.lock.release()
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)

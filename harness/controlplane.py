@@ -69,47 +69,81 @@ class ControlPlane:
             "apiserver",
             "kube-apiserver",
             dns=(
-                "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                "kubernetes.default.svc.cluster.local", "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+                "localhost",
             ),
             ips=("127.0.0.1", ip, self.slot.kubernetes_service_ip),
             server=True,
             client=False,
         )
-        self.kubelet_client = self.ca.issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client",
-                                            org="system:masters")
+        self.kubelet_client = self.ca.issue(
+            "apiserver-kubelet-client", "kube-apiserver-kubelet-client", org="system:masters"
+        )
         self.admin = self.ca.issue("admin", "kubernetes-admin", org="system:masters")
         cm = self.ca.issue("controller-manager", "system:kube-controller-manager")
         sched = self.ca.issue("scheduler", "system:kube-scheduler")
         kc = self.root / "kubeconfig"
         kc.mkdir(exist_ok=True)
         self.admin_kubeconfig = write_kubeconfig(
-            kc / "admin.yaml", server=self.server, ca=self.ca.cert_path, client=self.admin,
-            user="admin", cluster="cairn-local",
+            kc / "admin.yaml",
+            server=self.server,
+            ca=self.ca.cert_path,
+            client=self.admin,
+            user="admin",
+            cluster="cairn-local",
         )
         self.cm_kubeconfig = write_kubeconfig(
-            kc / "controller-manager.yaml", server=self.server, ca=self.ca.cert_path, client=cm,
-            user="controller-manager", cluster="cairn-local",
+            kc / "controller-manager.yaml",
+            server=self.server,
+            ca=self.ca.cert_path,
+            client=cm,
+            user="controller-manager",
+            cluster="cairn-local",
         )
         self.sched_kubeconfig = write_kubeconfig(
-            kc / "scheduler.yaml", server=self.server, ca=self.ca.cert_path, client=sched,
-            user="scheduler", cluster="cairn-local",
+            kc / "scheduler.yaml",
+            server=self.server,
+            ca=self.ca.cert_path,
+            client=sched,
+            user="scheduler",
+            cluster="cairn-local",
         )
 
     def node_credentials(self, node: str, node_ip: str) -> tuple[CertPair, CertPair, Path]:
         """Serving cert, client cert and kubeconfig for a kubelet."""
-        serving = self.ca.issue(f"kubelet-{node}-serving", f"system:node:{node}", org="system:nodes",
-                                dns=(node,), ips=(node_ip,), server=True, client=False)
+        serving = self.ca.issue(
+            f"kubelet-{node}-serving",
+            f"system:node:{node}",
+            org="system:nodes",
+            dns=(node,),
+            ips=(node_ip,),
+            server=True,
+            client=False,
+        )
         client = self.ca.issue(f"kubelet-{node}", f"system:node:{node}", org="system:nodes")
-        kc = write_kubeconfig(self.root / "kubeconfig" / f"kubelet-{node}.yaml", server=self.server,
-                              ca=self.ca.cert_path, client=client, user=f"system:node:{node}",
-                              cluster="cairn-local")
+        kc = write_kubeconfig(
+            self.root / "kubeconfig" / f"kubelet-{node}.yaml",
+            server=self.server,
+            ca=self.ca.cert_path,
+            client=client,
+            user=f"system:node:{node}",
+            cluster="cairn-local",
+        )
         return serving, client, kc
 
     def client_kubeconfig(self, name: str, cn: str, org: str | None = None) -> Path:
         pair = self.ca.issue(name, cn, org=org)
-        return write_kubeconfig(self.root / "kubeconfig" / f"{name}.yaml", server=self.server,
-                                ca=self.ca.cert_path, client=pair, user=name, cluster="cairn-local")
+        return write_kubeconfig(
+            self.root / "kubeconfig" / f"{name}.yaml",
+            server=self.server,
+            ca=self.ca.cert_path,
+            client=pair,
+            user=name,
+            cluster="cairn-local",
+        )
 
     # -- processes ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -124,16 +158,35 @@ class ControlPlane:
         peer = free_port()
         self.etcd_data.mkdir(parents=True, exist_ok=True)
         url = f"http://127.0.0.1:{self.etcd_port}"
-        etcd = Proc("etcd", [
-            str(config.system_bin("etcd")), "--name", "cairn", "--data-dir", str(self.etcd_data),
-            "--listen-client-urls", url, "--advertise-client-urls", url,
-            "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-            "--initial-cluster", f"cairn=http://127.0.0.1:{peer}",
-            "--listen-metrics-urls", f"http://127.0.0.1:{free_port()}",
-            "--quota-backend-bytes", str(4 * 1024**3), "--snapshot-count", "50000",
-            "--log-level", "warn",
-        ], self.logs / "etcd.log").start()
+        etcd = Proc(
+            "etcd",
+            [
+                str(config.system_bin("etcd")),
+                "--name",
+                "cairn",
+                "--data-dir",
+                str(self.etcd_data),
+                "--listen-client-urls",
+                url,
+                "--advertise-client-urls",
+                url,
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{peer}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{peer}",
+                "--initial-cluster",
+                f"cairn=http://127.0.0.1:{peer}",
+                "--listen-metrics-urls",
+                f"http://127.0.0.1:{free_port()}",
+                "--quota-backend-bytes",
+                str(4 * 1024**3),
+                "--snapshot-count",
+                "50000",
+                "--log-level",
+                "warn",
+            ],
+            self.logs / "etcd.log",
+        ).start()
         self.procs.append(etcd)
         etcd.wait_ready(lambda: http_json(f"{url}/health") == {"health": "true"}, 30, "healthy")
 
@@ -142,23 +195,29 @@ class ControlPlane:
         return [
             str(config.k8s_bin("kube-apiserver")),
             f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
-            f"--bind-address={self.slot.host_ip}", "--secure-port=6443",
+            f"--bind-address={self.slot.host_ip}",
+            "--secure-port=6443",
             f"--advertise-address={self.slot.host_ip}",
             f"--cert-dir={p}",
-            f"--tls-cert-file={self.apiserver_cert.cert}", f"--tls-private-key-file={self.apiserver_cert.key}",
+            f"--tls-cert-file={self.apiserver_cert.cert}",
+            f"--tls-private-key-file={self.apiserver_cert.key}",
             f"--client-ca-file={self.ca.cert_path}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={self.sa.cert}", f"--service-account-signing-key-file={self.sa.key}",
+            f"--service-account-key-file={self.sa.cert}",
+            f"--service-account-signing-key-file={self.sa.key}",
             f"--service-cluster-ip-range={self.slot.service_cidr}",
-            "--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
             "--allow-privileged=true",
             f"--kubelet-client-certificate={self.kubelet_client.cert}",
             f"--kubelet-client-key={self.kubelet_client.key}",
             "--kubelet-preferred-address-types=InternalIP",
             f"--default-not-ready-toleration-seconds={TOLERATION_SECONDS}",
             f"--default-unreachable-toleration-seconds={TOLERATION_SECONDS}",
-            "--enable-aggregator-routing=true", "--profiling=false",
-            "--max-requests-inflight=800", "--max-mutating-requests-inflight=400",
+            "--enable-aggregator-routing=true",
+            "--profiling=false",
+            "--max-requests-inflight=800",
+            "--max-mutating-requests-inflight=400",
             "--v=1",
         ]
 
@@ -180,30 +239,55 @@ class ControlPlane:
     def start_controller_manager(self) -> None:
         port = free_port()
         kc = self.cm_kubeconfig
-        cm = Proc("kube-controller-manager", [
-            str(config.k8s_bin("kube-controller-manager")),
-            f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
-            f"--service-account-private-key-file={self.sa.key}", f"--root-ca-file={self.ca.cert_path}",
-            f"--cluster-signing-cert-file={self.ca.cert_path}", f"--cluster-signing-key-file={self.ca.key_path}",
-            "--use-service-account-credentials=true", "--leader-elect=false",
-            "--bind-address=127.0.0.1", f"--secure-port={port}", f"--cert-dir={self.pki / 'cm'}",
-            f"--service-cluster-ip-range={self.slot.service_cidr}",
-            f"--node-monitor-grace-period={NODE_MONITOR_GRACE}", "--node-monitor-period=2s",
-            "--kube-api-qps=100", "--kube-api-burst=200", "--concurrent-gc-syncs=20",
-            "--profiling=false", "--v=1",
-        ], self.logs / "kube-controller-manager.log").start()
+        cm = Proc(
+            "kube-controller-manager",
+            [
+                str(config.k8s_bin("kube-controller-manager")),
+                f"--kubeconfig={kc}",
+                f"--authentication-kubeconfig={kc}",
+                f"--authorization-kubeconfig={kc}",
+                f"--service-account-private-key-file={self.sa.key}",
+                f"--root-ca-file={self.ca.cert_path}",
+                f"--cluster-signing-cert-file={self.ca.cert_path}",
+                f"--cluster-signing-key-file={self.ca.key_path}",
+                "--use-service-account-credentials=true",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--cert-dir={self.pki / 'cm'}",
+                f"--service-cluster-ip-range={self.slot.service_cidr}",
+                f"--node-monitor-grace-period={NODE_MONITOR_GRACE}",
+                "--node-monitor-period=2s",
+                "--kube-api-qps=100",
+                "--kube-api-burst=200",
+                "--concurrent-gc-syncs=20",
+                "--profiling=false",
+                "--v=1",
+            ],
+            self.logs / "kube-controller-manager.log",
+        ).start()
         self.procs.append(cm)
         cm.wait_ready(lambda: insecure_ok(f"https://127.0.0.1:{port}/healthz"), 60, "healthy")
 
     def start_scheduler(self) -> None:
         port = free_port()
         kc = self.sched_kubeconfig
-        sched = Proc("kube-scheduler", [
-            str(config.k8s_bin("kube-scheduler")),
-            f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
-            "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={port}",
-            f"--cert-dir={self.pki / 'sched'}", "--profiling=false", "--v=1",
-        ], self.logs / "kube-scheduler.log").start()
+        sched = Proc(
+            "kube-scheduler",
+            [
+                str(config.k8s_bin("kube-scheduler")),
+                f"--kubeconfig={kc}",
+                f"--authentication-kubeconfig={kc}",
+                f"--authorization-kubeconfig={kc}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--cert-dir={self.pki / 'sched'}",
+                "--profiling=false",
+                "--v=1",
+            ],
+            self.logs / "kube-scheduler.log",
+        ).start()
         self.procs.append(sched)
         sched.wait_ready(lambda: insecure_ok(f"https://127.0.0.1:{port}/healthz"), 60, "healthy")
 
@@ -219,7 +303,11 @@ def api_request(cp: ControlPlane, path: str, method: str = "GET", body: object |
     ctx = ssl.create_default_context(cafile=str(cp.ca.cert_path))
     ctx.load_cert_chain(str(cp.admin.cert), str(cp.admin.key))
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(f"{cp.server}{path}", data=data, method=method,  # noqa: S310 - our https
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(  # noqa: S310 - our own https URL
+        f"{cp.server}{path}",
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:  # noqa: S310 - our own https URL
         return json.loads(resp.read())

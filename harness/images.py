@@ -32,9 +32,20 @@ DEBIAN_MIRROR = "http://deb.debian.org/debian"
 SITE_PACKAGES = "usr/local/lib/python3.11/dist-packages"
 # The pip command both build paths use to put Python packages into the image (see images/*/Dockerfile).
 PIP_TARGET_ARGS = [
-    "--target", "{target}", "--only-binary=:all:", "--platform", "manylinux2014_x86_64",
-    "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311", "--no-compile",
-    "--disable-pip-version-check", "--quiet",
+    "--target",
+    "{target}",
+    "--only-binary=:all:",
+    "--platform",
+    "manylinux2014_x86_64",
+    "--python-version",
+    "3.11",
+    "--implementation",
+    "cp",
+    "--abi",
+    "cp311",
+    "--no-compile",
+    "--disable-pip-version-check",
+    "--quiet",
 ]
 RUNTIME_USER = "65532:65532"
 VERSION = "0.1.0"
@@ -117,13 +128,23 @@ def debian_packages() -> list[str]:
 
 
 def debootstrap_argv(rootfs: str) -> list[str]:
-    return ["debootstrap", "--variant=minbase", f"--include={','.join(debian_packages())}", "bookworm",
-            rootfs, DEBIAN_MIRROR]
+    return [
+        "debootstrap",
+        "--variant=minbase",
+        f"--include={','.join(debian_packages())}",
+        "bookworm",
+        rootfs,
+        DEBIAN_MIRROR,
+    ]
 
 
 def debian_base_layer() -> Layer:
-    key = _hash(" ".join(debootstrap_argv("ROOTFS")), (SRC / "base" / "passwd").read_bytes(),
-                (SRC / "base" / "group").read_bytes(), "v2")
+    key = _hash(
+        " ".join(debootstrap_argv("ROOTFS")),
+        (SRC / "base" / "passwd").read_bytes(),
+        (SRC / "base" / "group").read_bytes(),
+        "v2",
+    )
     layer_file = _layer_path("debian", key)
     if layer_file.exists():
         return layer_at(layer_file)
@@ -135,8 +156,15 @@ def debian_base_layer() -> Layer:
         except HarnessError as e:
             log = root / "debootstrap" / "debootstrap.log"
             raise HarnessError(f"{e}\n{log.read_text()[-3000:] if log.exists() else ''}") from e
-        for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "var/log", "usr/share/doc", "usr/share/man",
-                     "usr/share/info", "usr/share/locale"):
+        for junk in (
+            "var/cache/apt/archives",
+            "var/lib/apt/lists",
+            "var/log",
+            "usr/share/doc",
+            "usr/share/man",
+            "usr/share/info",
+            "usr/share/locale",
+        ):
             target = root / junk
             if target.exists():
                 shutil.rmtree(target)
@@ -154,8 +182,21 @@ def build_wheel() -> Path:
     out = config.CACHE / "wheels"
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet", "-w", tmp,
-             str(config.REPO)], timeout=300)
+        run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--no-deps",
+                "--no-build-isolation",
+                "--quiet",
+                "-w",
+                tmp,
+                str(config.REPO),
+            ],
+            timeout=300,
+        )
         wheel = next(Path(tmp).glob("cairn-*.whl"))
         target = out / wheel.name
         shutil.copy2(wheel, target)
@@ -178,8 +219,20 @@ def _python_layer(kind: str, key: str, *requirements: str, no_deps: bool = False
         run(pip_target_argv(site, *requirements, no_deps=no_deps), timeout=900)
         shutil.rmtree(site / "bin", ignore_errors=True)
         # Precompiled, hash-checked bytecode: valid whatever the file times in the layer say.
-        subprocess.run([sys.executable, "-m", "compileall", "-q", "-j0", "--invalidation-mode", "unchecked-hash",
-                        str(site)], check=False, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "compileall",
+                "-q",
+                "-j0",
+                "--invalidation-mode",
+                "unchecked-hash",
+                str(site),
+            ],
+            check=False,
+            capture_output=True,
+        )
         return layer_from_dir(root, layer_file)
 
 
@@ -214,29 +267,47 @@ def _python_config(cmd: list[str] | None = None) -> ImageConfig:
     return ImageConfig(
         entrypoint=["/usr/bin/tini", "--"],
         cmd=cmd,
-        env=["PATH=/usr/local/bin:/usr/bin:/bin", "PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1",
-             "PYTHONPATH=/app"],
+        env=[
+            "PATH=/usr/local/bin:/usr/bin:/bin",
+            "PYTHONUNBUFFERED=1",
+            "PYTHONDONTWRITEBYTECODE=1",
+            "PYTHONPATH=/app",
+        ],
         user=RUNTIME_USER,
         workdir="/app",
     )
 
 
 def task_image(wheel: Path) -> Image:
-    return _image(TASK, [debian_base_layer(), deps_layer(None), cairn_layer(wheel)],
-                  _python_config(["python3", "-m", "cairn.run"]))
+    return _image(
+        TASK,
+        [debian_base_layer(), deps_layer(None), cairn_layer(wheel)],
+        _python_config(["python3", "-m", "cairn.run"]),
+    )
 
 
 def examples_image(wheel: Path) -> Image:
-    return _image(EXAMPLES, [debian_base_layer(), deps_layer(None), cairn_layer(wheel), examples_layer()],
-                  _python_config(["python3", "-m", "cairn.run"]))
+    return _image(
+        EXAMPLES,
+        [debian_base_layer(), deps_layer(None), cairn_layer(wheel), examples_layer()],
+        _python_config(["python3", "-m", "cairn.run"]),
+    )
 
 
 def operator_image(wheel: Path) -> Image:
-    return _image(OPERATOR, [debian_base_layer(), deps_layer("operator"), cairn_layer(wheel)],
-                  _python_config(["python3", "-m", "cairn", "operator"]))
+    return _image(
+        OPERATOR,
+        [debian_base_layer(), deps_layer("operator"), cairn_layer(wheel)],
+        _python_config(["python3", "-m", "cairn", "operator"]),
+    )
 
 
 def build_all() -> list[Image]:
     IMAGES.mkdir(parents=True, exist_ok=True)
     wheel = build_wheel()
     return [pause_image(), busybox_image(), task_image(wheel), examples_image(wheel), operator_image(wheel)]
+
+
+def build_minimal() -> list[Image]:
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    return [pause_image(), busybox_image()]

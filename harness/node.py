@@ -40,10 +40,12 @@ NODE_MOUNTS = {
     "/run/netns": "run/netns",
 }
 CREATED_MOUNTPOINTS = net.LOCK_DIR / "created-mountpoints"
+MAX_NODES = 4
 
 HOLDER = """set -e
+marker=$1; shift
 while [ $# -gt 1 ]; do mount --bind "$1" "$2"; shift 2; done
-echo ready
+echo "$marker"
 exec sleep infinity
 """
 
@@ -77,17 +79,30 @@ class Node:
         self.proxy_kubeconfig = self.cp.client_kubeconfig(f"kube-proxy-{self.name}", "system:kube-proxy")
         conf = self.root / "conf"
         conf.mkdir(exist_ok=True)
-        (self.root / "disk/cni-conf/10-pods.conflist").write_text(json.dumps({
-            "cniVersion": "0.4.0",
-            "name": "pods",
-            "plugins": [
-                {"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": False, "hairpinMode": True,
-                 "ipam": {"type": "host-local", "ranges": [[{"subnet": self.slot.pod_cidr(self.n)}]],
-                          "routes": [{"dst": "0.0.0.0/0"}]}},
-                {"type": "portmap", "capabilities": {"portMappings": True}},
-                {"type": "loopback"},
-            ],
-        }))
+        (self.root / "disk/cni-conf/10-pods.conflist").write_text(
+            json.dumps(
+                {
+                    "cniVersion": "0.4.0",
+                    "name": "pods",
+                    "plugins": [
+                        {
+                            "type": "bridge",
+                            "bridge": "cni0",
+                            "isGateway": True,
+                            "ipMasq": False,
+                            "hairpinMode": True,
+                            "ipam": {
+                                "type": "host-local",
+                                "ranges": [[{"subnet": self.slot.pod_cidr(self.n)}]],
+                                "routes": [{"dst": "0.0.0.0/0"}],
+                            },
+                        },
+                        {"type": "portmap", "capabilities": {"portMappings": True}},
+                        {"type": "loopback"},
+                    ],
+                }
+            )
+        )
         self.containerd_config = conf / "containerd.toml"
         self.containerd_config.write_text(CONTAINERD_CONFIG)
         # Pods with dnsPolicy Default get this file: a resolver on the pod's own loopback, so that a
@@ -103,8 +118,11 @@ class Node:
             "failSwapOn": False,
             "containerRuntimeEndpoint": "unix:///run/containerd/containerd.sock",
             "oomScoreAdj": 0,  # no CAP_SYS_RESOURCE on our machines: negative values fail
-            "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
-                               "x509": {"clientCAFile": str(self.cp.ca.cert_path)}},
+            "authentication": {
+                "anonymous": {"enabled": False},
+                "webhook": {"enabled": True},
+                "x509": {"clientCAFile": str(self.cp.ca.cert_path)},
+            },
             "authorization": {"mode": "Webhook"},
             "tlsCertFile": str(self.serving.cert),
             "tlsPrivateKeyFile": str(self.serving.key),
@@ -118,8 +136,12 @@ class Node:
             # Images come from local archives and cannot be pulled again: never collect them.
             "imageGCHighThresholdPercent": 100,
             "imageGCLowThresholdPercent": 99,
-            "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%",
-                             "nodefs.inodesFree": "1%"},
+            "evictionHard": {
+                "memory.available": "100Mi",
+                "nodefs.available": "1%",
+                "imagefs.available": "1%",
+                "nodefs.inodesFree": "1%",
+            },
             "maxPods": 250,
             # A lost node is noticed in seconds (the controller manager's grace period is 8s).
             "nodeLeaseDurationSeconds": 8,
@@ -135,20 +157,28 @@ class Node:
         self.kubelet_config = conf / "kubelet.yaml"
         self.kubelet_config.write_text(yaml.safe_dump(kubelet))
         self.proxy_config = conf / "kube-proxy.yaml"
-        self.proxy_config.write_text(yaml.safe_dump({
-            "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
-            "kind": "KubeProxyConfiguration",
-            "clientConnection": {"kubeconfig": str(self.proxy_kubeconfig)},
-            "hostnameOverride": self.name,
-            "bindAddress": self.ip,
-            "clusterCIDR": self.slot.cluster_cidr,
-            "mode": "iptables",
-            "oomScoreAdj": 0,
-            "conntrack": {"maxPerCore": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},
-            "healthzBindAddress": "127.0.0.1:10256",
-            "metricsBindAddress": "127.0.0.1:10249",
-            "iptables": {"minSyncPeriod": "0s", "syncPeriod": "30s"},
-        }))
+        self.proxy_config.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+                    "kind": "KubeProxyConfiguration",
+                    "clientConnection": {"kubeconfig": str(self.proxy_kubeconfig)},
+                    "hostnameOverride": self.name,
+                    "bindAddress": self.ip,
+                    "clusterCIDR": self.slot.cluster_cidr,
+                    "mode": "iptables",
+                    "oomScoreAdj": 0,
+                    "conntrack": {
+                        "maxPerCore": 0,
+                        "tcpEstablishedTimeout": "0s",
+                        "tcpCloseWaitTimeout": "0s",
+                    },
+                    "healthzBindAddress": "127.0.0.1:10256",
+                    "metricsBindAddress": "127.0.0.1:10249",
+                    "iptables": {"minSyncPeriod": "0s", "syncPeriod": "30s"},
+                }
+            )
+        )
         self._make_cgroups()
 
     def _make_cgroups(self) -> None:
@@ -162,8 +192,11 @@ class Node:
     # -- processes ---------------------------------------------------------------------------------
     def _in_node(self, name: str, argv: list[str]) -> Proc:
         assert self.holder is not None
-        proc = Proc(name, ["nsenter", f"--target={self.holder.pid}", "--mount", "--net", "--", *argv],
-                    self.logs / f"{name}.log").start()
+        proc = Proc(
+            name,
+            ["nsenter", f"--target={self.holder.pid}", "--mount", "--net", "--", *argv],
+            self.logs / f"{name}.log",
+        ).start()
         self.procs[name] = proc
         return proc
 
@@ -174,26 +207,54 @@ class Node:
             if sub.startswith("run/"):
                 shutil.rmtree(self.root / sub, ignore_errors=True)
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        marker = f"ready {time.time_ns()}"
         binds: list[str] = []
         for target, sub in NODE_MOUNTS.items():
             binds += [str(self.root / sub), target]
-        self.holder = Proc(f"{self.name}-holder", [
-            "nsenter", f"--net=/run/netns/{self.netns}", "--", "unshare", "--mount", "--propagation", "slave",
-            "--", "sh", "-c", HOLDER, "holder", *binds,
-        ], self.logs / "holder.log").start()
-        self.holder.wait_ready(lambda: "ready" in self.holder.tail(5) if self.holder else False, 10, "set up")
-        containerd = self._in_node("containerd", [str(config.system_bin("containerd")), "--config",
-                                                  str(self.containerd_config)])
+        self.holder = Proc(
+            f"{self.name}-holder",
+            [
+                "nsenter",
+                f"--net=/run/netns/{self.netns}",
+                "--",
+                "unshare",
+                "--mount",
+                "--propagation",
+                "slave",
+                "--",
+                "sh",
+                "-c",
+                HOLDER,
+                "holder",
+                marker,
+                *binds,
+            ],
+            self.logs / "holder.log",
+        ).start()
+        holder = self.holder
+        holder.wait_ready(lambda: marker in holder.tail(5), 10, "set up")
+        containerd = self._in_node(
+            "containerd", [str(config.system_bin("containerd")), "--config", str(self.containerd_config)]
+        )
         sock = self.root / "run/containerd/containerd.sock"
         containerd.wait_ready(lambda: sock.exists() and self._ctr("version") != "", 30, "serving")
         for image in images:
             self.import_image(image)
-        self._in_node("kubelet", [
-            str(config.k8s_bin("kubelet")), f"--config={self.kubelet_config}", f"--kubeconfig={self.kubeconfig}",
-            f"--hostname-override={self.name}", f"--node-ip={self.ip}",
-            f"--node-labels=cairn.dev/harness-node={self.name}", "--v=1",
-        ])
-        self._in_node("kube-proxy", [str(config.k8s_bin("kube-proxy")), f"--config={self.proxy_config}", "--v=1"])
+        self._in_node(
+            "kubelet",
+            [
+                str(config.k8s_bin("kubelet")),
+                f"--config={self.kubelet_config}",
+                f"--kubeconfig={self.kubeconfig}",
+                f"--hostname-override={self.name}",
+                f"--node-ip={self.ip}",
+                f"--node-labels=cairn.dev/harness-node={self.name}",
+                "--v=1",
+            ],
+        )
+        self._in_node(
+            "kube-proxy", [str(config.k8s_bin("kube-proxy")), f"--config={self.proxy_config}", "--v=1"]
+        )
         self.started += 1
 
     def import_image(self, image: Image) -> None:
@@ -224,8 +285,11 @@ class Node:
         for _ in range(50):
             victims = set(_cgroup_pids(self.cgroup_root))
             if mntns is not None:
-                victims |= set(pids_where(lambda p: _mnt_ns(p) == mntns and p != (self.holder.pid if self.holder
-                                                                                   else -1)))
+                victims |= set(
+                    pids_where(
+                        lambda p: _mnt_ns(p) == mntns and p != (self.holder.pid if self.holder else -1)
+                    )
+                )
             if not victims:
                 break
             for pid in victims:
@@ -272,10 +336,36 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 """
 
 
+def kill_node_leftovers(slot: net.Slot, n: int) -> None:
+    """Kill what a dead harness left of node n: processes in its network namespace or cgroups."""
+    ns_path = Path("/run/netns") / slot.netns(n)
+    cgroup_root = f"/cairn{slot.index}n{n}"
+    target = os.stat(ns_path).st_ino if ns_path.exists() else None
+    for _ in range(50):
+        victims = set(_cgroup_pids(cgroup_root))
+        if target is not None:
+            victims |= set(pids_where(lambda p: _net_ns_inode(p) == target))
+        if not victims:
+            break
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+    _remove_cgroups(cgroup_root)
+
+
+def _net_ns_inode(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino
+    except OSError:
+        return None
+
+
 def _cgroup_controllers() -> list[str]:
     base = Path("/sys/fs/cgroup")
-    return sorted(p.name for p in base.iterdir() if p.is_dir() and not p.is_symlink()
-                  and (p / "cgroup.procs").exists())
+    return sorted(
+        p.name for p in base.iterdir() if p.is_dir() and not p.is_symlink() and (p / "cgroup.procs").exists()
+    )
 
 
 def _cgroup_pids(root: str) -> list[int]:

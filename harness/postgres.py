@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from harness.controlplane import free_port
 from harness.procs import HarnessError, Proc, run
@@ -69,15 +70,39 @@ class Postgres:
             shutil.chown(self.root, self.user, self.user)
         self.root.chmod(0o700)
         if not self.data.exists():
-            run([str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
-                 "-E", "UTF8", "--locale=C", "--no-sync"], user=self.user, group=self.user,
-                extra_groups=[] if self.user else None, cwd=self.root)
+            run(
+                [
+                    str(PG_BIN / "initdb"),
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ],
+                user=self.user,
+                group=self.user,
+                extra_groups=[] if self.user else None,
+                cwd=self.root,
+            )
         self._spawn()
         return self
 
     def _spawn(self) -> None:
-        argv = [str(PG_BIN / "postgres"), "-D", str(self.data), "-c", "listen_addresses=127.0.0.1",
-                "-c", f"port={self.port}", "-c", f"unix_socket_directories={self.root}"]
+        argv = [
+            str(PG_BIN / "postgres"),
+            "-D",
+            str(self.data),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            f"port={self.port}",
+            "-c",
+            f"unix_socket_directories={self.root}",
+        ]
         for k, v in self.settings.items():
             argv += ["-c", f"{k}={v}"]
         self.proc = Proc("postgres", argv, self.log, user=self.user, cwd=self.root).start()
@@ -120,10 +145,10 @@ def create_database(admin_dsn: str, name: str, template: str | None = None) -> s
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         for attempt in range(50):
             try:
+                stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
                 if template:
-                    conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')  # type: ignore[arg-type]
-                else:
-                    conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+                    stmt = sql.SQL("{} TEMPLATE {}").format(stmt, sql.Identifier(template))
+                conn.execute(stmt)
                 break
             except psycopg.errors.ObjectInUse:
                 # The template is briefly in use by another session; CREATE DATABASE needs it idle.
@@ -135,10 +160,10 @@ def create_database(admin_dsn: str, name: str, template: str | None = None) -> s
 
 def drop_database(admin_dsn: str, name: str) -> None:
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def swap_dbname(dsn: str, name: str) -> str:
     info = psycopg.conninfo.conninfo_to_dict(dsn)
     info["dbname"] = name
-    return psycopg.conninfo.make_conninfo(**info)  # type: ignore[arg-type]
+    return psycopg.conninfo.make_conninfo("", **info)

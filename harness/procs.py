@@ -20,6 +20,38 @@ class HarnessError(RuntimeError):
     """A part of the test environment could not start or stop; the message carries its log tail."""
 
 
+# Every process started through Proc is appended here (pid and start time), so that a harness that
+# died without tearing down can be cleaned up by the next one on the same slot.
+_registry: Path | None = None
+
+
+def set_registry(path: Path | None) -> None:
+    global _registry
+    _registry = path
+
+
+def start_time(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def kill_registered(path: Path) -> None:
+    """SIGKILL the sessions of processes recorded in a registry (skipping recycled pids)."""
+    if not path.exists():
+        return
+    for line in path.read_text().splitlines():
+        pid_s, _, started = line.partition(" ")
+        pid = int(pid_s)
+        if start_time(pid) == started:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            kill_session(pid)
+    path.unlink(missing_ok=True)
+
+
 def tail(path: Path, lines: int = 40) -> str:
     try:
         with open(path, "rb") as f:
@@ -44,9 +76,8 @@ class Proc:
 
     def start(self) -> Proc:
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        logf = open(self.log, "ab")
         env = dict(os.environ if self.env is None else self.env)
-        try:
+        with open(self.log, "ab") as logf:  # the child keeps its own copy of the descriptor
             self.popen = subprocess.Popen(
                 list(self.argv),
                 stdin=subprocess.DEVNULL,
@@ -59,8 +90,9 @@ class Proc:
                 group=self.user,
                 extra_groups=[] if self.user else None,
             )
-        finally:
-            logf.close()
+        if _registry is not None:
+            with open(_registry, "a") as reg:
+                reg.write(f"{self.popen.pid} {start_time(self.popen.pid)}\n")
         return self
 
     @property
@@ -108,7 +140,8 @@ class Proc:
                 pass
             if time.monotonic() > deadline:
                 raise HarnessError(
-                    f"{self.name} was not {what} after {timeout:.0f}s; last lines of {self.log}:\n{tail(self.log)}"
+                    f"{self.name} was not {what} after {timeout:.0f}s; "
+                    f"last lines of {self.log}:\n{tail(self.log)}"
                 )
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
@@ -147,8 +180,15 @@ def pids_where(pred: Callable[[int], bool]) -> list[int]:
 def run(argv: Sequence[str], *, check: bool = True, timeout: float = 120, **kw: object) -> str:
     """Run a short command; on failure raise with its output."""
     res = subprocess.run(
-        list(argv), capture_output=True, text=True, timeout=timeout, check=False, **kw  # type: ignore[call-overload]
+        list(argv),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **kw,  # type: ignore[call-overload]
     )
     if check and res.returncode != 0:
-        raise HarnessError(f"`{' '.join(map(str, argv))}` failed ({res.returncode}):\n{res.stdout}{res.stderr}")
+        raise HarnessError(
+            f"`{' '.join(map(str, argv))}` failed ({res.returncode}):\n{res.stdout}{res.stderr}"
+        )
     return str(res.stdout)

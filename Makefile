@@ -1,0 +1,31 @@
+# Cairn — the commands a person (and CI) runs. `make help` lists them.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)
+
+.PHONY: help setup lint test unit dev-cluster dev-cluster-down demo crds images bench
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+setup: ## install what is missing: Debian packages, Kubernetes (built once per version), KWOK, Helm, .venv
+	@bash hack/setup.sh
+
+lint: setup ## ruff, mypy --strict, and the layer contracts
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+test: setup ## everything CI runs: lint, then every test against a real cluster and PostgreSQL
+	$(MAKE) --no-print-directory lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+unit: setup ## the pure tests only (no cluster, no database)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+dev-cluster: setup ## start a local cluster (2 real nodes) and PostgreSQL for you to use with kubectl
+	$(PY) -m harness up
+
+dev-cluster-down: ## stop it and remove everything it made
+	$(PY) -m harness down

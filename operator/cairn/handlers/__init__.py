@@ -1,0 +1,1 @@
+"""kopf wiring only: parse, decide (domain), apply (k8s, store)."""

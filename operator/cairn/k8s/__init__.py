@@ -1,0 +1,1 @@
+"""Thin adapters that read and write Kubernetes objects."""

@@ -1,0 +1,1 @@
+"""Every Prometheus metric Cairn exports, in one place (prefix `cairn_`, no unbounded labels)."""

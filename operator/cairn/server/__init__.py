@@ -1,0 +1,1 @@
+"""The HTTP API: checkpoints for task pods, triggers for applications."""

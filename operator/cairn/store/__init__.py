@@ -1,0 +1,1 @@
+"""PostgreSQL: migrations and every query, behind a small interface."""

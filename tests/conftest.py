@@ -1,0 +1,116 @@
+"""Session fixtures: one real cluster (control plane + two real nodes) and one real PostgreSQL for the
+whole run, a fresh namespace and a fresh database for each test. See tests/support/env.py for how to
+point the suite at an existing cluster or database instead."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from lightkube import Client
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import Namespace
+
+from harness.cluster import Cluster
+from harness.postgres import Postgres, create_database, drop_database
+from tests.support.env import ClusterEnv, external_dsn, external_kubeconfig
+from tests.support.kube import client
+
+_timings: dict[str, float] = {}
+
+
+@pytest.fixture(scope="session")
+def cluster_env() -> Iterator[ClusterEnv]:
+    ext = external_kubeconfig()
+    if ext is not None:
+        yield ClusterEnv(ext, os.environ.get("CAIRN_TEST_HOST_IP", ""), None)
+        return
+    t0 = time.monotonic()
+    cluster = Cluster(nodes=2).start()
+    _timings["cluster start (s)"] = time.monotonic() - t0
+    _timings.update({f"  {k} (s)": v for k, v in cluster.timings.items()})
+    try:
+        yield ClusterEnv(cluster.kubeconfig, cluster.slot.host_ip, cluster)
+    finally:
+        t1 = time.monotonic()
+        cluster.stop()
+        _timings["cluster stop (s)"] = time.monotonic() - t1
+
+
+@pytest.fixture(scope="session")
+def kube(cluster_env: ClusterEnv) -> Client:
+    return client(cluster_env.kubeconfig)
+
+
+@pytest.fixture
+def namespace(kube: Client, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A namespace of the test's own, labelled for the restricted Pod Security Standard."""
+    stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
+    name = f"{stem}-{secrets.token_hex(3)}"
+    kube.create(
+        Namespace(
+            metadata=ObjectMeta(
+                name=name,
+                labels={
+                    "cairn.dev/test": "true",
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                },
+            )
+        )
+    )
+    yield name
+    kube.delete(Namespace, name)
+
+
+@pytest.fixture(scope="session")
+def pg_admin_dsn() -> Iterator[str]:
+    dsn = external_dsn()
+    if dsn is not None:
+        yield dsn
+        return
+    t0 = time.monotonic()
+    server = Postgres().start()
+    _timings["postgres start (s)"] = time.monotonic() - t0
+    try:
+        yield server.dsn
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_admin_dsn: str) -> str:
+    """A template database that each test's database is cloned from."""
+    name = f"cairn_template_{secrets.token_hex(4)}"
+    create_database(pg_admin_dsn, name)
+    return name
+
+
+@pytest.fixture
+def database(pg_admin_dsn: str, pg_template: str) -> Iterator[str]:
+    """The DSN of an empty database of the test's own, cloned from the template."""
+    name = f"t_{secrets.token_hex(6)}"
+    dsn = create_database(pg_admin_dsn, name, template=pg_template)
+    yield dsn
+    drop_database(pg_admin_dsn, name)
+
+
+@pytest.fixture
+def pg(database: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    with psycopg.connect(database, autocommit=True) as conn:
+        yield conn
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _timings:
+        terminalreporter.section("harness timings")
+        for key, value in _timings.items():
+            terminalreporter.write_line(f"{key:<28} {value:7.1f}")
+
+
+def harness_cluster(env: ClusterEnv) -> Cluster:
+    return env.require_harness()
