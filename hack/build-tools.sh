@@ -19,3 +19,4 @@ build() { # name version package [ldflags]
 }
 build kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok
 build helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+build coredns "${COREDNS_VERSION:-v1.12.4}" github.com/coredns/coredns

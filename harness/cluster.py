@@ -6,11 +6,13 @@ import contextlib
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import images, net, procs
+from harness import dns, images, net, procs
 from harness.controlplane import ControlPlane
+from harness.kwok import Kwok
 from harness.node import MAX_NODES, Node, kill_node_leftovers, remove_created_mountpoints
 
 
@@ -19,13 +21,14 @@ class Cluster:
     nodes: int = 0
     slot_index: int | None = None
     root: Path | None = None
-    dns: bool = False
+    dns: bool = True
     # "all" images, or only the pause and busybox images (quick, for harness tests).
     image_set: str = "all"
     control_plane: ControlPlane | None = field(default=None, init=False)
     node_list: list[Node] = field(default_factory=list, init=False)
     images: list[images.Image] = field(default_factory=list, init=False)
     timings: dict[str, float] = field(default_factory=dict, init=False)
+    kwok: Kwok | None = field(default=None, init=False)
 
     def start(self) -> Cluster:
         self.lock = net.SlotLock(self.slot_index)
@@ -37,7 +40,9 @@ class Cluster:
             (net.LOCK_DIR / f"slot{self.slot.index}.root").write_text(str(self.root))
             t0 = time.monotonic()
             if self.nodes:
-                self.images = images.build_all() if self.image_set == "all" else images.build_minimal()
+                self.images = (
+                    images.build_all() if self.image_set == "all" else images.build_minimal(self.dns)
+                )
                 self.timings["images"] = time.monotonic() - t0
             net.create_bridge(self.slot)
             t1 = time.monotonic()
@@ -52,10 +57,18 @@ class Cluster:
                 node = Node(self.control_plane, n, self.root / "nodes" / f"n{n}", peers, dns=self.dns)
                 node.prepare()
                 self.node_list.append(node)
-                node.start(self.images)
+            # Nodes start side by side: most of the time goes to importing images into containerd.
+            with ThreadPoolExecutor(max_workers=max(1, self.nodes)) as pool:
+                for future in [pool.submit(node.start, self.images) for node in self.node_list]:
+                    future.result()
             for node in self.node_list:
                 node.wait_ready()
             self.timings["nodes"] = time.monotonic() - t2
+            if self.nodes and self.dns:
+                t3 = time.monotonic()
+                dns.deploy(self.slot, self.kubeconfig)
+                dns.wait_resolvable(self.slot, [node.netns for node in self.node_list])
+                self.timings["dns"] = time.monotonic() - t3
         except BaseException:
             self.stop()
             raise
@@ -69,6 +82,13 @@ class Cluster:
     @property
     def kubeconfig(self) -> Path:
         return self.cp.admin_kubeconfig
+
+    def fake_nodes(self, count: int) -> list[str]:
+        """Add `count` simulated (KWOK) nodes; returns their names."""
+        if self.kwok is None:
+            assert self.root is not None
+            self.kwok = Kwok(self.cp, self.root)
+        return self.kwok.add_nodes(count)
 
     def node(self, name: str) -> Node:
         for node in self.node_list:

@@ -48,6 +48,16 @@ PIP_TARGET_ARGS = [
     "--quiet",
 ]
 RUNTIME_USER = "65532:65532"
+# Emptied after debootstrap: package caches, logs and documentation an image does not need.
+DEBIAN_PRUNE = (
+    "var/cache/apt/archives",
+    "var/lib/apt/lists",
+    "var/log",
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/info",
+    "usr/share/locale",
+)
 VERSION = "0.1.0"
 
 PAUSE = "localhost/pause:local"
@@ -55,6 +65,7 @@ BUSYBOX = "localhost/busybox:local"
 TASK = f"localhost/cairn-task:{VERSION}"
 OPERATOR = f"localhost/cairn-operator:{VERSION}"
 EXAMPLES = f"localhost/cairn-examples:{VERSION}"
+COREDNS = f"localhost/coredns:{config.COREDNS_VERSION}"
 
 
 @dataclass(frozen=True)
@@ -121,6 +132,16 @@ def busybox_image() -> Image:
     return _image(BUSYBOX, [layer_at(layer_file)], ImageConfig(cmd=["/bin/sh"], env=["PATH=/bin"]))
 
 
+def coredns_image() -> Image:
+    binary = config.tool_bin("coredns", config.COREDNS_VERSION)
+    layer_file = _layer_path("coredns", _hash(binary.read_bytes()))
+    if not layer_file.exists():
+        layer_from_files([FileEntry("coredns", source=binary, mode=0o755)], layer_file)
+    return _image(
+        COREDNS, [layer_at(layer_file)], ImageConfig(entrypoint=["/coredns"], env=[], user=RUNTIME_USER)
+    )
+
+
 # -- Debian base and Python layers -------------------------------------------------------------------
 def debian_packages() -> list[str]:
     lines = (SRC / "base" / "packages.txt").read_text().splitlines()
@@ -156,15 +177,7 @@ def debian_base_layer() -> Layer:
         except HarnessError as e:
             log = root / "debootstrap" / "debootstrap.log"
             raise HarnessError(f"{e}\n{log.read_text()[-3000:] if log.exists() else ''}") from e
-        for junk in (
-            "var/cache/apt/archives",
-            "var/lib/apt/lists",
-            "var/log",
-            "usr/share/doc",
-            "usr/share/man",
-            "usr/share/info",
-            "usr/share/locale",
-        ):
+        for junk in DEBIAN_PRUNE:
             target = root / junk
             if target.exists():
                 shutil.rmtree(target)
@@ -256,14 +269,23 @@ def cairn_layer(wheel: Path) -> Layer:
     return _python_layer("cairn", _hash(wheel.read_bytes()), str(wheel), no_deps=True)
 
 
+def example_files() -> list[Path]:
+    """Everything under examples/ but bytecode (the Dockerfiles' .dockerignore excludes the same)."""
+    return sorted(
+        p
+        for p in (config.REPO / "examples").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    )
+
+
 def examples_layer() -> Layer:
-    files = sorted(p for p in (config.REPO / "examples").rglob("*.py"))
-    key = _hash(*(str(p.relative_to(config.REPO)) + p.read_text() for p in files))
+    files = example_files()
+    key = _hash(*(str(p.relative_to(config.REPO)).encode() + p.read_bytes() for p in files))
     entries = [FileEntry(f"app/{p.relative_to(config.REPO)}", source=p) for p in files]
     return layer_from_files(entries, _layer_path("examples", key))
 
 
-def _python_config(cmd: list[str] | None = None) -> ImageConfig:
+def python_config(cmd: list[str]) -> ImageConfig:
     return ImageConfig(
         entrypoint=["/usr/bin/tini", "--"],
         cmd=cmd,
@@ -278,36 +300,41 @@ def _python_config(cmd: list[str] | None = None) -> ImageConfig:
     )
 
 
-def task_image(wheel: Path) -> Image:
-    return _image(
-        TASK,
-        [debian_base_layer(), deps_layer(None), cairn_layer(wheel)],
-        _python_config(["python3", "-m", "cairn.run"]),
-    )
+@dataclass(frozen=True)
+class PythonRecipe:
+    """A Python image: the Debian base, the dependencies of `extra`, the Cairn wheel, maybe examples."""
+
+    name: str
+    extra: str | None
+    cmd: list[str]
+    examples: bool = False
+    dockerfile: str | None = None  # where its Dockerfile lives, for users who build with Docker
 
 
-def examples_image(wheel: Path) -> Image:
-    return _image(
-        EXAMPLES,
-        [debian_base_layer(), deps_layer(None), cairn_layer(wheel), examples_layer()],
-        _python_config(["python3", "-m", "cairn.run"]),
-    )
+RECIPES = [
+    PythonRecipe(TASK, None, ["python3", "-m", "cairn.run"], dockerfile="images/task/Dockerfile"),
+    PythonRecipe(
+        EXAMPLES, None, ["python3", "-m", "cairn.run"], examples=True, dockerfile="images/examples/Dockerfile"
+    ),
+    PythonRecipe(
+        OPERATOR, "operator", ["python3", "-m", "cairn", "operator"], dockerfile="images/operator/Dockerfile"
+    ),
+]
 
 
-def operator_image(wheel: Path) -> Image:
-    return _image(
-        OPERATOR,
-        [debian_base_layer(), deps_layer("operator"), cairn_layer(wheel)],
-        _python_config(["python3", "-m", "cairn", "operator"]),
-    )
+def python_image(recipe: PythonRecipe, wheel: Path) -> Image:
+    layers = [debian_base_layer(), deps_layer(recipe.extra), cairn_layer(wheel)]
+    if recipe.examples:
+        layers.append(examples_layer())
+    return _image(recipe.name, layers, python_config(recipe.cmd))
 
 
 def build_all() -> list[Image]:
     IMAGES.mkdir(parents=True, exist_ok=True)
     wheel = build_wheel()
-    return [pause_image(), busybox_image(), task_image(wheel), examples_image(wheel), operator_image(wheel)]
+    return [pause_image(), busybox_image(), coredns_image(), *(python_image(r, wheel) for r in RECIPES)]
 
 
-def build_minimal() -> list[Image]:
+def build_minimal(dns: bool = True) -> list[Image]:
     IMAGES.mkdir(parents=True, exist_ok=True)
-    return [pause_image(), busybox_image()]
+    return [pause_image(), busybox_image(), *([coredns_image()] if dns else [])]

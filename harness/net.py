@@ -95,9 +95,15 @@ def create_bridge(slot: Slot) -> None:
         _ip("link", "add", slot.bridge, "type", "bridge")
     _ip("addr", "replace", f"{slot.host_ip}/24", "dev", slot.bridge)
     _ip("link", "set", slot.bridge, "up")
+    # The cluster's virtual ranges must never follow the host's default route out of the machine:
+    # a test that aims at a Service IP or a simulated pod IP from the host gets "unreachable".
+    _ip("route", "replace", "unreachable", slot.cluster_cidr)
+    _ip("route", "replace", "unreachable", slot.service_cidr, "metric", str(100 + slot.index))
 
 
 def delete_bridge(slot: Slot) -> None:
+    _ip("route", "del", "unreachable", slot.cluster_cidr, check=False)
+    _ip("route", "del", "unreachable", slot.service_cidr, "metric", str(100 + slot.index), check=False)
     if link_exists(slot.bridge):
         _ip("link", "del", slot.bridge, check=False)
 
@@ -129,6 +135,9 @@ def create_node_netns(slot: Slot, n: int, peers: list[int]) -> None:
     for peer in peers:
         if peer != n:
             _ip("route", "replace", slot.pod_cidr(peer), "via", slot.node_ip(peer), netns=ns)
+    # Processes of the node itself (hostNetwork pods, probes) need a route to Service IPs before
+    # kube-proxy's OUTPUT rules can rewrite them; on-link, so an unrewritten packet goes nowhere.
+    _ip("route", "replace", slot.service_cidr, "dev", "eth0", netns=ns)
     _ip("route", "replace", slot.pod_cidr(n), "via", slot.node_ip(n))
 
 
