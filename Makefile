@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)
 
-.PHONY: help setup lint test unit dev-cluster dev-cluster-down demo crds images bench
+.PHONY: help setup lint test unit dev-cluster dev-cluster-down demo crds dockerfiles images bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -29,3 +29,9 @@ dev-cluster: setup ## start a local cluster (2 real nodes) and PostgreSQL for yo
 
 dev-cluster-down: ## stop it and remove everything it made
 	$(PY) -m harness down
+
+crds: ## regenerate crds/ from the pydantic models in operator/cairn/api
+	$(PY) -m cairn.api.crd crds
+
+dockerfiles: ## regenerate images/*/Dockerfile from the image recipes in harness/images.py
+	$(PY) -m harness.dockerfiles

@@ -9,6 +9,7 @@ import re
 import secrets
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -18,6 +19,7 @@ from lightkube.resources.core_v1 import Namespace
 
 from harness.cluster import Cluster
 from harness.postgres import Postgres, create_database, drop_database
+from tests.support.crds import install_crds
 from tests.support.env import ClusterEnv, external_dsn, external_kubeconfig
 from tests.support.kube import client
 
@@ -45,6 +47,13 @@ def cluster_env() -> Iterator[ClusterEnv]:
 @pytest.fixture(scope="session")
 def kube(cluster_env: ClusterEnv) -> Client:
     return client(cluster_env.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def crds(cluster_env: ClusterEnv) -> Path:
+    """Cairn's CRDs, installed from crds/ (the generated files a user applies)."""
+    install_crds(cluster_env.kubeconfig)
+    return cluster_env.kubeconfig
 
 
 @pytest.fixture

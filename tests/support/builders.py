@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from lightkube.models.core_v1 import (
     Capabilities,
     Container,
@@ -94,3 +96,56 @@ def service(name: str, namespace: str, selector: dict[str, str], port: int, targ
         metadata=ObjectMeta(name=name, namespace=namespace),
         spec=ServiceSpec(selector=selector, ports=[ServicePort(port=port, targetPort=target_port)]),
     )
+
+
+# -- Cairn resources, as plain dicts (what a user writes in YAML) -----------------------------------
+EXAMPLES_IMAGE = "localhost/cairn-examples:0.1.0"
+
+
+def task_body(
+    name: str = "t", *, image: str = EXAMPLES_IMAGE, command: list[str] | None = None, **spec: object
+) -> dict[str, object]:
+    container: dict[str, object] = {"image": image, "imagePullPolicy": "Never"}
+    if command:
+        container["command"] = command
+    return {
+        "apiVersion": "cairn.dev/v1alpha1",
+        "kind": "Task",
+        "metadata": {"name": name},
+        "spec": {"template": {"spec": {"containers": [container]}}, **spec},
+    }
+
+
+def taskrun_body(
+    name: str = "r", task: str = "t", *, payload: str | None = None, **spec: object
+) -> dict[str, object]:
+    body_spec: dict[str, object] = {"taskRef": {"name": task}, **spec}
+    if payload is not None:
+        body_spec["payload"] = payload
+    return {
+        "apiVersion": "cairn.dev/v1alpha1",
+        "kind": "TaskRun",
+        "metadata": {"name": name},
+        "spec": body_spec,
+    }
+
+
+def queue_body(name: str = "default", **spec: object) -> dict[str, object]:
+    return {"apiVersion": "cairn.dev/v1alpha1", "kind": "Queue", "metadata": {"name": name}, "spec": spec}
+
+
+def with_path(body: dict[str, object], path: str, value: object) -> dict[str, object]:
+    """A copy of body with the dotted path set (list indexes as numbers: spec.template.spec.containers.0)."""
+    import copy
+
+    out = copy.deepcopy(body)
+    node: Any = out
+    parts = path.split(".")
+    for part in parts[:-1]:
+        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+    last = parts[-1]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return out

@@ -1,0 +1,181 @@
+"""TaskRun: one execution of a Task."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field
+
+from cairn.api.common import (
+    CONDITIONS_LIST,
+    PAYLOAD_MAX_BYTES,
+    RESULT_STATUS_MAX_BYTES,
+    Condition,
+    Model,
+    ObjectMeta,
+    cel,
+)
+from cairn.api.podtemplate import Quantity
+from cairn.api.task import TaskSpec
+
+
+class Phase(StrEnum):
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    RETRYING = "Retrying"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED)
+
+
+class TaskRef(Model):
+    """The Task to run, in the TaskRun's namespace."""
+
+    name: str = Field(min_length=1, max_length=253, description="The Task's name.")
+
+
+class TaskRunSpec(Model):
+    """One execution of a Task: which Task, with what payload, at what priority."""
+
+    model_config = cel(
+        "self.taskRef == oldSelf.taskRef",
+        "taskRef is immutable: create a new TaskRun to run another task",
+        "has(self.payload) == has(oldSelf.payload) && "
+        "(!has(self.payload) || self.payload == oldSelf.payload)",
+        "payload is immutable: create a new TaskRun (cairn rerun) to run with another payload",
+        "has(self.queue) == has(oldSelf.queue) && (!has(self.queue) || self.queue == oldSelf.queue)",
+        "queue is immutable once the TaskRun exists",
+        "!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)",
+        "a cancelled TaskRun cannot be un-cancelled: create a new one",
+        field_paths={0: ".taskRef", 1: ".payload", 2: ".queue", 3: ".cancel"},
+    )
+
+    task_ref: TaskRef = Field(description="The Task to run (immutable).")
+    payload: str | None = Field(
+        None,
+        max_length=PAYLOAD_MAX_BYTES,
+        description=(
+            f"Input of the run: JSON text, at most {PAYLOAD_MAX_BYTES} bytes (immutable). The task receives "
+            "it parsed; text that is not JSON fails the run with reason InvalidPayload. "
+            'Example: \'{"url": "https://example.com/a.mp4"}\'.'
+        ),
+    )
+    priority: int = Field(
+        0,
+        ge=-1000,
+        le=1000,
+        description="Higher runs are admitted first; equal priorities go oldest first. -1000 to 1000.",
+    )
+    concurrency_key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="Groups runs for the queue's perKeyLimit, e.g. a tenant or customer id.",
+    )
+    queue: str | None = Field(
+        None,
+        min_length=1,
+        max_length=253,
+        description="Run through this Queue instead of the Task's (immutable).",
+    )
+    cancel: bool | None = Field(
+        None,
+        description="Set to true to cancel: the pod is stopped and the run ends Cancelled. One way only.",
+    )
+
+
+class Attempt(Model):
+    """One attempt: one pod."""
+
+    number: int = Field(description="1 for the first attempt.")
+    pod: str = Field(description="The pod's name.")
+    node: str | None = Field(None, description="The node it ran on.")
+    start_time: str | None = Field(None, description="When the pod was created.")
+    finish_time: str | None = Field(None, description="When it ended.")
+    exit_code: int | None = Field(None, description="The task container's exit code.")
+    reason: str | None = Field(
+        None,
+        description=(
+            "Why it ended: Completed, Error, OOMKilled, DeadlineExceeded, Evicted, NodeLost, PodDeleted, "
+            "ImagePullFailed, ConfigError, Cancelled, MaxDurationExceeded."
+        ),
+    )
+    message: str | None = Field(
+        None, max_length=1024, description="The termination message or last log line."
+    )
+    counted: bool | None = Field(
+        None, description="Whether it spent one of maxAttempts (disruptions do not)."
+    )
+    memory_limit: Quantity | None = Field(
+        None, description="The memory limit it ran with (raised after OOM kills)."
+    )
+
+
+class Progress(Model):
+    """Steps recorded so far (the full history is in PostgreSQL: cairn describe)."""
+
+    steps_completed: int = Field(0, description="Number of completed steps.")
+    last_step: str | None = Field(None, description="Key of the last completed step, e.g. transcode#0.")
+    state: str | None = Field(
+        None, max_length=256, description="The task's own progress note, if it saves one."
+    )
+    updated_time: str | None = Field(None, description="When the last step completed.")
+
+
+class TaskSnapshot(Model):
+    """The Task as it was when the run started. Edits to the Task never change a run in flight."""
+
+    name: str = Field(description="The Task's name.")
+    uid: str | None = Field(None, description="The Task's uid.")
+    generation: int | None = Field(None, description="The Task's generation that was copied.")
+    spec: TaskSpec = Field(description="The copied spec.")
+
+
+class TaskRunStatus(Model):
+    """What happened to the run so far."""
+
+    phase: Phase | None = Field(
+        None, description="Queued, Running, Retrying (waiting out a backoff), Succeeded, Failed or Cancelled."
+    )
+    reason: str | None = Field(
+        None, description="Why it is in this phase, in one word (e.g. QueueFull, OOMKilled)."
+    )
+    message: str | None = Field(None, max_length=1024, description="Why, for a person.")
+    observed_generation: int | None = Field(None, description="The generation of the spec this reflects.")
+    conditions: list[Condition] | None = Field(
+        None,
+        description="Admitted (has a queue slot, or why not) and Succeeded (the outcome, once known).",
+        json_schema_extra=CONDITIONS_LIST,
+    )
+    queue: str | None = Field(None, description="The Queue the run goes through.")
+    task: TaskSnapshot | None = Field(None, description="The Task this run started with.")
+    attempt: int | None = Field(None, description="The current (or last) attempt number.")
+    attempts: list[Attempt] | None = Field(None, description="Every attempt so far, oldest first.")
+    start_time: str | None = Field(None, description="When the first attempt started.")
+    completion_time: str | None = Field(None, description="When the run ended.")
+    next_attempt_time: str | None = Field(None, description="When the next attempt starts (phase Retrying).")
+    progress: Progress | None = Field(None, description="Steps completed so far.")
+    result: str | None = Field(
+        None,
+        max_length=RESULT_STATUS_MAX_BYTES,
+        description=(
+            f"The task's result as JSON, when it fits in {RESULT_STATUS_MAX_BYTES} bytes; the full result "
+            "is always in PostgreSQL (cairn get RUN -o json)."
+        ),
+    )
+    result_truncated: bool | None = Field(None, description="True when the result was too large for status.")
+
+
+class TaskRun(Model):
+    """A TaskRun as stored in Kubernetes."""
+
+    api_version: Literal["cairn.dev/v1alpha1"] = "cairn.dev/v1alpha1"
+    kind: Literal["TaskRun"] = "TaskRun"
+    metadata: ObjectMeta
+    spec: TaskRunSpec
+    status: TaskRunStatus | None = None
