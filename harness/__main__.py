@@ -64,6 +64,7 @@ def serve(state: Path, nodes: int) -> int:
             "kubeconfig": str(kubeconfig),
             "dsn": pg.dsn,
             "host_ip": cluster.slot.host_ip,
+            "root": str(cluster.root),
             "nodes": [n.name for n in cluster.node_list],
             "started_in_s": round(time.monotonic() - t0, 1),
             "timings": {k: round(v, 1) for k, v in cluster.timings.items()},
@@ -127,6 +128,27 @@ def down(state: Path) -> int:
     return 1
 
 
+def load_images(state: Path) -> int:
+    """Rebuild the images (only what changed) and import them into the running cluster's nodes."""
+    from harness import images
+    from harness.procs import run
+
+    data = _read_state(state)
+    if not data or not _alive(data):
+        print("no local cluster is running; start one with `make dev-cluster`", file=sys.stderr)
+        return 1
+    built = images.build_all()
+    for node in Path(str(data["root"])).glob("nodes/n*"):
+        sock = node / "run" / "containerd" / "containerd.sock"
+        for image in built:
+            run(
+                ["ctr", "--address", str(sock), "--namespace", "k8s.io", "images", "import", str(image.archive)],
+                timeout=300,
+            )
+        print(f"imported {len(built)} images into {node.name}")
+    return 0
+
+
 def print_env(state: Path) -> int:
     data = _read_state(state)
     if not data:
@@ -155,7 +177,7 @@ def main() -> int:
         p = sub.add_parser(name)
         p.add_argument("--nodes", type=int, default=2)
         p.add_argument("--state", type=Path, default=DEFAULT_STATE)
-    for name in ("down", "status"):
+    for name in ("down", "status", "load-images"):
         sub.add_parser(name).add_argument("--state", type=Path, default=DEFAULT_STATE)
     args = parser.parse_args()
     if args.cmd == "up":
@@ -164,6 +186,8 @@ def main() -> int:
         return serve(args.state, args.nodes)
     if args.cmd == "down":
         return down(args.state)
+    if args.cmd == "load-images":
+        return load_images(args.state)
     return print_env(args.state)
 
 

@@ -40,9 +40,7 @@ class Cluster:
             (net.LOCK_DIR / f"slot{self.slot.index}.root").write_text(str(self.root))
             t0 = time.monotonic()
             if self.nodes:
-                self.images = (
-                    images.build_all() if self.image_set == "all" else images.build_minimal(self.dns)
-                )
+                self.images = images.build_all() if self.image_set == "all" else images.build_minimal(self.dns)
                 self.timings["images"] = time.monotonic() - t0
             net.create_bridge(self.slot)
             t1 = time.monotonic()
@@ -134,7 +132,7 @@ def _only_slot_in_use(mine: net.Slot) -> bool:
             if i != mine.index:
                 others.append(net.SlotLock(i))
         return True
-    except Exception:
+    except procs.HarnessError:  # another harness holds a slot
         return False
     finally:
         for lock in others:

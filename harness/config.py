@@ -22,9 +22,7 @@ class MissingBinaryError(RuntimeError):
 def k8s_bin(name: str) -> Path:
     path = CACHE / "k8s" / K8S_VERSION / name
     if not os.access(path, os.X_OK):
-        raise MissingBinaryError(
-            f"{path} is missing: run `hack/setup.sh` (it builds Kubernetes {K8S_VERSION})"
-        )
+        raise MissingBinaryError(f"{path} is missing: run `hack/setup.sh` (it builds Kubernetes {K8S_VERSION})")
     return path
 
 
@@ -38,9 +36,7 @@ def tool_bin(name: str, version: str) -> Path:
 def system_bin(name: str, *extra_dirs: str) -> Path:
     found = shutil.which(name, path=os.pathsep.join([*extra_dirs, os.environ.get("PATH", ""), "/usr/sbin"]))
     if not found:
-        raise MissingBinaryError(
-            f"`{name}` is not installed: run `hack/setup.sh` (it installs Debian's packages)"
-        )
+        raise MissingBinaryError(f"`{name}` is not installed: run `hack/setup.sh` (it installs Debian's packages)")
     return Path(found)
 
 

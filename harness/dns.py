@@ -193,6 +193,5 @@ def wait_resolvable(slot: Slot, netns: list[str], timeout: float = 60) -> None:
         )
         if res.returncode != 0:
             raise HarnessError(
-                f"cluster DNS ({slot.dns_service_ip}) does not answer from {ns} after {timeout}s:"
-                f" {res.stderr[-2000:]}"
+                f"cluster DNS ({slot.dns_service_ip}) does not answer from {ns} after {timeout}s: {res.stderr[-2000:]}"
             )

@@ -137,9 +137,7 @@ def coredns_image() -> Image:
     layer_file = _layer_path("coredns", _hash(binary.read_bytes()))
     if not layer_file.exists():
         layer_from_files([FileEntry("coredns", source=binary, mode=0o755)], layer_file)
-    return _image(
-        COREDNS, [layer_at(layer_file)], ImageConfig(entrypoint=["/coredns"], env=[], user=RUNTIME_USER)
-    )
+    return _image(COREDNS, [layer_at(layer_file)], ImageConfig(entrypoint=["/coredns"], env=[], user=RUNTIME_USER))
 
 
 # -- Debian base and Python layers -------------------------------------------------------------------
@@ -316,9 +314,7 @@ RECIPES = [
     PythonRecipe(
         EXAMPLES, None, ["python3", "-m", "cairn.run"], examples=True, dockerfile="images/examples/Dockerfile"
     ),
-    PythonRecipe(
-        OPERATOR, "operator", ["python3", "-m", "cairn", "operator"], dockerfile="images/operator/Dockerfile"
-    ),
+    PythonRecipe(OPERATOR, "operator", ["python3", "-m", "cairn", "operator"], dockerfile="images/operator/Dockerfile"),
 ]
 
 

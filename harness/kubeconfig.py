@@ -18,18 +18,14 @@ def write_kubeconfig(path: Path, *, server: str, ca: Path, client: CertPair, use
     doc = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [
-            {"name": cluster, "cluster": {"server": server, "certificate-authority-data": _b64(ca)}}
-        ],
+        "clusters": [{"name": cluster, "cluster": {"server": server, "certificate-authority-data": _b64(ca)}}],
         "users": [
             {
                 "name": user,
                 "user": {"client-certificate-data": _b64(client.cert), "client-key-data": _b64(client.key)},
             }
         ],
-        "contexts": [
-            {"name": cluster, "context": {"cluster": cluster, "user": user, "namespace": "default"}}
-        ],
+        "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": user, "namespace": "default"}}],
         "current-context": cluster,
     }
     path.write_text(yaml.safe_dump(doc, sort_keys=False))

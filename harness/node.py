@@ -252,9 +252,7 @@ class Node:
                 "--v=1",
             ],
         )
-        self._in_node(
-            "kube-proxy", [str(config.k8s_bin("kube-proxy")), f"--config={self.proxy_config}", "--v=1"]
-        )
+        self._in_node("kube-proxy", [str(config.k8s_bin("kube-proxy")), f"--config={self.proxy_config}", "--v=1"])
         self.started += 1
 
     def import_image(self, image: Image) -> None:
@@ -286,9 +284,7 @@ class Node:
             victims = set(_cgroup_pids(self.cgroup_root))
             if mntns is not None:
                 victims |= set(
-                    pids_where(
-                        lambda p: _mnt_ns(p) == mntns and p != (self.holder.pid if self.holder else -1)
-                    )
+                    pids_where(lambda p: _mnt_ns(p) == mntns and p != (self.holder.pid if self.holder else -1))
                 )
             if not victims:
                 break
@@ -363,9 +359,7 @@ def _net_ns_inode(pid: int) -> int | None:
 
 def _cgroup_controllers() -> list[str]:
     base = Path("/sys/fs/cgroup")
-    return sorted(
-        p.name for p in base.iterdir() if p.is_dir() and not p.is_symlink() and (p / "cgroup.procs").exists()
-    )
+    return sorted(p.name for p in base.iterdir() if p.is_dir() and not p.is_symlink() and (p / "cgroup.procs").exists())
 
 
 def _cgroup_pids(root: str) -> list[int]:

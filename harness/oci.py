@@ -78,11 +78,7 @@ def layer_from_dir(root: Path, out: Path, *, prefix: str = "") -> Layer:
         for path in _walk(root):
             if stat.S_ISSOCK(path.lstat().st_mode):
                 continue
-            arcname = (
-                str(Path(prefix.lstrip("/")) / path.relative_to(root))
-                if prefix
-                else str(path.relative_to(root))
-            )
+            arcname = str(Path(prefix.lstrip("/")) / path.relative_to(root)) if prefix else str(path.relative_to(root))
             info = tar.gettarinfo(str(path), arcname=arcname)
             if info is None:  # sockets and other types tar cannot hold
                 continue
@@ -161,20 +157,14 @@ def write_image(name: str, layers: list[Layer], config: ImageConfig, out: Path) 
         "rootfs": {"type": "layers", "diff_ids": [layer.digest for layer in layers]},
         "history": [{"created_by": "cairn harness oci writer"} for _ in layers],
     }
-    config_digest, config_bytes = _blob(
-        json.dumps(image_config, sort_keys=True, separators=(",", ":")).encode()
-    )
+    config_digest, config_bytes = _blob(json.dumps(image_config, sort_keys=True, separators=(",", ":")).encode())
     manifest = {
         "schemaVersion": 2,
         "mediaType": MEDIA_MANIFEST,
         "config": {"mediaType": MEDIA_CONFIG, "digest": config_digest, "size": len(config_bytes)},
-        "layers": [
-            {"mediaType": MEDIA_LAYER, "digest": layer.digest, "size": layer.size} for layer in layers
-        ],
+        "layers": [{"mediaType": MEDIA_LAYER, "digest": layer.digest, "size": layer.size} for layer in layers],
     }
-    manifest_digest, manifest_bytes = _blob(
-        json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
-    )
+    manifest_digest, manifest_bytes = _blob(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode())
     tag = name.rsplit(":", 1)[1]
     index = {
         "schemaVersion": 2,

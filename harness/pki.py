@@ -119,9 +119,7 @@ def service_account_keys(directory: Path) -> CertPair:
     pub = directory / "sa.pub"
     priv = directory / "sa.key"
     pub.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     priv.write_bytes(_key_pem(key))
     priv.chmod(0o600)

@@ -136,12 +136,11 @@ class Proc:
             try:
                 if check():
                     return
-            except Exception:  # noqa: S110 - not ready yet; the timeout reports the log
+            except Exception:  # noqa: S110, BLE001 - not ready yet; the timeout reports the log
                 pass
             if time.monotonic() > deadline:
                 raise HarnessError(
-                    f"{self.name} was not {what} after {timeout:.0f}s; "
-                    f"last lines of {self.log}:\n{tail(self.log)}"
+                    f"{self.name} was not {what} after {timeout:.0f}s; last lines of {self.log}:\n{tail(self.log)}"
                 )
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
@@ -188,7 +187,5 @@ def run(argv: Sequence[str], *, check: bool = True, timeout: float = 120, **kw: 
         **kw,  # type: ignore[call-overload]
     )
     if check and res.returncode != 0:
-        raise HarnessError(
-            f"`{' '.join(map(str, argv))}` failed ({res.returncode}):\n{res.stdout}{res.stderr}"
-        )
+        raise HarnessError(f"`{' '.join(map(str, argv))}` failed ({res.returncode}):\n{res.stdout}{res.stderr}")
     return str(res.stdout)

@@ -38,9 +38,7 @@ def _stages_dir() -> Path:
     gomodcache = os.environ.get("GOMODCACHE") or str(config.CACHE / "go" / "mod")
     path = Path(gomodcache) / f"sigs.k8s.io/kwok@{config.KWOK_VERSION}" / "kustomize" / "stage"
     if not path.exists():
-        out = subprocess.run(
-            ["go", "env", "GOMODCACHE"], capture_output=True, text=True, check=False
-        ).stdout.strip()
+        out = subprocess.run(["go", "env", "GOMODCACHE"], capture_output=True, text=True, check=False).stdout.strip()
         path = Path(out) / f"sigs.k8s.io/kwok@{config.KWOK_VERSION}" / "kustomize" / "stage"
     if not path.exists():
         raise HarnessError(f"KWOK's stages are missing from the Go module cache ({path}): run hack/setup.sh")
@@ -116,6 +114,4 @@ class Kwok:
     def _ready(self, name: str) -> bool:
         node = api_request(self.cp, f"/api/v1/nodes/{name}")
         assert isinstance(node, dict)
-        return any(
-            c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions", [])
-        )
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions", []))

@@ -1,1 +1,33 @@
-"""Every Prometheus metric Cairn exports, in one place (prefix `cairn_`, no unbounded labels)."""
+"""Every Prometheus metric Cairn exports, in one place: prefix `cairn_`, bounded labels only (phase,
+reason, queue, never a run or pod name)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RUNS_FINISHED = Counter("cairn_runs_finished_total", "Runs that reached a final phase.", ["phase"])
+ATTEMPTS_ENDED = Counter("cairn_attempts_ended_total", "Attempts (pods) that ended, by reason.", ["reason"])
+RETRIES = Counter("cairn_retries_total", "Attempts retried, by the reason the previous one ended.", ["reason"])
+ADMISSIONS = Counter("cairn_admissions_total", "Runs admitted by their queue.")
+ADMISSION_WAIT = Histogram(
+    "cairn_admission_wait_seconds",
+    "Time from TaskRun creation to its first pod.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
+RUN_DURATION = Histogram(
+    "cairn_run_duration_seconds",
+    "Time from a run's first attempt to its end.",
+    buckets=(1, 5, 15, 30, 60, 300, 900, 1800, 3600, 4 * 3600, 24 * 3600),
+)
+QUEUE_DEPTH = Gauge("cairn_queue_queued", "Runs waiting in a queue.", ["namespace", "queue"])
+QUEUE_RUNNING = Gauge("cairn_queue_running", "Runs holding a slot of a queue.", ["namespace", "queue"])
+RECONCILE_SECONDS = Histogram("cairn_reconcile_seconds", "Time spent in one reconcile.", ["kind"])
+RECONCILE_ERRORS = Counter("cairn_reconcile_errors_total", "Reconciles that failed (retried).", ["kind", "error"])
+KUBE_REQUESTS = Counter("cairn_kube_requests_total", "Requests the operator made to the API server.", ["what"])
+WORKQUEUE_DEPTH = Gauge("cairn_workqueue_depth", "Keys waiting in a work queue.", ["queue"])
+CHECKPOINT_SECONDS = Histogram(
+    "cairn_checkpoint_write_seconds",
+    "Time to record a step through the API (database included).",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+)
+API_REQUESTS = Counter("cairn_api_requests_total", "Checkpoint and trigger API requests.", ["route", "code"])

@@ -63,9 +63,7 @@ KINDS = [
         columns=[
             _col("Queue", ".spec.queue", description="The Queue that admits its runs."),
             _col("Image", ".spec.template.spec.containers[0].image", description="The task's image."),
-            _col(
-                "Max-Attempts", ".spec.retry.maxAttempts", "integer", "Attempts per run, the first included."
-            ),
+            _col("Max-Attempts", ".spec.retry.maxAttempts", "integer", "Attempts per run, the first included."),
             AGE,
         ],
     ),

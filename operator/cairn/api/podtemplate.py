@@ -47,9 +47,7 @@ class EnvVarSource(Model):
         exactly_one("secretKeyRef", "configMapKeyRef", "fieldRef"),
         "set exactly one of secretKeyRef, configMapKeyRef, fieldRef",
     )
-    secret_key_ref: SecretKeySelector | None = Field(
-        None, description="A key of a Secret (e.g. an API token)."
-    )
+    secret_key_ref: SecretKeySelector | None = Field(None, description="A key of a Secret (e.g. an API token).")
     config_map_key_ref: ConfigMapKeySelector | None = Field(None, description="A key of a ConfigMap.")
     field_ref: ObjectFieldSelector | None = Field(None, description="A field of the pod (downward API).")
 
@@ -65,9 +63,7 @@ class EnvVar(Model):
     )
     name: str = Field(description="Name of the variable.", min_length=1, max_length=256)
     value: str | None = Field(None, description="A literal value.")
-    value_from: EnvVarSource | None = Field(
-        None, description="A value read from a Secret, ConfigMap or the pod."
-    )
+    value_from: EnvVarSource | None = Field(None, description="A value read from a Secret, ConfigMap or the pod.")
 
 
 class EnvFromSource(Model):
@@ -75,9 +71,7 @@ class EnvFromSource(Model):
 
     prefix: str | None = Field(None, description="Prepended to every key.")
     secret_ref: dict[str, Any] | None = Field(None, description="The Secret: {name: ..., optional: ...}.")
-    config_map_ref: dict[str, Any] | None = Field(
-        None, description="The ConfigMap: {name: ..., optional: ...}."
-    )
+    config_map_ref: dict[str, Any] | None = Field(None, description="The ConfigMap: {name: ..., optional: ...}.")
 
 
 class ResourceRequirements(Model):
@@ -157,9 +151,7 @@ class Volume(Model):
         "set exactly one volume source: " + ", ".join(_VOLUME_SOURCES),
     )
     name: str = Field(description="Name, referenced by volumeMounts.")
-    config_map: dict[str, Any] | None = Field(
-        None, description="A ConfigMap's keys as files (core/v1 schema)."
-    )
+    config_map: dict[str, Any] | None = Field(None, description="A ConfigMap's keys as files (core/v1 schema).")
     secret: dict[str, Any] | None = Field(None, description="A Secret's keys as files (core/v1 schema).")
     empty_dir: dict[str, Any] | None = Field(None, description="Scratch space for the pod's life.")
     persistent_volume_claim: dict[str, Any] | None = Field(None, description="A PersistentVolumeClaim.")
@@ -177,9 +169,7 @@ class PodSecurity(Model):
     """The part of the pod security context a task may choose. Cairn always runs as non-root with the
     RuntimeDefault seccomp profile."""
 
-    run_as_user: int | None = Field(
-        None, ge=1, description="UID to run as (not 0). Defaults to the image's user."
-    )
+    run_as_user: int | None = Field(None, ge=1, description="UID to run as (not 0). Defaults to the image's user.")
     run_as_group: int | None = Field(None, ge=1, description="GID to run as (not 0).")
     fs_group: int | None = Field(None, ge=1, description="Group that owns mounted volumes.")
 
@@ -192,9 +182,7 @@ class PodSpec(Model):
         min_length=1,
         max_length=1,
     )
-    volumes: list[Volume] | None = Field(
-        None, max_length=64, description="Volumes for the container's volumeMounts."
-    )
+    volumes: list[Volume] | None = Field(None, max_length=64, description="Volumes for the container's volumeMounts.")
     service_account_name: str | None = Field(
         None, description="Service account of the pod. Its Kubernetes token is not mounted unless asked."
     )
@@ -206,9 +194,7 @@ class PodSpec(Model):
     tolerations: list[dict[str, Any]] | None = Field(None, description="Taints the pod tolerates (core/v1).")
     affinity: dict[str, Any] | None = Field(None, description="Node and pod (anti-)affinity (core/v1).")
     priority_class_name: str | None = Field(None, description="Pod priority class (scheduling priority).")
-    image_pull_secrets: list[dict[str, str]] | None = Field(
-        None, description="Secrets for pulling the image."
-    )
+    image_pull_secrets: list[dict[str, str]] | None = Field(None, description="Secrets for pulling the image.")
     termination_grace_period_seconds: int | None = Field(
         None, ge=0, description="Seconds between SIGTERM and SIGKILL when an attempt is stopped (default 30)."
     )

@@ -40,9 +40,7 @@ class Backoff(Model):
     )
 
     initial_delay: DurationStr = Duration("Delay before the second attempt.", default="10s")
-    factor: float = Field(
-        2.0, ge=1, le=10, description="Each delay is the previous one times this (1 to 10)."
-    )
+    factor: float = Field(2.0, ge=1, le=10, description="Each delay is the previous one times this (1 to 10).")
     max_delay: DurationStr = Duration("The longest delay between two attempts.", default="5m")
     jitter: float = Field(
         0.1, ge=0, le=1, description="Randomise each delay by up to this fraction either way (0.1 = ±10%)."
@@ -52,9 +50,7 @@ class Backoff(Model):
 class ExitCodeRule(Model):
     """Matches an attempt by its container's exit code (as in a Job's podFailurePolicy)."""
 
-    operator: Literal["In", "NotIn"] = Field(
-        description="In: the code is one of values. NotIn: it is none of them."
-    )
+    operator: Literal["In", "NotIn"] = Field(description="In: the code is one of values. NotIn: it is none of them.")
     values: list[int] = Field(min_length=1, max_length=255, description="Exit codes (1-255).")
 
 
@@ -86,9 +82,7 @@ class PodFailureRule(Model):
 class PodFailurePolicy(Model):
     """Rules on how failed attempts count, as in a batch/v1 Job."""
 
-    rules: list[PodFailureRule] = Field(
-        max_length=20, description="Evaluated in order; the first match decides."
-    )
+    rules: list[PodFailureRule] = Field(max_length=20, description="Evaluated in order; the first match decides.")
 
 
 class OutOfMemory(Model):
@@ -107,9 +101,7 @@ class RetryPolicy(Model):
     """When and how a failed attempt is retried. A new attempt is a new pod that resumes from the last
     completed step."""
 
-    max_attempts: int = Field(
-        3, ge=1, le=1000, description="Attempts in all, the first included (at least 1)."
-    )
+    max_attempts: int = Field(3, ge=1, le=1000, description="Attempts in all, the first included (at least 1).")
     backoff: Backoff = Field(
         default_factory=Backoff, description="Delays between attempts.", json_schema_extra={"default": {}}
     )
@@ -154,8 +146,7 @@ class TaskSpec(Model):
         json_schema_extra={"default": {}},
     )
     attempt_timeout: DurationStr | None = Duration(
-        "Longest one attempt (one pod) may run; it then ends as DeadlineExceeded and the retry policy "
-        "decides.",
+        "Longest one attempt (one pod) may run; it then ends as DeadlineExceeded and the retry policy decides.",
         default=None,
     )
     max_duration: DurationStr | None = Duration(

@@ -45,8 +45,7 @@ class TaskRunSpec(Model):
     model_config = cel(
         "self.taskRef == oldSelf.taskRef",
         "taskRef is immutable: create a new TaskRun to run another task",
-        "has(self.payload) == has(oldSelf.payload) && "
-        "(!has(self.payload) || self.payload == oldSelf.payload)",
+        "has(self.payload) == has(oldSelf.payload) && (!has(self.payload) || self.payload == oldSelf.payload)",
         "payload is immutable: create a new TaskRun (cairn rerun) to run with another payload",
         "has(self.queue) == has(oldSelf.queue) && (!has(self.queue) || self.queue == oldSelf.queue)",
         "queue is immutable once the TaskRun exists",
@@ -105,15 +104,9 @@ class Attempt(Model):
             "ImagePullFailed, ConfigError, Cancelled, MaxDurationExceeded."
         ),
     )
-    message: str | None = Field(
-        None, max_length=1024, description="The termination message or last log line."
-    )
-    counted: bool | None = Field(
-        None, description="Whether it spent one of maxAttempts (disruptions do not)."
-    )
-    memory_limit: Quantity | None = Field(
-        None, description="The memory limit it ran with (raised after OOM kills)."
-    )
+    message: str | None = Field(None, max_length=1024, description="The termination message or last log line.")
+    counted: bool | None = Field(None, description="Whether it spent one of maxAttempts (disruptions do not).")
+    memory_limit: Quantity | None = Field(None, description="The memory limit it ran with (raised after OOM kills).")
 
 
 class Progress(Model):
@@ -121,9 +114,7 @@ class Progress(Model):
 
     steps_completed: int = Field(0, description="Number of completed steps.")
     last_step: str | None = Field(None, description="Key of the last completed step, e.g. transcode#0.")
-    state: str | None = Field(
-        None, max_length=256, description="The task's own progress note, if it saves one."
-    )
+    state: str | None = Field(None, max_length=256, description="The task's own progress note, if it saves one.")
     updated_time: str | None = Field(None, description="When the last step completed.")
 
 
@@ -142,9 +133,7 @@ class TaskRunStatus(Model):
     phase: Phase | None = Field(
         None, description="Queued, Running, Retrying (waiting out a backoff), Succeeded, Failed or Cancelled."
     )
-    reason: str | None = Field(
-        None, description="Why it is in this phase, in one word (e.g. QueueFull, OOMKilled)."
-    )
+    reason: str | None = Field(None, description="Why it is in this phase, in one word (e.g. QueueFull, OOMKilled).")
     message: str | None = Field(None, max_length=1024, description="Why, for a person.")
     observed_generation: int | None = Field(None, description="The generation of the spec this reflects.")
     conditions: list[Condition] | None = Field(

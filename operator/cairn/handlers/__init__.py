@@ -1,1 +1,1 @@
-"""kopf wiring only: parse, decide (domain), apply (k8s, store)."""
+"""kopf wiring only: settings in one startup handler, watch events handed to the controller."""

@@ -1,0 +1,47 @@
+"""The operator's and the API's settings, from the environment (CAIRN_*)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    database_url: SecretStr = Field(description="PostgreSQL DSN (CAIRN_DATABASE_URL).")
+    api_url: str = Field("http://cairn-api:8080", description="Where task pods reach the checkpoint API.")
+    kubeconfig: str | None = Field(None, description="A kubeconfig file; unset: in-cluster service account.")
+    namespaces: list[str] = Field(default_factory=list, description="Namespaces to watch; empty: all.")
+    token_audience: str = Field("cairn.dev", description="Audience of the pods' projected tokens.")
+    workers: int = Field(8, ge=1, description="Concurrent reconciles.")
+    kube_qps: float = Field(50, ge=0, description="Client-side Kubernetes API requests per second.")
+    kube_burst: int = Field(100, ge=1)
+    event_qps: float = Field(5, ge=0)
+    sweep_interval: float = Field(30, gt=0, description="Seconds between sweeps for leaked slots.")
+    resync_interval: float = Field(300, gt=0, description="Seconds between full re-reconciles of every run.")
+    liveness_port: int = Field(8081, description="kopf's /healthz port (0: off).")
+    metrics_port: int = Field(9090, description="Prometheus /metrics port (0: off).")
+    api_port: int = Field(8080, description="The checkpoint/trigger API's port.")
+    api_host: str = Field("0.0.0.0", description="The API's bind address.")  # noqa: S104 - a server in a pod
+    log_format: str = Field("json", pattern="^(json|text)$")
+    log_level: str = Field("INFO")
+    retention_default: str = Field("168h", description="Checkpoint retention for runs deleted before finishing.")
+
+    @property
+    def dsn(self) -> str:
+        return self.database_url.get_secret_value()
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        env = dict(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            key = f"CAIRN_{name.upper()}"
+            if key in env and env[key] != "":
+                raw = env[key]
+                values[name] = [n.strip() for n in raw.split(",") if n.strip()] if name == "namespaces" else raw
+        values.update(overrides)
+        return cls.model_validate(values)

@@ -1,0 +1,82 @@
+"""What the watches saw: the latest body of every TaskRun, Task, Queue and Cairn pod.
+
+Filled by the kopf event handlers (the initial listing, then every change). The reconcilers read it
+instead of asking the API server, so a reconcile costs no read requests.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from cairn.domain import naming
+
+Body = dict[str, Any]
+Key = tuple[str, str]  # (namespace, name)
+
+
+def key_of(body: Body) -> Key:
+    meta = body["metadata"]
+    return meta.get("namespace", ""), meta["name"]
+
+
+@dataclass
+class Cache:
+    taskruns: dict[str, Body] = field(default_factory=dict)  # by uid
+    run_uids: dict[Key, str] = field(default_factory=dict)
+    tasks: dict[Key, Body] = field(default_factory=dict)
+    queues: dict[Key, Body] = field(default_factory=dict)
+    pods: dict[str, dict[int, Body]] = field(default_factory=lambda: defaultdict(dict))  # run uid -> attempt -> pod
+
+    def put_taskrun(self, body: Body) -> str:
+        uid: str = body["metadata"]["uid"]
+        self.taskruns[uid] = body
+        self.run_uids[key_of(body)] = uid
+        return uid
+
+    def drop_taskrun(self, body: Body) -> str:
+        uid: str = body["metadata"]["uid"]
+        self.taskruns.pop(uid, None)
+        if self.run_uids.get(key_of(body)) == uid:
+            self.run_uids.pop(key_of(body), None)
+        self.pods.pop(uid, None)
+        return uid
+
+    def put_pod(self, body: Body) -> str | None:
+        labels = body["metadata"].get("labels") or {}
+        uid = labels.get(naming.LABEL_RUN_UID)
+        attempt = labels.get(naming.LABEL_ATTEMPT)
+        if not uid or not attempt or not attempt.isdigit():
+            return None
+        self.pods[uid][int(attempt)] = body
+        return str(uid)
+
+    def drop_pod(self, body: Body) -> str | None:
+        labels = body["metadata"].get("labels") or {}
+        uid = labels.get(naming.LABEL_RUN_UID)
+        attempt = labels.get(naming.LABEL_ATTEMPT)
+        if not uid or not attempt or not attempt.isdigit():
+            return None
+        pods = self.pods.get(uid)
+        if pods is not None:
+            current = pods.get(int(attempt))
+            if current is not None and current["metadata"].get("uid") == body["metadata"].get("uid"):
+                pods.pop(int(attempt), None)
+        return str(uid)
+
+    def runs_of_task(self, namespace: str, task: str) -> list[str]:
+        return [
+            uid
+            for uid, body in self.taskruns.items()
+            if body["metadata"].get("namespace") == namespace
+            and (body.get("spec") or {}).get("taskRef", {}).get("name") == task
+        ]
+
+    def runs_of_queue(self, namespace: str, queue: str) -> list[str]:
+        out = []
+        for uid, body in self.taskruns.items():
+            status = body.get("status") or {}
+            if body["metadata"].get("namespace") == namespace and status.get("queue") == queue:
+                out.append(uid)
+        return out

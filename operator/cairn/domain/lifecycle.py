@@ -1,0 +1,480 @@
+"""The life of a TaskRun, decided from what is observed (pure: no I/O, time passed in).
+
+`plan()` reads a snapshot of everything relevant to one run — the TaskRun, its Task, its row in the
+store (admission), its pods, its recorded progress — and returns what to do: register it in its
+queue, create or delete a pod, release or requeue its slot, patch its status, post events, and when
+to look again. The controller applies the plan; applying it twice is harmless, so a crash at any
+point is repaired by the next reconcile, which sees the same world and decides the same thing.
+
+Phases: Queued -> Running -> (Retrying -> Running)* -> Succeeded | Failed | Cancelled.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from cairn.api.common import RESULT_STATUS_MAX_BYTES, parse_duration
+from cairn.api.task import Task
+from cairn.api.taskrun import Attempt, Phase, Progress, TaskRun, TaskRunStatus, TaskSnapshot
+from cairn.domain import naming, retry
+from cairn.domain.admission import WaitReason
+from cairn.domain.conditions import set_condition
+from cairn.domain.podspec import RunRef, Runtime, memory_limit, render_pod
+from cairn.domain.quantity import from_bytes, to_bytes
+from cairn.domain.termination import Outcome, PodView, StillRunning, Termination, classify, missing
+from cairn.domain.timefmt import format_time, parse_time
+
+# A pod the operator created may take a moment to show up in its watch; only after this long is a
+# missing pod treated as lost.
+POD_APPEAR_GRACE = timedelta(seconds=30)
+
+ADMITTED = "Admitted"
+SUCCEEDED = "Succeeded"
+
+
+# -- inputs ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Admission:
+    """The run's row in the store."""
+
+    state: Literal["queued", "admitted", "finished"]
+    queue: str
+    snapshot: TaskSnapshot
+    wait_reason: WaitReason | None = None
+    wait_message: str | None = None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What the task recorded through the checkpoint API."""
+
+    steps_completed: int = 0
+    last_step: str | None = None
+    state_note: str | None = None
+    updated: datetime | None = None
+    result: str | None = None  # JSON text of the final result, once recorded
+
+
+@dataclass(frozen=True)
+class RunView:
+    run: TaskRun
+    task: Task | None
+    admission: Admission | None
+    pods: Mapping[int, PodView]
+    recorded: Recorded
+    now: datetime
+    jitter: float = 0.5  # in [0, 1): the randomness of the next backoff
+
+
+# -- outputs ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Register:
+    queue: str
+    priority: int
+    key: str | None
+    created: datetime
+    snapshot: TaskSnapshot
+
+
+@dataclass(frozen=True)
+class Requeue:
+    """Give the slot back and wait in the queue again until not_before (a backoff)."""
+
+    not_before: datetime
+
+
+@dataclass(frozen=True)
+class Finish:
+    phase: Phase
+
+
+@dataclass(frozen=True)
+class Event:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass
+class Plan:
+    register: Register | None = None
+    create_pod: dict[str, Any] | None = None
+    delete_pods: list[tuple[str, bool]] = field(default_factory=list)  # (name, force)
+    release: Requeue | Finish | None = None
+    status: dict[str, Any] | None = None  # a merge patch of .status
+    events: list[Event] = field(default_factory=list)
+    delete_run: bool = False
+    recheck_at: datetime | None = None
+    ended: Attempt | None = None  # the attempt that ended in this reconcile, for the store's history
+
+    def recheck(self, at: datetime | None) -> None:
+        if at is not None and (self.recheck_at is None or at < self.recheck_at):
+            self.recheck_at = at
+
+
+@dataclass(frozen=True)
+class Settings:
+    runtime: Runtime
+    pod_appear_grace: timedelta = POD_APPEAR_GRACE
+
+
+# -- the decision ----------------------------------------------------------------------------------
+class _Builder:
+    """The status being built for one reconcile, and the plan around it."""
+
+    def __init__(self, view: RunView) -> None:
+        self.view = view
+        self.run = view.run
+        self.old = view.run.status or TaskRunStatus()
+        self.new = self.old
+        self.plan = Plan()
+        self.generation = view.run.metadata.generation
+
+    def set(self, **changes: Any) -> None:
+        self.new = replace_model(self.new, **changes)
+
+    def condition(self, type_: str, status: Literal["True", "False", "Unknown"], reason: str, message: str) -> None:
+        self.set(
+            conditions=set_condition(
+                self.new.conditions,
+                type_,
+                status,
+                reason,
+                message,
+                now=self.view.now,
+                generation=self.generation,
+            )
+        )
+
+    def event(self, type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:
+        self.plan.events.append(Event(type_, reason, message))
+
+    def done(self) -> Plan:
+        self._mirror_progress()
+        if status_patch(self.old, self.new):
+            # observedGeneration rides along with a real change; alone it is not worth a request.
+            self.set(observed_generation=self.generation)
+            self.plan.status = status_patch(self.old, self.new)
+        return self.plan
+
+    def _mirror_progress(self) -> None:
+        rec = self.view.recorded
+        if rec.steps_completed == 0 and rec.state_note is None:
+            return
+        progress = Progress(
+            steps_completed=rec.steps_completed,
+            last_step=rec.last_step,
+            state=rec.state_note[:256] if rec.state_note else None,
+            updated_time=format_time(rec.updated) if rec.updated else None,
+        )
+        if progress != self.new.progress:
+            self.set(progress=progress)
+
+
+def replace_model(model: TaskRunStatus, **changes: Any) -> TaskRunStatus:
+    return model.model_copy(update=changes)
+
+
+def status_patch(old: TaskRunStatus, new: TaskRunStatus) -> dict[str, Any] | None:
+    """A JSON merge patch turning `old` into `new` (top-level fields; lists are replaced whole)."""
+    before = old.model_dump(mode="json", by_alias=True)
+    after = new.model_dump(mode="json", by_alias=True)
+    patch = {k: v for k, v in after.items() if before.get(k) != v}
+    return patch or None
+
+
+def plan(view: RunView, settings: Settings) -> Plan:
+    b = _Builder(view)
+    run, status = view.run, b.old
+    if run.metadata.deletion_timestamp:
+        return Plan()
+    if status.phase is not None and status.phase.finished:
+        return _finished(b)
+    if run.spec.cancel:
+        return _cancel(b)
+
+    adm = view.admission
+    if adm is None:
+        return _register(b)
+
+    snapshot = adm.snapshot
+    attempts = list(status.attempts or [])
+    current = attempts[-1] if attempts else None
+    deadline = _run_deadline(snapshot, status)
+
+    if current is not None and current.finish_time is None:
+        return _attempt_in_flight(b, settings, adm, current, deadline)
+    if deadline is not None and view.now >= deadline:
+        return _finish(b, Phase.FAILED, "MaxDurationExceeded", _max_duration_message(snapshot))
+    if adm.state == "admitted":
+        return _start_attempt(b, settings, adm, len(attempts) + 1)
+    if adm.state == "finished":
+        # The store says done but the status never said so (a crash between the two): end it now.
+        return _finish(b, Phase.FAILED, "Lost", "the run's record ended without an outcome")
+    return _waiting(b, adm)
+
+
+def _register(b: _Builder) -> Plan:
+    run, task = b.view.run, b.view.task
+    if task is None:
+        message = (
+            f'Task "{run.spec.task_ref.name}" does not exist in namespace {run.metadata.namespace}; '
+            "the run starts when it is created"
+        )
+        if b.old.reason != "TaskNotFound":
+            b.event("Warning", "TaskNotFound", message)
+        b.set(phase=Phase.QUEUED, reason="TaskNotFound", message=message)
+        b.condition(ADMITTED, "False", "TaskNotFound", message)
+        return b.done()
+    if run.spec.payload is not None:
+        try:
+            json.loads(run.spec.payload)
+        except json.JSONDecodeError as e:
+            message = f"spec.payload is not JSON: {e.msg} at line {e.lineno} column {e.colno} (character {e.pos})"
+            return _finish(b, Phase.FAILED, "InvalidPayload", message)
+    snapshot = TaskSnapshot(
+        name=task.metadata.name, uid=task.metadata.uid, generation=task.metadata.generation, spec=task.spec
+    )
+    queue = run.spec.queue or task.spec.queue
+    created = parse_time(run.metadata.creation_timestamp) if run.metadata.creation_timestamp else b.view.now
+    b.plan.register = Register(
+        queue=queue,
+        priority=run.spec.priority,
+        key=run.spec.concurrency_key,
+        created=created,
+        snapshot=snapshot,
+    )
+    if b.old.reason == "TaskNotFound":
+        b.set(reason="Queued", message=f'waiting for a slot in queue "{queue}"')
+    return b.done()
+
+
+def _waiting(b: _Builder, adm: Admission) -> Plan:
+    reason = adm.wait_reason.value if adm.wait_reason else "Queued"
+    message = adm.wait_message or f'waiting for a slot in queue "{adm.queue}"'
+    retrying = bool(b.old.attempts)
+    if retrying and adm.wait_reason is WaitReason.BACKING_OFF:
+        message = f"waiting until {b.old.next_attempt_time} before attempt {len(b.old.attempts or []) + 1}"
+    b.set(phase=Phase.RETRYING if retrying else Phase.QUEUED, reason=reason, message=message, queue=adm.queue)
+    b.condition(ADMITTED, "False", reason, message)
+    return b.done()
+
+
+def _start_attempt(b: _Builder, settings: Settings, adm: Admission, number: int) -> Plan:
+    view, run = b.view, b.view.run
+    ref = RunRef(
+        namespace=run.metadata.namespace or "",
+        name=run.metadata.name,
+        uid=run.metadata.uid or "",
+        task=adm.snapshot.name,
+    )
+    memory = _next_memory(adm.snapshot, b.old.attempts or [])
+    pod_name = naming.pod_name(run.metadata.name, number)
+    existing = view.pods.get(number)
+    if existing is not None:
+        started = existing.created or view.now  # adopted: created before a crash, never recorded
+    else:
+        b.plan.create_pod = render_pod(ref, adm.snapshot.spec, number, settings.runtime, memory_limit_bytes=memory)
+        started = view.now
+    record = Attempt(
+        number=number,
+        pod=pod_name,
+        start_time=format_time(started),
+        memory_limit=from_bytes(memory) if memory is not None else None,
+    )
+    first = number == 1
+    b.set(
+        phase=Phase.RUNNING,
+        reason="Started" if first else "Retried",
+        message=f"attempt {number} is running in pod {pod_name}",
+        queue=adm.queue,
+        task=adm.snapshot,
+        attempt=number,
+        attempts=[*(b.old.attempts or []), record],
+        start_time=b.old.start_time or format_time(started),
+        next_attempt_time=None,
+    )
+    b.condition(ADMITTED, "True", "Admitted", f'holds a slot in queue "{adm.queue}"')
+    b.condition(SUCCEEDED, "Unknown", "Running", f"attempt {number} is running")
+    b.event("Normal", "Started" if first else "Retried", f"attempt {number} started in pod {pod_name}")
+    b.plan.recheck(view.now + settings.pod_appear_grace)
+    return b.done()
+
+
+def _attempt_in_flight(
+    b: _Builder, settings: Settings, adm: Admission, current: Attempt, deadline: datetime | None
+) -> Plan:
+    view = b.view
+    pod = view.pods.get(current.number)
+    started = parse_time(current.start_time) if current.start_time else view.now
+    spec = adm.snapshot.spec
+    if deadline is not None and view.now >= deadline:
+        if pod is not None and pod.phase not in ("Succeeded", "Failed"):
+            b.plan.delete_pods.append((pod.name, False))
+        return _end_run_during_attempt(
+            b, current, Phase.FAILED, "MaxDurationExceeded", _max_duration_message(adm.snapshot)
+        )
+
+    if pod is None:
+        if view.now - started < settings.pod_appear_grace:
+            b.plan.recheck(started + settings.pod_appear_grace)
+            return b.done()
+        outcome: Termination | StillRunning = missing(view.now)
+    else:
+        outcome = classify(pod, now=view.now, started=started, start_timeout=parse_duration(spec.start_timeout))
+    if isinstance(outcome, StillRunning):
+        if pod is not None and pod.node and current.node != pod.node:
+            attempts = [*(b.old.attempts or [])[:-1], current.model_copy(update={"node": pod.node})]
+            b.set(attempts=attempts)
+        if outcome.stuck_on and b.old.reason != outcome.stuck_on:
+            b.set(reason=outcome.stuck_on, message=f"attempt {current.number} waits: {outcome.stuck_on}")
+        b.plan.recheck(outcome.recheck_at)
+        b.plan.recheck(deadline)
+        return b.done()
+
+    t = outcome
+    if pod is not None and pod.phase not in ("Succeeded", "Failed"):
+        # It will not finish by itself (its node is lost, or it can never start): remove it, so
+        # that the next attempt is the only pod of this run.
+        b.plan.delete_pods.append((pod.name, t.reason == "NodeLost"))
+    return _attempt_ended(b, adm, current, t, deadline)
+
+
+def _attempt_ended(b: _Builder, adm: Admission, current: Attempt, t: Termination, deadline: datetime | None) -> Plan:
+    view = b.view
+    policy = adm.snapshot.spec.retry
+    earlier = (b.old.attempts or [])[:-1]
+    spent = retry.Spent(
+        counted=sum(1 for a in earlier if a.counted),
+        disruptions=sum(1 for a in earlier if a.counted is False),
+    )
+    decision = retry.decide(policy, t, spent, attempt=current.number, jitter_sample=view.jitter)
+    ended = current.model_copy(
+        update={
+            "finish_time": format_time(t.finished_at or view.now),
+            "exit_code": t.exit_code,
+            "reason": t.reason,
+            "message": t.message[:1024] or None,
+            "counted": t.outcome is not Outcome.DISRUPTED
+            and not (isinstance(decision, retry.Retry) and not decision.counted),
+        }
+    )
+    b.set(attempts=[*earlier, ended])
+    b.plan.ended = ended
+
+    if isinstance(decision, retry.Succeed):
+        return _finish(b, Phase.SUCCEEDED, "Succeeded", f"attempt {current.number} completed")
+    if isinstance(decision, retry.Fail):
+        return _finish(b, Phase.FAILED, decision.reason, decision.message)
+
+    next_at = view.now + decision.delay
+    if deadline is not None and next_at >= deadline:
+        return _finish(
+            b,
+            Phase.FAILED,
+            "MaxDurationExceeded",
+            f"{_max_duration_message(adm.snapshot)} (the next attempt would start after it)",
+        )
+    counted_note = "" if decision.counted else " (not counted: not the task's fault)"
+    message = (
+        f"attempt {current.number} ended: {t.reason}"
+        + (f" (exit code {t.exit_code})" if t.exit_code is not None else "")
+        + f"; attempt {current.number + 1} starts in {decision.delay.total_seconds():.1f}s{counted_note}"
+    )
+    b.plan.release = Requeue(not_before=next_at)
+    b.set(phase=Phase.RETRYING, reason=t.reason, message=message, next_attempt_time=format_time(next_at))
+    b.condition(ADMITTED, "False", "BackingOff", "the slot was given back until the next attempt")
+    b.event("Warning", "AttemptFailed", message + (f": {t.message}" if t.message else ""))
+    return b.done()
+
+
+def _end_run_during_attempt(b: _Builder, current: Attempt, phase: Phase, reason: str, message: str) -> Plan:
+    ended = current.model_copy(update={"finish_time": format_time(b.view.now), "reason": reason, "counted": True})
+    b.set(attempts=[*(b.old.attempts or [])[:-1], ended])
+    b.plan.ended = ended
+    return _finish(b, phase, reason, message)
+
+
+def _finish(b: _Builder, phase: Phase, reason: str, message: str) -> Plan:
+    view = b.view
+    b.plan.release = Finish(phase)
+    changes: dict[str, Any] = {
+        "phase": phase,
+        "reason": reason,
+        "message": message[:1024],
+        "completion_time": format_time(view.now),
+        "next_attempt_time": None,
+    }
+    if phase is Phase.SUCCEEDED and view.recorded.result is not None:
+        fits = len(view.recorded.result.encode()) <= RESULT_STATUS_MAX_BYTES
+        changes["result"] = view.recorded.result if fits else None
+        changes["result_truncated"] = not fits or None
+    b.set(**changes)
+    b.condition(SUCCEEDED, "True" if phase is Phase.SUCCEEDED else "False", reason, message)
+    if b.new.conditions and any(c.type == ADMITTED and c.status == "True" for c in b.new.conditions):
+        b.condition(ADMITTED, "False", "Finished", "the slot was released")
+    b.event(
+        "Normal" if phase is Phase.SUCCEEDED else "Warning",
+        reason if phase is not Phase.SUCCEEDED else "Succeeded",
+        message,
+    )
+    if view.admission is not None and view.admission.snapshot.spec.ttl_seconds_after_finished is not None:
+        b.plan.recheck(view.now + timedelta(seconds=view.admission.snapshot.spec.ttl_seconds_after_finished))
+    return b.done()
+
+
+def _cancel(b: _Builder) -> Plan:
+    for pod in b.view.pods.values():
+        if pod.phase not in ("Succeeded", "Failed") and not pod.deleting:
+            b.plan.delete_pods.append((pod.name, False))
+    attempts = list(b.old.attempts or [])
+    if attempts and attempts[-1].finish_time is None:
+        attempts[-1] = attempts[-1].model_copy(
+            update={"finish_time": format_time(b.view.now), "reason": "Cancelled", "counted": False}
+        )
+        b.set(attempts=attempts)
+        b.plan.ended = attempts[-1]
+    return _finish(b, Phase.CANCELLED, "Cancelled", "cancelled: spec.cancel was set")
+
+
+def _finished(b: _Builder) -> Plan:
+    view, status = b.view, b.old
+    if view.admission is not None and view.admission.state != "finished" and status.phase is not None:
+        b.plan.release = Finish(status.phase)
+    for pod in view.pods.values():
+        if pod.phase not in ("Succeeded", "Failed") and not pod.deleting:
+            b.plan.delete_pods.append((pod.name, False))
+    snapshot = status.task
+    ttl = snapshot.spec.ttl_seconds_after_finished if snapshot else None
+    if ttl is not None and status.completion_time:
+        expires = parse_time(status.completion_time) + timedelta(seconds=ttl)
+        if view.now >= expires:
+            b.plan.delete_run = True
+        else:
+            b.plan.recheck(expires)
+    return b.done()
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def _run_deadline(snapshot: TaskSnapshot, status: TaskRunStatus) -> datetime | None:
+    if not snapshot.spec.max_duration or not status.start_time:
+        return None
+    return parse_time(status.start_time) + parse_duration(snapshot.spec.max_duration)
+
+
+def _max_duration_message(snapshot: TaskSnapshot) -> str:
+    return f"the run took longer than maxDuration ({snapshot.spec.max_duration}) since its first attempt"
+
+
+def _next_memory(snapshot: TaskSnapshot, attempts: list[Attempt]) -> int | None:
+    """The memory limit of the next attempt: the Task's, raised after OOM kills as the policy allows."""
+    base = memory_limit(snapshot.spec)
+    if not attempts:
+        return base
+    last = attempts[-1]
+    limit = to_bytes(last.memory_limit) if last.memory_limit else base
+    return retry.next_memory_limit(snapshot.spec.retry, last.reason, limit)

@@ -1,0 +1,43 @@
+"""Names and labels of what Cairn creates: deterministic, so creating twice is harmless."""
+
+from __future__ import annotations
+
+import hashlib
+
+GROUP = "cairn.dev"
+LABEL_RUN_UID = f"{GROUP}/run-uid"
+LABEL_RUN = f"{GROUP}/run"
+LABEL_TASK = f"{GROUP}/task"
+LABEL_ATTEMPT = f"{GROUP}/attempt"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "cairn"
+ANNOTATION_RUN = f"{GROUP}/run"
+
+_MAX_NAME = 63  # pod names double as hostnames: keep them a DNS label
+
+
+def _short(value: str, room: int) -> str:
+    if len(value) <= room:
+        return value
+    digest = hashlib.sha256(value.encode()).hexdigest()[:8]
+    return f"{value[: room - 9].rstrip('-.')}-{digest}"
+
+
+def pod_name(run_name: str, attempt: int) -> str:
+    """The pod of attempt `attempt` (1-based) of a run: `<run>-<attempt>`, shortened with a hash if long."""
+    suffix = f"-{attempt}"
+    return _short(run_name, _MAX_NAME - len(suffix)) + suffix
+
+
+def label_value(value: str) -> str:
+    """A label value (at most 63 characters) standing for `value`."""
+    return _short(value, 63)
+
+
+def run_labels(run_name: str, run_uid: str, task: str) -> dict[str, str]:
+    return {
+        LABEL_RUN_UID: run_uid,
+        LABEL_RUN: label_value(run_name),
+        LABEL_TASK: label_value(task),
+        LABEL_MANAGED_BY: MANAGED_BY,
+    }

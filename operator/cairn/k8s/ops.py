@@ -1,0 +1,123 @@
+"""The writes the operator makes to Kubernetes: create and delete pods, patch status, post events,
+delete finished TaskRuns. Each is idempotent (AlreadyExists and NotFound are success)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import datetime
+from typing import Any, cast
+
+from lightkube import ApiError
+from lightkube.resources.core_v1 import Event, Pod
+from lightkube.types import PatchType
+
+from cairn.domain.timefmt import format_time
+from cairn.k8s.client import Kube
+from cairn.k8s.resources import QueueResource, TaskRunResource
+
+log = logging.getLogger(__name__)
+EVENT_MESSAGE_MAX = 1024
+
+
+async def create_pod(kube: Kube, body: dict[str, Any]) -> bool:
+    """Create the pod; False if it already existed (a retry after a crash: harmless)."""
+    await kube.spend("create pods")
+    try:
+        await kube.client.create(cast(Pod, Pod.from_dict(body)))
+        return True
+    except ApiError as e:
+        if e.status.code == 409:
+            return False
+        raise
+
+
+async def delete_pod(kube: Kube, namespace: str, name: str, *, force: bool = False) -> None:
+    await kube.spend("delete pods")
+    try:
+        await kube.client.delete(Pod, name, namespace=namespace, grace_period=0 if force else None)
+    except ApiError as e:
+        if e.status.code != 404:
+            raise
+
+
+async def patch_taskrun_status(kube: Kube, namespace: str, name: str, patch: dict[str, Any]) -> bool:
+    """Merge-patch the status subresource; False if the TaskRun is gone."""
+    await kube.spend("patch taskruns/status")
+    try:
+        await kube.client.patch(
+            TaskRunResource.Status, name, {"status": patch}, namespace=namespace, patch_type=PatchType.MERGE
+        )
+        return True
+    except ApiError as e:
+        if e.status.code == 404:
+            return False
+        raise
+
+
+async def patch_queue_status(kube: Kube, namespace: str, name: str, patch: dict[str, Any]) -> None:
+    await kube.spend("patch queues/status")
+    try:
+        await kube.client.patch(
+            QueueResource.Status, name, {"status": patch}, namespace=namespace, patch_type=PatchType.MERGE
+        )
+    except ApiError as e:
+        if e.status.code != 404:
+            raise
+
+
+async def delete_taskrun(kube: Kube, namespace: str, name: str) -> None:
+    await kube.spend("delete taskruns")
+    try:
+        await kube.client.delete(TaskRunResource, name, namespace=namespace)
+    except ApiError as e:
+        if e.status.code != 404:
+            raise
+
+
+async def post_event(kube: Kube, obj: dict[str, Any], type_: str, reason: str, message: str, now: datetime) -> None:
+    """A core/v1 Event about `obj` (a TaskRun or Queue body). Events are best effort: a failure is
+    logged, never raised, so it cannot fail a reconcile."""
+    meta = obj.get("metadata", {})
+    stamp = format_time(now)
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{meta.get('name')}.{secrets.token_hex(8)}", "namespace": meta.get("namespace")},
+        "involvedObject": {
+            "apiVersion": obj.get("apiVersion"),
+            "kind": obj.get("kind"),
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
+        },
+        "type": type_,
+        "reason": reason,
+        "message": message[:EVENT_MESSAGE_MAX],
+        "firstTimestamp": stamp[:19] + "Z",
+        "lastTimestamp": stamp[:19] + "Z",
+        "eventTime": None,
+        "count": 1,
+        "source": {"component": "cairn-operator"},
+        "reportingComponent": "cairn-operator",
+        "reportingInstance": "cairn-operator",
+    }
+    if not kube.spend_event():
+        return
+    try:
+        await kube.client.create(cast(Event, Event.from_dict(event)))
+    except Exception as e:  # noqa: BLE001 - an event is not worth failing a reconcile for
+        log.warning("could not post event %s on %s/%s: %s", reason, meta.get("namespace"), meta.get("name"), e)
+
+
+async def taskrun_exists(kube: Kube, namespace: str, name: str, uid: str) -> bool:
+    """Whether the TaskRun with this uid still exists (a new one of the same name does not count)."""
+    await kube.spend("get taskruns")
+    try:
+        obj = await kube.client.get(TaskRunResource, name, namespace=namespace)
+    except ApiError as e:
+        if e.status.code == 404:
+            return False
+        raise
+    return bool(obj.metadata is not None and obj.metadata.uid == uid)

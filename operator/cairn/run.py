@@ -1,0 +1,129 @@
+"""`python -m cairn.run module:function`: run a task function as the container's command.
+
+In a pod (CAIRN_API_URL set) it reads the payload and the recorded steps from the checkpoint API,
+runs the function, records its result, and exits 0. Outside Cairn it runs locally, recording in
+memory: `python -m cairn.run my_module:main --payload '{"n": 3}'`.
+
+Exit codes: 0 success; 1 the task raised; 2 the task raised cairn.sdk.Fatal, or the payload/arguments
+are unusable; 3 a step's result could not be recorded; 75 the attempt was superseded or the run ended
+(this pod should simply stop).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import inspect
+import json
+import logging
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from cairn.sdk.client import AsyncApi, CairnError, Endpoint, RunEnded, Superseded, SyncApi
+from cairn.sdk.context import Context, Fatal, StepResultError
+
+EXIT_FAILED, EXIT_FATAL, EXIT_UNRECORDABLE, EXIT_STOP = 1, 2, 3, 75
+
+
+def _load(target: str) -> Callable[..., Any]:
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise SystemExit(f"cairn.run: expected module:function, got {target!r}")
+    module = importlib.import_module(module_name)
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise SystemExit(f"cairn.run: {module_name} has no function {attr!r}")
+    return fn  # type: ignore[no-any-return]
+
+
+def _context(args: argparse.Namespace) -> tuple[Context, SyncApi | None]:
+    if not os.environ.get("CAIRN_API_URL"):
+        payload = json.loads(args.payload) if args.payload else None
+        return Context(
+            run={"name": "local", "uid": "local", "namespace": "local"},
+            attempt=1,
+            payload=payload,
+            steps=[],
+            state=None,
+            api=None,
+        ), None
+    endpoint = Endpoint.from_env()
+    api = SyncApi(endpoint)
+    info = api.call("GET", "/v1/run")
+    steps = [(s["key"], s["result"]) for s in info["steps"]]
+    ctx = Context(
+        run=info["run"],
+        attempt=info["attempt"],
+        payload=info["payload"],
+        steps=steps,
+        state=info.get("state"),
+        api=api,
+        aapi_factory=lambda: AsyncApi(endpoint),
+    )
+    return ctx, api
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m cairn.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("target", help="module:function, e.g. examples.hello.hello:main")
+    parser.add_argument("--payload", help="JSON payload when running locally (outside Cairn)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # As PID 1 (without tini) SIGTERM would be ignored: turn it into an orderly stop.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    sys.path.insert(0, os.getcwd())
+    fn = _load(args.target)
+    ctx, api = _context(args)
+    print(
+        f"cairn: run {ctx.run_name} attempt {ctx.attempt}: {len(ctx.completed_steps)} steps already recorded",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        result = asyncio.run(_async(fn, ctx)) if inspect.iscoroutinefunction(fn) else fn(ctx)
+        encoded = Context.encode("result", result)
+        if api is not None:
+            api.call("PUT", "/v1/result", {"result": encoded})
+        else:
+            print(json.dumps(encoded, indent=2))
+    except (Superseded, RunEnded) as e:
+        print(f"cairn: stopping: {e}", file=sys.stderr, flush=True)
+        return EXIT_STOP
+    except StepResultError as e:
+        print(f"cairn: {e}", file=sys.stderr, flush=True)
+        return EXIT_UNRECORDABLE
+    except Fatal as e:
+        print(f"cairn: fatal: {e}", file=sys.stderr, flush=True)
+        return EXIT_FATAL
+    except CairnError as e:
+        print(f"cairn: {e}", file=sys.stderr, flush=True)
+        return EXIT_FAILED
+    except Exception as e:  # noqa: BLE001 - the task's own failure: report it as the attempt's message
+        traceback.print_exc()
+        print(f"{type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        return EXIT_FAILED
+    finally:
+        if api is not None:
+            api.close()
+    executed = ", ".join(ctx.executed) or "none"
+    print(f"cairn: attempt {ctx.attempt} done; steps executed in this attempt: {executed}", file=sys.stderr, flush=True)
+    return 0
+
+
+async def _async(fn: Callable[..., Any], ctx: Context) -> Any:
+    try:
+        return await fn(ctx)
+    finally:
+        await ctx.aclose()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

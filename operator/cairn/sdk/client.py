@@ -1,0 +1,145 @@
+"""The SDK's HTTP client for the checkpoint API: the pod's token on every call, and patience when
+the API is briefly away (an operator upgrade must not fail running tasks)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+log = logging.getLogger("cairn.sdk")
+RETRYABLE_STATUS = {502, 503, 504}
+
+
+class CairnError(Exception):
+    """Base of the SDK's errors."""
+
+
+class Superseded(CairnError):
+    """A newer attempt of this run exists (this pod was presumed lost): stop, record nothing."""
+
+
+class RunEnded(CairnError):
+    """The run is over (cancelled, failed, or deleted): its credentials no longer work."""
+
+
+class ApiRefused(CairnError):
+    """The API refused a call (a 4xx other than the above): a bug in the task or the SDK."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    url: str
+    token_file: str
+    retry_seconds: float = 300.0
+
+    @staticmethod
+    def from_env() -> Endpoint:
+        return Endpoint(
+            url=os.environ["CAIRN_API_URL"].rstrip("/"),
+            token_file=os.environ.get("CAIRN_TOKEN_FILE", "/var/run/secrets/cairn.dev/token"),
+            retry_seconds=float(os.environ.get("CAIRN_API_RETRY_SECONDS", "300")),
+        )
+
+    def headers(self) -> dict[str, str]:
+        # Read every time: the kubelet rotates the projected token before it expires.
+        with open(self.token_file) as f:
+            token = f.read().strip()
+        return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        message = response.json().get("message", response.text)
+    except ValueError:
+        message = response.text
+    if response.status_code == 409:
+        raise Superseded(message)
+    if response.status_code == 410:
+        raise RunEnded(message)
+    raise ApiRefused(f"{response.status_code}: {message}")
+
+
+class _Patience:
+    """Retries with backoff until the endpoint's retry window closes, then gives up loudly."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.deadline = time.monotonic() + endpoint.retry_seconds
+        self.attempt = 0
+
+    def delay(self, problem: str) -> float:
+        if time.monotonic() > self.deadline:
+            raise CairnError(
+                f"the checkpoint API at {self.endpoint.url} has been unreachable for "
+                f"{self.endpoint.retry_seconds:.0f}s ({problem})"
+            )
+        delay = float(min(10.0, 0.2 * 2**self.attempt) * (0.5 + random.random()))
+        self.attempt += 1
+        log.warning("checkpoint API unavailable (%s); retrying in %.1fs", problem, delay)
+        return delay
+
+
+def _answer(response: httpx.Response) -> tuple[bool, Any]:
+    """(done, value): done with the decoded body, or not done (retry) with the problem."""
+    if response.status_code in RETRYABLE_STATUS:
+        return False, f"HTTP {response.status_code}"
+    _raise_for(response)
+    return True, response.json() if response.content else None
+
+
+def _content(body: Any) -> str | None:
+    return None if body is None else json.dumps(body)
+
+
+class SyncApi:
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.http = httpx.Client(base_url=endpoint.url, timeout=httpx.Timeout(30.0, connect=5.0), trust_env=False)
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        patience = _Patience(self.endpoint)
+        while True:
+            try:
+                done, value = _answer(
+                    self.http.request(method, path, headers=self.endpoint.headers(), content=_content(body))
+                )
+                if done:
+                    return value
+            except httpx.TransportError as e:
+                value = f"{type(e).__name__}: {e}"
+            time.sleep(patience.delay(value))
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class AsyncApi:
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.http = httpx.AsyncClient(base_url=endpoint.url, timeout=httpx.Timeout(30.0, connect=5.0), trust_env=False)
+
+    async def call(self, method: str, path: str, body: Any = None) -> Any:
+        patience = _Patience(self.endpoint)
+        while True:
+            try:
+                done, value = _answer(
+                    await self.http.request(method, path, headers=self.endpoint.headers(), content=_content(body))
+                )
+                if done:
+                    return value
+            except httpx.TransportError as e:
+                value = f"{type(e).__name__}: {e}"
+            await asyncio.sleep(patience.delay(value))
+
+    async def close(self) -> None:
+        await self.http.aclose()

@@ -1,0 +1,100 @@
+"""The HTTP API: stateless in front of PostgreSQL, so several replicas can serve it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from importlib import resources
+
+import psycopg
+import psycopg_pool
+from aiohttp import web
+
+from cairn import metrics
+from cairn.config import Settings
+from cairn.k8s.client import load_config
+from cairn.server.auth import TokenVerifier
+from cairn.server.checkpoints import STEP_MAX_BYTES, Checkpoints
+from cairn.server.errors import ApiError, json_response
+from cairn.store.postgres import PostgresStore, migrate
+
+log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    try:
+        response = await handler(request)
+    except ApiError as e:
+        response = e.response()
+    except web.HTTPException as e:
+        too_big = f"the request body is over the limit of {2 * STEP_MAX_BYTES} bytes"
+        message = too_big if e.status == 413 else e.reason
+        response = json_response({"error": e.reason.replace(" ", ""), "message": message}, status=e.status)
+    except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as e:
+        log.warning("database unavailable: %s", e)
+        response = json_response({"error": "Unavailable", "message": "the database is unavailable; retry"}, status=503)
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        response = json_response(
+            {"error": "Internal", "message": "internal error (a bug: please report it)"}, status=500
+        )
+    metrics.API_REQUESTS.labels(route, str(response.status)).inc()
+    return response
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return json_response({"ok": True})
+
+
+def make_app(store: PostgresStore, verifier: TokenVerifier) -> web.Application:
+    app = web.Application(middlewares=[errors], client_max_size=2 * STEP_MAX_BYTES)
+    checkpoints = Checkpoints(store, verifier)
+    app.add_routes(checkpoints.routes())
+    openapi = resources.files("cairn.server").joinpath("openapi.yaml").read_text()
+
+    async def readyz(_: web.Request) -> web.Response:
+        async with store.pool.connection(timeout=2) as conn:
+            await conn.execute("SELECT 1")
+        return json_response({"ok": True})
+
+    async def spec(_: web.Request) -> web.Response:
+        return web.Response(text=openapi, content_type="application/yaml")
+
+    app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/openapi.yaml", spec)])
+    return app
+
+
+async def run_api(config: Settings, *, ready: asyncio.Event | None = None) -> None:
+    await migrate(config.dsn)
+    store = PostgresStore(config.dsn, max_size=20, name="cairn-api")
+    await store.open(wait=False)
+    from lightkube import AsyncClient
+
+    kube = AsyncClient(load_config(config.kubeconfig), trust_env=False)
+    verifier = TokenVerifier(kube, config.token_audience)
+    app = make_app(store, verifier)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.api_host, config.api_port, backlog=1024)
+    await site.start()
+    log.info("API listening on %s:%s", config.api_host, config.api_port)
+    if ready is not None:
+        ready.set()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+        await store.close()
+        await kube.close()
+
+
+def serve(config: Settings) -> None:
+    if config.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(config.metrics_port)
+    asyncio.run(run_api(config))

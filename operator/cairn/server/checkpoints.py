@@ -1,0 +1,166 @@
+"""The checkpoint API: what a task pod calls to read its payload and recorded steps, and to record
+steps, saved state and its result. Every call carries the pod's projected token (auth.py)."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cairn import metrics
+from cairn.server.auth import Caller, TokenVerifier
+from cairn.server.errors import ApiError, bad_request, conflict, forbidden, gone, json_response, too_large
+from cairn.store.base import PodIdentity
+from cairn.store.postgres import PostgresStore
+
+STEP_MAX_BYTES = 1024 * 1024  # a step's result, the saved state, the final result
+KEY_MAX = 256
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class StepStart(_Body):
+    key: str = Field(min_length=1, max_length=KEY_MAX)
+
+
+class StepRecord(_Body):
+    key: str = Field(min_length=1, max_length=KEY_MAX)
+    result: Any = None
+    started_at: datetime | None = Field(None, alias="startedAt")
+
+
+class StateSave(_Body):
+    state: Any
+    note: str | None = Field(None, max_length=256)
+
+
+class ResultRecord(_Body):
+    result: Any = None
+
+
+def _size(value: Any, what: str) -> None:
+    size = len(json.dumps(value, separators=(",", ":")).encode())
+    if size > STEP_MAX_BYTES:
+        raise too_large(
+            f"{what} is {size} bytes of JSON, over the cap of {STEP_MAX_BYTES}: store large data "
+            "elsewhere (a volume, object storage) and record its location"
+        )
+
+
+def _key(key: str) -> str:
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
+        raise bad_request("a step key may not contain control characters")
+    return key
+
+
+async def _parse(request: web.Request, model: type[_Body]) -> Any:
+    if request.content_type != "application/json":
+        raise ApiError(415, "UnsupportedMediaType", "send the body as application/json")
+    try:
+        raw = await request.read()
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise bad_request(f"the body is not valid JSON: {e}") from e
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise ApiError(422, "InvalidBody", f"{where}: {first['msg']}") from e
+
+
+class Checkpoints:
+    def __init__(self, store: PostgresStore, verifier: TokenVerifier) -> None:
+        self.store = store
+        self.verifier = verifier
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/v1/run", self.get_run),
+            web.post("/v1/steps/start", self.start_step),
+            web.post("/v1/steps", self.record_step),
+            web.put("/v1/state", self.save_state),
+            web.put("/v1/result", self.record_result),
+        ]
+
+    async def _who(self, request: web.Request) -> tuple[Caller, PodIdentity]:
+        caller = await self.verifier.verify(request.headers.get("Authorization"))
+        identity = await self.store.resolve_pod(caller.namespace, caller.pod)
+        if identity is None:
+            raise forbidden(f"pod {caller.namespace}/{caller.pod} is not an attempt of any Cairn run")
+        if identity.state == "finished":
+            raise gone(f"run {identity.run_name} has ended: its credentials no longer work")
+        if identity.attempt != identity.current_attempt or identity.state != "admitted":
+            raise conflict(
+                f"attempt {identity.attempt} of run {identity.run_name} has been superseded by attempt "
+                f"{identity.current_attempt}: this pod must stop"
+            )
+        return caller, identity
+
+    async def get_run(self, request: web.Request) -> web.Response:
+        caller, who = await self._who(request)
+        context = await self.store.run_context(who.run_uid)
+        if context is None:
+            raise gone(f"run {who.run_name} no longer exists")
+        payload_text, steps, state = context
+        try:
+            payload = json.loads(payload_text) if payload_text is not None else None
+        except json.JSONDecodeError as e:
+            raise bad_request(f"the run's payload is not JSON: {e}") from e
+        return json_response(
+            {
+                "run": {"namespace": caller.namespace, "name": who.run_name, "uid": who.run_uid},
+                "attempt": who.attempt,
+                "payload": payload,
+                "steps": [{"key": k, "result": r} for k, r in steps],
+                "state": state,
+            }
+        )
+
+    async def start_step(self, request: web.Request) -> web.Response:
+        _caller, who = await self._who(request)
+        body: StepStart = await _parse(request, StepStart)
+        # The store answers whether it was recorded meanwhile (by this attempt, e.g. a retried call).
+        context = await self.store.run_context(who.run_uid)
+        recorded = dict(context[1]) if context else {}
+        key = _key(body.key)
+        if key in recorded:
+            return json_response({"recorded": True, "result": recorded[key]})
+        return json_response({"recorded": False})
+
+    async def record_step(self, request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        _caller, who = await self._who(request)
+        body: StepRecord = await _parse(request, StepRecord)
+        key = _key(body.key)
+        _size(body.result, f"the result of step {key!r}")
+        write = await self.store.record_step(who.run_uid, who.attempt, key, body.result, body.started_at)
+        if not write.allowed:
+            raise conflict(f"attempt {who.attempt} of run {who.run_name} may no longer record steps")
+        metrics.CHECKPOINT_SECONDS.observe(time.perf_counter() - started)
+        return json_response(
+            {"key": key, "recorded": True, "first": write.inserted, "result": write.result},
+            status=201 if write.inserted else 200,
+        )
+
+    async def save_state(self, request: web.Request) -> web.Response:
+        _caller, who = await self._who(request)
+        body: StateSave = await _parse(request, StateSave)
+        _size(body.state, "the saved state")
+        if not await self.store.save_state(who.run_uid, who.attempt, body.state, body.note):
+            raise conflict(f"attempt {who.attempt} of run {who.run_name} may no longer save state")
+        return web.Response(status=204)
+
+    async def record_result(self, request: web.Request) -> web.Response:
+        _caller, who = await self._who(request)
+        body: ResultRecord = await _parse(request, ResultRecord)
+        _size(body.result, "the result")
+        if not await self.store.record_result(who.run_uid, who.attempt, body.result):
+            raise conflict(f"attempt {who.attempt} of run {who.run_name} may no longer record a result")
+        return web.Response(status=204)

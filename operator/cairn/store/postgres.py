@@ -1,0 +1,308 @@
+"""The store on PostgreSQL (psycopg 3, async, pooled). All SQL is in queries.py."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from importlib import resources
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from cairn.api.taskrun import TaskSnapshot
+from cairn.domain import admission
+from cairn.domain.admission import WaitReason
+from cairn.store import queries as q
+from cairn.store.base import (
+    NewRun,
+    PodIdentity,
+    QueueRow,
+    QueueStats,
+    RecordedRow,
+    RoundResult,
+    RunRow,
+    StepWrite,
+)
+
+log = logging.getLogger(__name__)
+CANDIDATE_LIMIT = 20_000  # queued runs considered per admission round
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every migration shipped with the package, in order."""
+    found = []
+    for entry in resources.files("cairn.store").joinpath("migrations").iterdir():
+        if entry.name.endswith(".sql"):
+            version, _, rest = entry.name.partition("_")
+            found.append((int(version), rest.removesuffix(".sql"), entry.read_text()))
+    return sorted(found)
+
+
+async def migrate(dsn: str) -> list[int]:
+    """Apply the migrations not yet applied, each in its own transaction, under an advisory lock so
+    that replicas starting together do not race. Returns the versions applied now."""
+    applied_now = []
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute(q.MIGRATIONS_TABLE)
+        for version, name, sql in migrations():
+            async with conn.transaction():
+                await conn.execute(q.MIGRATION_LOCK)
+                done = {row[0] for row in await (await conn.execute(q.APPLIED_VERSIONS)).fetchall()}
+                if version in done:
+                    continue
+                await conn.execute(sql.encode())  # shipped files, not user input
+                await conn.execute(q.RECORD_MIGRATION, (version, name))
+                applied_now.append(version)
+                log.info("applied migration %04d_%s", version, name)
+    return applied_now
+
+
+def _snapshot(value: Any) -> TaskSnapshot:
+    return TaskSnapshot.model_validate(value)
+
+
+class PostgresStore:
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10, name: str = "cairn") -> None:
+        self.dsn = dsn
+        self.pool = AsyncConnectionPool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            name=name,
+            kwargs={"autocommit": True, "application_name": name},
+            # A connection broken by a database restart is noticed and replaced, not handed out.
+            check=AsyncConnectionPool.check_connection,
+        )
+
+    async def open(self, *, wait: bool = True, wait_seconds: float = 30) -> None:
+        await self.pool.open(wait=wait, timeout=wait_seconds)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        async with self.pool.connection() as conn, conn.transaction():
+            yield conn
+
+    # -- queues ----------------------------------------------------------------------------------
+    async def upsert_queue(self, row: QueueRow) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                q.UPSERT_QUEUE,
+                {
+                    "namespace": row.namespace,
+                    "name": row.name,
+                    "uid": row.uid,
+                    "limit": row.concurrency_limit,
+                    "per_key": row.per_key_limit,
+                    "paused": row.paused,
+                },
+            )
+
+    async def delete_queue(self, namespace: str, name: str, uid: str) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(q.DELETE_QUEUE, (namespace, name, uid))
+
+    async def queues_with_waiting_runs(self) -> list[tuple[str, str]]:
+        async with self.pool.connection() as conn:
+            return [(r[0], r[1]) for r in await (await conn.execute(q.QUEUES_WITH_WAITING_RUNS)).fetchall()]
+
+    async def admission_round(self, namespace: str, queue: str, now: datetime) -> RoundResult:
+        """Admit what fits, in one transaction with the queue's row locked: a concurrent round (this
+        operator or another) waits for the lock and then sees these admissions."""
+        async with self._tx() as conn:
+            row = await (await conn.execute(q.LOCK_QUEUE, (namespace, queue))).fetchone()
+            limits = admission.Limits(row[0], row[1], row[2]) if row else None
+            by_key: dict[str, int] = {}
+            total = 0
+            for key, count in await (await conn.execute(q.QUEUE_USAGE, (namespace, queue))).fetchall():
+                total += count
+                if key is not None:
+                    by_key[key] = count
+            rows = await (await conn.execute(q.QUEUE_CANDIDATES, (namespace, queue, CANDIDATE_LIMIT))).fetchall()
+            candidates = [
+                admission.Candidate(uid=r[0], priority=r[1], created=r[2], key=r[3], not_before=r[4]) for r in rows
+            ]
+            decision = admission.decide(limits, admission.Usage(total, by_key), candidates, now)
+            admitted: list[str] = []
+            if decision.admitted:
+                admitted = [r[0] for r in await (await conn.execute(q.ADMIT, (decision.admitted,))).fetchall()]
+                await conn.execute(q.COUNT_ADMISSIONS, (len(admitted), namespace, queue))
+            changed: list[str] = []
+            if decision.waiting:
+                uids = list(decision.waiting)
+                reasons = [decision.waiting[u].value for u in uids]
+                changed = [r[0] for r in await (await conn.execute(q.SET_WAIT_REASONS, (uids, reasons))).fetchall()]
+            return RoundResult(admitted, changed, admission.next_due(candidates, now))
+
+    async def queue_stats(self, namespace: str, queue: str) -> QueueStats:
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(q.QUEUE_STATS, {"namespace": namespace, "queue": queue})).fetchone()
+        assert row is not None
+        return QueueStats(queued=row[0], running=row[1], oldest_queued=row[2], admitted_total=row[3] or 0)
+
+    # -- runs ------------------------------------------------------------------------------------
+    async def register_run(self, run: NewRun) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                q.REGISTER_RUN,
+                {
+                    "uid": run.uid,
+                    "namespace": run.namespace,
+                    "name": run.name,
+                    "task": run.task,
+                    "queue": run.queue,
+                    "priority": run.priority,
+                    "key": run.key,
+                    "created": run.created,
+                    "snapshot": Jsonb(run.snapshot.wire()),
+                    "payload": run.payload,
+                },
+            )
+
+    async def get_runs(self, uids: Sequence[str]) -> dict[str, RunRow]:
+        if not uids:
+            return {}
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(q.GET_RUNS, (list(uids),))).fetchall()
+        return {
+            r[0]: RunRow(
+                uid=r[0],
+                state=r[1],
+                queue=r[2],
+                snapshot=_snapshot(r[3]),
+                wait_reason=WaitReason(r[4]) if r[4] else None,
+                attempt=r[5],
+            )
+            for r in rows
+        }
+
+    async def set_priority(self, uid: str, priority: int) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(q.SET_PRIORITY, (priority, uid, priority))
+
+    async def requeue(self, uid: str, not_before: datetime) -> tuple[str, str] | None:
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(q.REQUEUE, (not_before, uid))).fetchone()
+        return (row[0], row[1]) if row else None
+
+    async def finish(self, uid: str, phase: str, retention: timedelta) -> tuple[str, str] | None:
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(q.FINISH, (phase, retention, uid))).fetchone()
+        return (row[0], row[1]) if row else None
+
+    async def forget(self, uid: str, retention: timedelta) -> tuple[str, str] | None:
+        """The TaskRun is gone: release whatever it held (its history stays until retention ends)."""
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(q.FORGET_RUN, (retention, uid))).fetchone()
+        return (row[0], row[1]) if row else None
+
+    async def live_runs(self, older_than: datetime) -> list[tuple[str, str, str, str]]:
+        """(uid, namespace, queue, name) of unfinished runs not updated since `older_than`."""
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(q.LIVE_RUNS, (older_than,))).fetchall()
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def purge_expired(self) -> int:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(q.PURGE_EXPIRED)
+            return cur.rowcount
+
+    # -- attempts --------------------------------------------------------------------------------
+    async def begin_attempt(self, uid: str, attempt: int, namespace: str, pod: str) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(q.BEGIN_ATTEMPT, {"uid": uid, "attempt": attempt, "namespace": namespace, "pod": pod})
+
+    async def end_attempt(self, uid: str, attempt: int, exit_code: int | None, reason: str) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(q.END_ATTEMPT, (exit_code, reason, uid, attempt))
+
+    async def recorded(self, uid: str) -> RecordedRow | None:
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(q.RECORDED, (uid,))).fetchone()
+        if row is None:
+            return None
+        return RecordedRow(
+            steps_completed=row[0],
+            last_step=row[1],
+            last_step_at=row[2],
+            state_note=row[3],
+            state_at=row[4],
+            result=row[5],
+        )
+
+    # -- the checkpoint API ----------------------------------------------------------------------
+    async def resolve_pod(self, namespace: str, pod: str) -> PodIdentity | None:
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(q.RESOLVE_POD, (namespace, pod))).fetchone()
+        if row is None:
+            return None
+        return PodIdentity(run_uid=row[0], attempt=row[1], run_name=row[2], current_attempt=row[3], state=row[4])
+
+    async def run_context(self, uid: str) -> tuple[str | None, list[tuple[str, Any]], Any] | None:
+        """(payload text, recorded steps in order, saved state) of a run."""
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(q.RUN_CONTEXT, (uid,))).fetchone()
+            if row is None:
+                return None
+            steps = [(r[0], r[1]) for r in await (await conn.execute(q.RUN_STEPS, (uid,))).fetchall()]
+        return row[0], steps, row[3]
+
+    async def record_step(self, uid: str, attempt: int, key: str, result: Any, started: datetime | None) -> StepWrite:
+        async with self._tx() as conn:
+            row = await (
+                await conn.execute(
+                    q.RECORD_STEP,
+                    {
+                        "uid": uid,
+                        "attempt": attempt,
+                        "key": key,
+                        "result": Jsonb(result),
+                        "started": started,
+                    },
+                )
+            ).fetchone()
+            assert row is not None
+            allowed, inserted = bool(row[0]), bool(row[1])
+            if not allowed:
+                return StepWrite(False, False)
+            if inserted:
+                await conn.execute(q.NOTIFY_PROGRESS, (uid,))
+                return StepWrite(True, True, result)
+            existing = await (await conn.execute(q.STEP_RESULT, (uid, key))).fetchone()
+            return StepWrite(True, False, existing[0] if existing else None)
+
+    async def save_state(self, uid: str, attempt: int, state: Any, note: str | None) -> bool:
+        async with self._tx() as conn:
+            row = await (
+                await conn.execute(
+                    q.SAVE_STATE,
+                    {
+                        "uid": uid,
+                        "attempt": attempt,
+                        "state": Jsonb(state),
+                        "note": note,
+                    },
+                )
+            ).fetchone()
+            if row:
+                await conn.execute(q.NOTIFY_PROGRESS, (uid,))
+            return row is not None
+
+    async def record_result(self, uid: str, attempt: int, result: Any) -> bool:
+        async with self._tx() as conn:
+            row = await (
+                await conn.execute(q.RECORD_RESULT, {"uid": uid, "attempt": attempt, "result": Jsonb(result)})
+            ).fetchone()
+            return row is not None
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

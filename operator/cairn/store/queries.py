@@ -1,0 +1,166 @@
+"""Every SQL statement Cairn runs, named and in one place. Parameters are always bound, never
+formatted in."""
+
+from __future__ import annotations
+
+from typing import LiteralString
+
+# -- migrations -------------------------------------------------------------------------------------
+MIGRATIONS_TABLE: LiteralString = """
+CREATE TABLE IF NOT EXISTS cairn_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)"""
+MIGRATION_LOCK: LiteralString = "SELECT pg_advisory_xact_lock(7263140)"  # 'cairn' on a phone keypad
+APPLIED_VERSIONS: LiteralString = "SELECT version FROM cairn_migrations ORDER BY version"
+RECORD_MIGRATION: LiteralString = "INSERT INTO cairn_migrations (version, name) VALUES (%s, %s)"
+
+# -- queues -----------------------------------------------------------------------------------------
+UPSERT_QUEUE: LiteralString = """
+INSERT INTO queues (namespace, name, uid, concurrency_limit, per_key_limit, paused)
+VALUES (%(namespace)s, %(name)s, %(uid)s, %(limit)s, %(per_key)s, %(paused)s)
+ON CONFLICT (namespace, name) DO UPDATE SET
+    uid = EXCLUDED.uid,
+    concurrency_limit = EXCLUDED.concurrency_limit,
+    per_key_limit = EXCLUDED.per_key_limit,
+    paused = EXCLUDED.paused,
+    admitted_total = CASE WHEN queues.uid = EXCLUDED.uid THEN queues.admitted_total ELSE 0 END,
+    updated_at = now()"""
+DELETE_QUEUE: LiteralString = "DELETE FROM queues WHERE namespace = %s AND name = %s AND uid = %s"
+QUEUES_WITH_WAITING_RUNS: LiteralString = """
+SELECT DISTINCT namespace, queue FROM runs WHERE state = 'queued'"""
+LOCK_QUEUE: LiteralString = """
+SELECT concurrency_limit, per_key_limit, paused FROM queues WHERE namespace = %s AND name = %s FOR UPDATE"""
+QUEUE_USAGE: LiteralString = """
+SELECT concurrency_key, count(*) FROM runs
+WHERE namespace = %s AND queue = %s AND state = 'admitted'
+GROUP BY concurrency_key"""
+QUEUE_CANDIDATES: LiteralString = """
+SELECT uid::text, priority, created_at, concurrency_key, not_before, wait_reason FROM runs
+WHERE namespace = %s AND queue = %s AND state = 'queued'
+ORDER BY priority DESC, created_at, uid
+LIMIT %s"""
+ADMIT: LiteralString = """
+UPDATE runs SET state = 'admitted', admitted_at = now(), wait_reason = NULL, not_before = NULL, updated_at = now()
+WHERE uid = ANY(%s::uuid[]) AND state = 'queued'
+RETURNING uid::text"""
+COUNT_ADMISSIONS: LiteralString = """
+UPDATE queues SET admitted_total = admitted_total + %s WHERE namespace = %s AND name = %s"""
+SET_WAIT_REASONS: LiteralString = """
+UPDATE runs SET wait_reason = v.reason, updated_at = now()
+FROM unnest(%s::uuid[], %s::text[]) AS v (uid, reason)
+WHERE runs.uid = v.uid AND runs.state = 'queued' AND runs.wait_reason IS DISTINCT FROM v.reason
+RETURNING runs.uid::text"""
+QUEUE_STATS: LiteralString = """
+SELECT
+    count(*) FILTER (WHERE state = 'queued'),
+    count(*) FILTER (WHERE state = 'admitted'),
+    min(created_at) FILTER (WHERE state = 'queued'),
+    (SELECT admitted_total FROM queues q WHERE q.namespace = %(namespace)s AND q.name = %(queue)s)
+FROM runs WHERE namespace = %(namespace)s AND queue = %(queue)s AND state <> 'finished'"""
+
+# -- runs -------------------------------------------------------------------------------------------
+REGISTER_RUN: LiteralString = """
+INSERT INTO runs (uid, namespace, name, task, queue, priority, concurrency_key, created_at, state, snapshot, payload)
+VALUES (%(uid)s, %(namespace)s, %(name)s, %(task)s, %(queue)s, %(priority)s, %(key)s, %(created)s, 'queued',
+        %(snapshot)s, %(payload)s)
+ON CONFLICT (uid) DO NOTHING"""
+GET_RUN: LiteralString = """
+SELECT state, queue, snapshot, wait_reason, attempt FROM runs WHERE uid = %s"""
+GET_RUNS: LiteralString = """
+SELECT uid::text, state, queue, snapshot, wait_reason, attempt FROM runs WHERE uid = ANY(%s::uuid[])"""
+SET_PRIORITY: LiteralString = """
+UPDATE runs SET priority = %s, updated_at = now() WHERE uid = %s AND state = 'queued' AND priority <> %s"""
+REQUEUE: LiteralString = """
+UPDATE runs SET state = 'queued', not_before = %s, wait_reason = NULL, updated_at = now()
+WHERE uid = %s AND state = 'admitted'
+RETURNING namespace, queue"""
+FINISH: LiteralString = """
+UPDATE runs SET state = 'finished', phase = %s, finished_at = now(), retain_until = now() + %s,
+    not_before = NULL, wait_reason = NULL, updated_at = now()
+WHERE uid = %s AND state <> 'finished'
+RETURNING namespace, queue"""
+FORGET_RUN: LiteralString = """
+UPDATE runs SET state = 'finished', phase = coalesce(phase, 'Deleted'), finished_at = coalesce(finished_at, now()),
+    retain_until = coalesce(retain_until, now() + %s), updated_at = now()
+WHERE uid = %s AND state <> 'finished'
+RETURNING namespace, queue"""
+LIVE_RUNS: LiteralString = """
+SELECT uid::text, namespace, queue, name FROM runs WHERE state <> 'finished' AND updated_at < %s"""
+PURGE_EXPIRED: LiteralString = """
+DELETE FROM runs WHERE state = 'finished' AND retain_until < now()"""
+
+# -- attempts ---------------------------------------------------------------------------------------
+BEGIN_ATTEMPT: LiteralString = """
+WITH fence AS (
+    UPDATE runs SET attempt = %(attempt)s, updated_at = now()
+    WHERE uid = %(uid)s AND state = 'admitted' AND attempt < %(attempt)s
+)
+INSERT INTO attempts (run_uid, attempt, namespace, pod_name)
+VALUES (%(uid)s, %(attempt)s, %(namespace)s, %(pod)s)
+ON CONFLICT (run_uid, attempt) DO NOTHING"""
+END_ATTEMPT: LiteralString = """
+UPDATE attempts SET ended_at = coalesce(ended_at, now()), exit_code = %s, reason = %s
+WHERE run_uid = %s AND attempt = %s"""
+
+# -- what the task recorded ---------------------------------------------------------------------------
+RECORDED: LiteralString = """
+SELECT
+    (SELECT count(*) FROM steps s WHERE s.run_uid = r.uid),
+    (SELECT step_key FROM steps s WHERE s.run_uid = r.uid ORDER BY seq DESC LIMIT 1),
+    (SELECT max(completed_at) FROM steps s WHERE s.run_uid = r.uid),
+    (SELECT note FROM run_state rs WHERE rs.run_uid = r.uid),
+    (SELECT updated_at FROM run_state rs WHERE rs.run_uid = r.uid),
+    CASE WHEN r.result_set THEN r.result::text END
+FROM runs r WHERE r.uid = %s"""
+
+# -- the checkpoint API -------------------------------------------------------------------------------
+# The attempt a pod belongs to, and whether it may still record: only the run's current attempt,
+# and only while the run holds its slot.
+RESOLVE_POD: LiteralString = """
+SELECT a.run_uid::text, a.attempt, r.name, r.attempt, r.state
+FROM attempts a JOIN runs r ON r.uid = a.run_uid
+WHERE a.namespace = %s AND a.pod_name = %s
+ORDER BY r.state = 'finished', a.started_at DESC
+LIMIT 1"""
+RUN_CONTEXT: LiteralString = """
+SELECT r.payload, r.attempt, r.state, rs.state
+FROM runs r LEFT JOIN run_state rs ON rs.run_uid = r.uid WHERE r.uid = %s"""
+RUN_STEPS: LiteralString = """
+SELECT step_key, result FROM steps WHERE run_uid = %s ORDER BY seq"""
+STEP_RESULT: LiteralString = """
+SELECT result FROM steps WHERE run_uid = %s AND step_key = %s"""
+# Written once: a second write of the same step keeps the first result (and reports it).
+RECORD_STEP: LiteralString = """
+WITH current AS (
+    SELECT uid FROM runs WHERE uid = %(uid)s AND attempt = %(attempt)s AND state = 'admitted' FOR SHARE
+), inserted AS (
+    INSERT INTO steps (run_uid, step_key, seq, attempt, result, started_at)
+    SELECT %(uid)s, %(key)s,
+           (SELECT count(*) + 1 FROM steps WHERE run_uid = %(uid)s), %(attempt)s, %(result)s, %(started)s
+    FROM current
+    ON CONFLICT (run_uid, step_key) DO NOTHING
+    RETURNING result
+)
+SELECT (SELECT count(*) FROM current) AS allowed, (SELECT count(*) FROM inserted) AS inserted"""
+NOTIFY_PROGRESS: LiteralString = "SELECT pg_notify('cairn_progress', %s)"
+SAVE_STATE: LiteralString = """
+INSERT INTO run_state (run_uid, state, note, attempt)
+SELECT %(uid)s, %(state)s, %(note)s, %(attempt)s
+FROM runs WHERE uid = %(uid)s AND attempt = %(attempt)s AND state = 'admitted'
+ON CONFLICT (run_uid) DO UPDATE SET state = EXCLUDED.state, note = EXCLUDED.note, attempt = EXCLUDED.attempt,
+    updated_at = now()
+RETURNING 1"""
+RECORD_RESULT: LiteralString = """
+UPDATE runs SET result = %(result)s, result_set = true, updated_at = now()
+WHERE uid = %(uid)s AND attempt = %(attempt)s AND state = 'admitted'
+RETURNING 1"""
+
+# -- history (cairn describe) -------------------------------------------------------------------------
+RUN_HISTORY_STEPS: LiteralString = """
+SELECT step_key, seq, attempt, started_at, completed_at, octet_length(result::text) FROM steps
+WHERE run_uid = %s ORDER BY seq"""
+RUN_HISTORY_ATTEMPTS: LiteralString = """
+SELECT attempt, pod_name, started_at, ended_at, exit_code, reason FROM attempts WHERE run_uid = %s ORDER BY attempt"""
+RUN_RESULT: LiteralString = "SELECT result_set, result FROM runs WHERE uid = %s"
