@@ -19,9 +19,11 @@ from lightkube.resources.core_v1 import Namespace
 
 from harness.cluster import Cluster
 from harness.postgres import Postgres, create_database, drop_database
+from tests.support.cairn import CairnProcesses
 from tests.support.crds import install_crds
 from tests.support.env import ClusterEnv, external_dsn, external_kubeconfig
 from tests.support.kube import client
+from tests.support.runs import StepCounter, counter_at
 
 _timings: dict[str, float] = {}
 
@@ -112,6 +114,40 @@ def database(pg_admin_dsn: str, pg_template: str) -> Iterator[str]:
 def pg(database: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
     with psycopg.connect(database, autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture(scope="session")
+def cairn(
+    cluster_env: ClusterEnv, crds: Path, pg_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CairnProcesses]:
+    """Cairn's operator and API running against the session's cluster and a database of their own."""
+    dsn = create_database(pg_admin_dsn, f"cairn_e2e_{secrets.token_hex(4)}")
+    procs = CairnProcesses(cluster_env.kubeconfig, dsn, cluster_env.host_ip, tmp_path_factory.mktemp("cairn"))
+    procs.start_api()
+    procs.start_operator()
+    _cairn_for_reports.append(procs)
+    try:
+        yield procs
+    finally:
+        procs.stop()
+
+
+@pytest.fixture
+def counter(cluster_env: ClusterEnv) -> Iterator[StepCounter]:
+    """A side channel the test owns: task code reports each execution of each step to it."""
+    with counter_at(cluster_env.host_ip) as c:
+        yield c
+
+
+_cairn_for_reports: list[CairnProcesses] = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and "cairn" in getattr(item, "fixturenames", ()) and _cairn_for_reports:
+        report.sections.append(("cairn logs", _cairn_for_reports[0].log_tail(80)))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

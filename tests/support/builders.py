@@ -24,9 +24,7 @@ from harness.images import BUSYBOX
 
 
 def restricted_container_context() -> SecurityContext:
-    return SecurityContext(
-        allowPrivilegeEscalation=False, capabilities=Capabilities(drop=["ALL"]), runAsNonRoot=True
-    )
+    return SecurityContext(allowPrivilegeEscalation=False, capabilities=Capabilities(drop=["ALL"]), runAsNonRoot=True)
 
 
 def restricted_pod_context() -> PodSecurityContext:
@@ -63,9 +61,7 @@ def pod(
         spec=PodSpec(
             restartPolicy="Never",
             tolerations=[
-                Toleration(
-                    key=t.get("key"), operator=t.get("operator"), value=t.get("value"), effect=t.get("effect")
-                )
+                Toleration(key=t.get("key"), operator=t.get("operator"), value=t.get("value"), effect=t.get("effect"))
                 for t in tolerations
             ]
             if tolerations
@@ -116,9 +112,7 @@ def task_body(
     }
 
 
-def taskrun_body(
-    name: str = "r", task: str = "t", *, payload: str | None = None, **spec: object
-) -> dict[str, object]:
+def taskrun_body(name: str = "r", task: str = "t", *, payload: str | None = None, **spec: object) -> dict[str, object]:
     body_spec: dict[str, object] = {"taskRef": {"name": task}, **spec}
     if payload is not None:
         body_spec["payload"] = payload
