@@ -15,5 +15,5 @@ def ns(kube: Client, namespace: str, cairn: CairnProcesses) -> str:
     """A namespace with Cairn running and a Queue "default" (limit 10)."""
     body = queue_body("default", concurrencyLimit=10)
     body["metadata"]["namespace"] = namespace  # type: ignore[index]
-    kube.create(QueueResource.from_dict(body))  # type: ignore[arg-type]
+    kube.create(QueueResource.from_dict(body))
     return namespace

@@ -62,7 +62,7 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60, inte
     while True:
         try:
             value = probe()
-        except Exception as e:  # a probe may race with object creation
+        except Exception as e:  # noqa: BLE001 - a probe may race with object creation; keep polling
             value, last = None, e
         if value:
             return value

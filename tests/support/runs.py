@@ -129,7 +129,7 @@ def make_task(
             **spec,
         },
     }
-    kube.create(TaskResource.from_dict(body))  # type: ignore[arg-type]
+    kube.create(TaskResource.from_dict(body))
 
 
 def create_run(kube: Client, namespace: str, task: str, name: str, payload: Any = None, **spec: Any) -> str:
@@ -141,7 +141,7 @@ def create_run(kube: Client, namespace: str, task: str, name: str, payload: Any 
     }
     if payload is not None:
         body["spec"]["payload"] = payload if isinstance(payload, str) else json.dumps(payload)
-    kube.create(TaskRunResource.from_dict(body))  # type: ignore[arg-type]
+    kube.create(TaskRunResource.from_dict(body))
     return name
 
 
