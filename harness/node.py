@@ -258,6 +258,10 @@ class Node:
     def import_image(self, image: Image) -> None:
         self._ctr("images", "import", str(image.archive))
 
+    def kill_container(self, container_id: str, sig: str = "SIGKILL") -> None:
+        """Send a signal to a container's process, as the kernel's OOM killer or a crash would."""
+        self._ctr("tasks", "kill", "--signal", sig, container_id.removeprefix("containerd://"))
+
     def _ctr(self, *args: str) -> str:
         sock = self.root / "run/containerd/containerd.sock"
         return run(["ctr", "--address", str(sock), "--namespace", "k8s.io", *args], timeout=300)

@@ -26,12 +26,12 @@ FINAL = ("Succeeded", "Failed", "Cancelled")
 
 # Prepended to every test task module: `hit(ctx, what)` reports one execution to the test's counter.
 PRELUDE = """
-import json, os, sys, time, urllib.request
+import json, os, sys, time, urllib.parse, urllib.request
 
 def hit(ctx, what):
     url = os.environ.get("COUNTER_URL")
     if url:
-        query = "run=%s&what=%s&attempt=%s" % (ctx.run_name, what, ctx.attempt)
+        query = urllib.parse.urlencode({"run": ctx.run_name, "what": what, "attempt": ctx.attempt})
         urllib.request.urlopen(url + "?" + query, timeout=10).read()
 """
 
