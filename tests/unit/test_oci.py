@@ -50,9 +50,7 @@ def test_a_changed_file_changes_the_digest(tmp_path: Path) -> None:
 def test_an_image_archive_is_an_oci_layout_naming_the_image(tmp_path: Path) -> None:
     layer = layer_from_files([FileEntry("pause", data=b"\x7fELF", mode=0o755)], tmp_path / "l.tar")
     out = tmp_path / "img.tar"
-    digest = write_image(
-        "localhost/thing:1.0", [layer], ImageConfig(entrypoint=["/pause"], user="65532"), out
-    )
+    digest = write_image("localhost/thing:1.0", [layer], ImageConfig(entrypoint=["/pause"], user="65532"), out)
     with tarfile.open(out) as tar:
         names = set(tar.getnames())
 

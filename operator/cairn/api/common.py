@@ -22,15 +22,18 @@ _DURATION = re.compile(r"^([0-9]+([.][0-9]+)?(ms|s|m|h))+$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 DURATION_PATTERN = _DURATION.pattern
 DURATION_HELP = "a duration such as 30s, 5m, 1h30m or 500ms"
+MAX_DURATION = timedelta(days=3660)
 
 
 def parse_duration(value: str) -> timedelta:
     """Go-style duration (what Kubernetes users write): 30s, 5m, 1h30m, 500ms."""
-    if not _DURATION.match(value):
+    if not _DURATION.fullmatch(value):
         raise ValueError(f"{value!r} is not {DURATION_HELP}")
     total = 0.0
     for number, _frac, unit in re.findall(r"([0-9]+([.][0-9]+)?)(ms|s|m|h)", value):
         total += float(number) * _UNIT_SECONDS[unit]
+    if total > MAX_DURATION.total_seconds():
+        raise ValueError(f"{value!r} is longer than {MAX_DURATION.days} days")
     return timedelta(seconds=total)
 
 

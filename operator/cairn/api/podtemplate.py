@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from cairn.api.common import Model, cel, exactly_one
 
@@ -62,6 +62,14 @@ class EnvVar(Model):
         "names starting with CAIRN_ are reserved for Cairn's runtime environment",
     )
     name: str = Field(description="Name of the variable.", min_length=1, max_length=256)
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if name.startswith("CAIRN_"):
+            raise ValueError("names starting with CAIRN_ are reserved for Cairn's runtime environment")
+        return name
+
     value: str | None = Field(None, description="A literal value.")
     value_from: EnvVarSource | None = Field(None, description="A value read from a Secret, ConfigMap or the pod.")
 

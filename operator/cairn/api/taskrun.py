@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from cairn.api.common import (
     CONDITIONS_LIST,
@@ -33,6 +33,12 @@ class Phase(StrEnum):
         return self in (Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED)
 
 
+def _payload_fits(value: str | None) -> str | None:
+    if value is not None and len(value.encode()) > PAYLOAD_MAX_BYTES:
+        raise ValueError(f"the payload is {len(value.encode())} bytes, over the cap of {PAYLOAD_MAX_BYTES}")
+    return value
+
+
 class TaskRef(Model):
     """The Task to run, in the TaskRun's namespace."""
 
@@ -55,7 +61,7 @@ class TaskRunSpec(Model):
     )
 
     task_ref: TaskRef = Field(description="The Task to run (immutable).")
-    payload: str | None = Field(
+    payload: Annotated[str | None, AfterValidator(_payload_fits)] = Field(
         None,
         max_length=PAYLOAD_MAX_BYTES,
         description=(
@@ -63,6 +69,15 @@ class TaskRunSpec(Model):
             "it parsed; text that is not JSON fails the run with reason InvalidPayload. "
             'Example: \'{"url": "https://example.com/a.mp4"}\'.'
         ),
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"size(bytes(self)) <= {PAYLOAD_MAX_BYTES}",
+                    "message": f"is over the payload cap of {PAYLOAD_MAX_BYTES} bytes (UTF-8): pass large inputs by "
+                    "reference, e.g. a URL",
+                }
+            ]
+        },
     )
     priority: int = Field(
         0,

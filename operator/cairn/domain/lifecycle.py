@@ -215,7 +215,7 @@ def plan(view: RunView, settings: Settings) -> Plan:
     if adm.state == "finished":
         # The store says done but the status never said so (a crash between the two): end it now.
         return _finish(b, Phase.FAILED, "Lost", "the run's record ended without an outcome")
-    return _waiting(b, adm)
+    return _waiting(b, adm, deadline)
 
 
 def _register(b: _Builder) -> Plan:
@@ -253,7 +253,7 @@ def _register(b: _Builder) -> Plan:
     return b.done()
 
 
-def _waiting(b: _Builder, adm: Admission) -> Plan:
+def _waiting(b: _Builder, adm: Admission, deadline: datetime | None) -> Plan:
     reason = adm.wait_reason.value if adm.wait_reason else "Queued"
     message = adm.wait_message or f'waiting for a slot in queue "{adm.queue}"'
     retrying = bool(b.old.attempts)
@@ -261,6 +261,7 @@ def _waiting(b: _Builder, adm: Admission) -> Plan:
         message = f"waiting until {b.old.next_attempt_time} before attempt {len(b.old.attempts or []) + 1}"
     b.set(phase=Phase.RETRYING if retrying else Phase.QUEUED, reason=reason, message=message, queue=adm.queue)
     b.condition(ADMITTED, "False", reason, message)
+    b.plan.recheck(deadline)  # maxDuration runs on while a run waits for a slot
     return b.done()
 
 
@@ -312,20 +313,22 @@ def _attempt_in_flight(
     pod = view.pods.get(current.number)
     started = parse_time(current.start_time) if current.start_time else view.now
     spec = adm.snapshot.spec
-    if deadline is not None and view.now >= deadline:
+    past_deadline = deadline is not None and view.now >= deadline
+    outcome: Termination | StillRunning
+    if pod is None:
+        if view.now - started < settings.pod_appear_grace and not past_deadline:
+            b.plan.recheck(started + settings.pod_appear_grace)
+            return b.done()
+        outcome = missing(view.now)
+    else:
+        outcome = classify(pod, now=view.now, started=started, start_timeout=parse_duration(spec.start_timeout))
+    # A success stands even when it is seen after maxDuration: the work is done.
+    if past_deadline and not (isinstance(outcome, Termination) and outcome.outcome is Outcome.SUCCEEDED):
         if pod is not None and pod.phase not in ("Succeeded", "Failed"):
             b.plan.delete_pods.append((pod.name, False))
         return _end_run_during_attempt(
             b, current, Phase.FAILED, "MaxDurationExceeded", _max_duration_message(adm.snapshot)
         )
-
-    if pod is None:
-        if view.now - started < settings.pod_appear_grace:
-            b.plan.recheck(started + settings.pod_appear_grace)
-            return b.done()
-        outcome: Termination | StillRunning = missing(view.now)
-    else:
-        outcome = classify(pod, now=view.now, started=started, start_timeout=parse_duration(spec.start_timeout))
     if isinstance(outcome, StillRunning):
         if pod is not None and pod.node and current.node != pod.node:
             attempts = [*(b.old.attempts or [])[:-1], current.model_copy(update={"node": pod.node})]
@@ -359,8 +362,7 @@ def _attempt_ended(b: _Builder, adm: Admission, current: Attempt, t: Termination
             "exit_code": t.exit_code,
             "reason": t.reason,
             "message": t.message[:1024] or None,
-            "counted": t.outcome is not Outcome.DISRUPTED
-            and not (isinstance(decision, retry.Retry) and not decision.counted),
+            "counted": decision.counted if isinstance(decision, retry.Retry) else t.outcome is not Outcome.DISRUPTED,
         }
     )
     b.set(attempts=[*earlier, ended])
@@ -422,8 +424,9 @@ def _finish(b: _Builder, phase: Phase, reason: str, message: str) -> Plan:
         reason if phase is not Phase.SUCCEEDED else "Succeeded",
         message,
     )
-    if view.admission is not None and view.admission.snapshot.spec.ttl_seconds_after_finished is not None:
-        b.plan.recheck(view.now + timedelta(seconds=view.admission.snapshot.spec.ttl_seconds_after_finished))
+    ttl = _ttl(view, b.new)
+    if ttl is not None:
+        b.plan.recheck(view.now + timedelta(seconds=ttl))
     return b.done()
 
 
@@ -448,8 +451,7 @@ def _finished(b: _Builder) -> Plan:
     for pod in view.pods.values():
         if pod.phase not in ("Succeeded", "Failed") and not pod.deleting:
             b.plan.delete_pods.append((pod.name, False))
-    snapshot = status.task
-    ttl = snapshot.spec.ttl_seconds_after_finished if snapshot else None
+    ttl = _ttl(view, status)
     if ttl is not None and status.completion_time:
         expires = parse_time(status.completion_time) + timedelta(seconds=ttl)
         if view.now >= expires:
@@ -460,6 +462,16 @@ def _finished(b: _Builder) -> Plan:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+def _ttl(view: RunView, status: TaskRunStatus) -> int | None:
+    """ttlSecondsAfterFinished of the Task the run started with; for a run that ended before it
+    started (cancelled while queued, an invalid payload), of the Task it named."""
+    if status.task is not None:
+        return status.task.spec.ttl_seconds_after_finished
+    if view.admission is not None:
+        return view.admission.snapshot.spec.ttl_seconds_after_finished
+    return view.task.spec.ttl_seconds_after_finished if view.task is not None else None
+
+
 def _run_deadline(snapshot: TaskSnapshot, status: TaskRunStatus) -> datetime | None:
     if not snapshot.spec.max_duration or not status.start_time:
         return None

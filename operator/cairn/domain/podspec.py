@@ -74,7 +74,10 @@ def render_pod(
         {"name": "CAIRN_ATTEMPT", "value": str(attempt)},
         {"name": "CAIRN_TOKEN_FILE", "value": TOKEN_FILE},
     ]
-    container["env"] = env + list(container.get("env", []))
+    # Cairn's variables come last, so that they win over any the template sets (Kubernetes keeps the
+    # last of duplicate names); the schema already refuses CAIRN_ names.
+    user_env = [e for e in container.get("env", []) if not e["name"].startswith("CAIRN_")]
+    container["env"] = user_env + env
     container["volumeMounts"] = [
         *container.get("volumeMounts", []),
         {"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True},

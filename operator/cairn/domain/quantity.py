@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 _SUFFIX: dict[str, int | Decimal] = {
     "": 1,
@@ -33,7 +33,13 @@ def to_bytes(quantity: int | str) -> int:
     if not match:
         raise ValueError(f"{quantity!r} is not a Kubernetes quantity (e.g. 512Mi, 2Gi)")
     number, suffix = match.groups()
-    return math.ceil(Decimal(number) * Decimal(_SUFFIX[suffix or ""]))
+    try:
+        value = math.ceil(Decimal(number) * Decimal(_SUFFIX[suffix or ""]))
+    except InvalidOperation as e:
+        raise ValueError(f"{quantity!r} is not a Kubernetes quantity (e.g. 512Mi, 2Gi)") from e
+    if value < 0:
+        raise ValueError(f"{quantity!r} is negative: a memory quantity cannot be")
+    return value
 
 
 def from_bytes(n: int) -> str:
@@ -41,4 +47,4 @@ def from_bytes(n: int) -> str:
     for suffix, size in (("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
         if n % size == 0:
             return f"{n // size}{suffix}"
-    return f"{math.ceil(n / 2**20)}Mi"
+    return f"{-(-n // 2**20)}Mi"  # integer ceiling: floats lose bytes for huge values

@@ -87,14 +87,14 @@ def decide(
     if t.outcome is Outcome.START_FAILED:
         return Fail(t.reason, f"{_describe(t, attempt)}; a new attempt would fail the same way")
 
-    action = "Count"
+    action: str | None = None  # None: no rule matched, the defaults apply
     for rule in policy.pod_failure_policy.rules if policy.pod_failure_policy else []:
         if _rule_matches(rule, t):
             action = rule.action
             break
     if action == "FailRun":
         return Fail(t.reason, f"{_describe(t, attempt)}, which the podFailurePolicy makes fatal")
-    if action == "Ignore" or t.outcome is Outcome.DISRUPTED:
+    if action == "Ignore" or (action is None and t.outcome is Outcome.DISRUPTED):
         if spent.disruptions >= policy.max_disruptions:
             return Fail(
                 "TooManyDisruptions",
@@ -116,4 +116,5 @@ def next_memory_limit(policy: RetryPolicy, last_reason: str | None, last_limit: 
     oom = policy.out_of_memory
     if last_reason != "OOMKilled" or oom is None or last_limit is None:
         return last_limit
-    return min(quantity.to_bytes(oom.max_memory), max(last_limit, int(last_limit * oom.memory_factor)))
+    raised = min(quantity.to_bytes(oom.max_memory), int(last_limit * oom.memory_factor))
+    return max(last_limit, raised)  # never below what was just killed (a limit set above maxMemory)
