@@ -13,7 +13,7 @@ from tests.support.env import ClusterEnv
 from tests.support.kube import wait_for
 from tests.support.runs import StepCounter, create_run, make_task, pods_of, wait_phase, wait_steps
 
-FIVE_STEPS = '''
+FIVE_STEPS = """
 def work(ctx, i):
     hit(ctx, "step%d" % i)
     time.sleep(float(os.environ.get("STEP_SECONDS", "1")))
@@ -32,13 +32,14 @@ def main(ctx):
             for j in range(0, len(hog), 4096):
                 hog[j] = 1
     return {"sum": sum(r["square"] for r in results)}
-'''
+"""
 
 
 def _kill_container(env: ClusterEnv, kube: Client, ns: str, run: str) -> None:
     pod = pods_of(kube, ns, run)[0]
     env.require_harness().node(pod["spec"]["nodeName"]).kill_container(
-        pod["status"]["containerStatuses"][0]["containerID"])
+        pod["status"]["containerStatuses"][0]["containerID"]
+    )
 
 
 def _crash(how: str, env: ClusterEnv, kube: Client, ns: str, run: str, cairn: CairnProcesses) -> None:
@@ -49,9 +50,14 @@ def _crash(how: str, env: ClusterEnv, kube: Client, ns: str, run: str, cairn: Ca
         node = cluster.node(pods_of(kube, ns, run)[0]["spec"]["nodeName"])
         node.stop()
         try:
-            wait_for("a second attempt on the other node", lambda: any(
-                p["metadata"]["labels"]["cairn.dev/attempt"] == "2" and p["spec"].get("nodeName")
-                for p in pods_of(kube, ns, run)), timeout=120)
+            wait_for(
+                "a second attempt on the other node",
+                lambda: any(
+                    p["metadata"]["labels"]["cairn.dev/attempt"] == "2" and p["spec"].get("nodeName")
+                    for p in pods_of(kube, ns, run)
+                ),
+                timeout=120,
+            )
         finally:
             node.start(cluster.images)
             node.wait_ready()
@@ -75,9 +81,16 @@ def test_a_run_killed_after_step_three_resumes_at_step_four_and_never_reruns_a_r
     cluster_env: ClusterEnv, kube: Client, ns: str, counter: StepCounter, cairn: CairnProcesses, how: str
 ) -> None:
     crash_payload, first_reason = CRASHES[how]
-    make_task(kube, ns, "five", FIVE_STEPS, counter=counter, env={"STEP_SECONDS": "1.5"},
-              resources={"requests": {"memory": "64Mi"}, "limits": {"memory": "160Mi"}},
-              retry={"maxAttempts": 3, "backoff": {"initialDelay": "1s", "maxDelay": "2s"}})
+    make_task(
+        kube,
+        ns,
+        "five",
+        FIVE_STEPS,
+        counter=counter,
+        env={"STEP_SECONDS": "1.5"},
+        resources={"requests": {"memory": "64Mi"}, "limits": {"memory": "160Mi"}},
+        retry={"maxAttempts": 3, "backoff": {"initialDelay": "1s", "maxDelay": "2s"}},
+    )
     create_run(kube, ns, "five", "r1", payload={"crash": crash_payload})
     if crash_payload is None:
         wait_steps(kube, ns, "r1", 3)
@@ -102,7 +115,7 @@ def test_a_run_killed_after_step_three_resumes_at_step_four_and_never_reruns_a_r
 def test_steps_in_a_loop_async_steps_and_typed_results_replay_with_their_types(
     kube: Client, ns: str, counter: StepCounter
 ) -> None:
-    code = '''
+    code = """
 import asyncio
 from datetime import date
 from pydantic import BaseModel
@@ -125,7 +138,7 @@ async def main(ctx):
     if ctx.attempt == 1:
         sys.exit(1)  # fail once: the second attempt gets typed results back without fetching again
     return [f.city for f in forecasts]
-'''
+"""
     make_task(kube, ns, "weather", code, counter=counter)
     create_run(kube, ns, "weather", "r1")
     st = wait_phase(kube, ns, "r1")
@@ -137,7 +150,7 @@ async def main(ctx):
 
 
 def test_saved_state_carries_a_long_loop_across_attempts(kube: Client, ns: str, counter: StepCounter) -> None:
-    code = '''
+    code = """
 def main(ctx):
     done = (ctx.state or {}).get("done", 0)
     for i in range(done, 10):
@@ -146,7 +159,7 @@ def main(ctx):
         if ctx.attempt == 1 and i == 5:
             sys.exit(1)
     return ctx.state
-'''
+"""
     make_task(kube, ns, "loop", code, counter=counter)
     create_run(kube, ns, "loop", "r1")
     st = wait_phase(kube, ns, "r1")
@@ -156,11 +169,11 @@ def main(ctx):
 
 
 def test_an_unrecordable_result_fails_the_run_with_an_error_naming_the_step(kube: Client, ns: str) -> None:
-    code = '''
+    code = """
 def main(ctx):
     ctx.step("ok", lambda: 1)
     ctx.step("clock", lambda: object())
-'''
+"""
     make_task(kube, ns, "bad", code, retry={"maxAttempts": 1})
     create_run(kube, ns, "bad", "r1")
     st = wait_phase(kube, ns, "r1")
@@ -170,7 +183,7 @@ def main(ctx):
 
 
 def test_the_step_idempotency_key_is_the_same_on_every_attempt(kube: Client, ns: str, counter: StepCounter) -> None:
-    code = '''
+    code = """
 def charge(ctx):
     hit(ctx, "key=" + ctx.idempotency_key())
     if ctx.attempt == 1:
@@ -179,7 +192,7 @@ def charge(ctx):
 
 def main(ctx):
     return ctx.step("charge", charge, ctx)
-'''
+"""
     make_task(kube, ns, "pay", code, counter=counter)
     create_run(kube, ns, "pay", "r1")
     st = wait_phase(kube, ns, "r1")
@@ -192,4 +205,3 @@ def _uid(kube: Client, ns: str, name: str) -> str:
     from tests.support.runs import get_run
 
     return str(get_run(kube, ns, name)["metadata"]["uid"])
-

@@ -155,11 +155,7 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         with_path(
             _T,
             "spec.retry",
-            {
-                "podFailurePolicy": {
-                    "rules": [{"action": "Retry", "onExitCodes": {"operator": "In", "values": [1]}}]
-                }
-            },
+            {"podFailurePolicy": {"rules": [{"action": "Retry", "onExitCodes": {"operator": "In", "values": [1]}}]}},
         ),
         'spec.retry.podFailurePolicy.rules[0].action: Unsupported value: "Retry": supported values: "FailRun", "Ignore", "Count"',
     ),
@@ -283,9 +279,7 @@ def test_status_is_written_only_through_the_status_subresource(crds: Path, names
         "-p",
         '{"status": {"queued": 7}}',
     )
-    assert (
-        kubectl(crds, "get", "queue", "q", "-n", namespace, "-o", "jsonpath={.status.queued}").stdout == "7"
-    )
+    assert kubectl(crds, "get", "queue", "q", "-n", namespace, "-o", "jsonpath={.status.queued}").stdout == "7"
     assert kubectl(crds, "get", "queue", "q", "-n", namespace, "-o", "jsonpath={.spec}").stdout == before
 
 

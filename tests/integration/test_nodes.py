@@ -27,8 +27,7 @@ def _http_get(host: str, port: int, attempts: int = 1) -> list[str]:
     return [
         "sh",
         "-c",
-        f"for i in $(seq {attempts}); do out=$({get}); "
-        f'[ -n "$out" ] && echo "$out" && exit 0; sleep 1; done; exit 1',
+        f'for i in $(seq {attempts}); do out=$({get}); [ -n "$out" ] && echo "$out" && exit 0; sleep 1; done; exit 1',
     ]
 
 
@@ -57,11 +56,7 @@ def test_a_container_runs_to_completion_with_its_real_exit_code_and_logs(
 
 def test_a_container_over_its_memory_limit_is_oom_killed(kube: Client, namespace: str) -> None:
     # dd allocates its whole block in one buffer: 64 MiB against a 24 MiB limit.
-    kube.create(
-        pod(
-            "hog", namespace, ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=4"], memory_limit="24Mi"
-        )
-    )
+    kube.create(pod("hog", namespace, ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=4"], memory_limit="24Mi"))
     p = wait_for("the pod to be killed", lambda: _finished(kube, "hog", namespace))
     term = _terminated(p)
     assert (term["reason"], term["exitCode"]) == ("OOMKilled", 137)
@@ -76,11 +71,7 @@ def test_a_pod_deleted_mid_run_is_terminated(kube: Client, namespace: str) -> No
     kube.delete(Pod, "sleeper", namespace=namespace)
     wait_for(
         "the pod to be gone",
-        lambda: (
-            not [
-                p for p in kube.list(Pod, namespace=namespace) if as_dict(p)["metadata"]["name"] == "sleeper"
-            ]
-        ),
+        lambda: not [p for p in kube.list(Pod, namespace=namespace) if as_dict(p)["metadata"]["name"] == "sleeper"],
         timeout=60,
     )
 
@@ -115,13 +106,8 @@ def test_a_pod_on_each_node_gets_an_ip_and_reaches_a_server_on_the_host(
     kube.create(pod("client", namespace, _http_get(*host_server), node=node))
     p = wait_for("the pod to finish", lambda: _finished(kube, "client", namespace))
     assert p["status"]["podIP"]
-    assert p["status"]["phase"] == "Succeeded", kubectl(
-        cluster_env.kubeconfig, "logs", "-n", namespace, "client"
-    )
-    assert (
-        kubectl(cluster_env.kubeconfig, "logs", "-n", namespace, "client").stdout.strip()
-        == "hello from the host"
-    )
+    assert p["status"]["phase"] == "Succeeded", kubectl(cluster_env.kubeconfig, "logs", "-n", namespace, "client")
+    assert kubectl(cluster_env.kubeconfig, "logs", "-n", namespace, "client").stdout.strip() == "hello from the host"
 
 
 def test_a_pod_reaches_a_cluster_ip_service_backed_by_a_pod_on_another_node(
@@ -134,8 +120,7 @@ def test_a_pod_reaches_a_cluster_ip_service_backed_by_a_pod_on_another_node(
             [
                 "sh",
                 "-c",
-                "mkdir -p /tmp/www && echo served-by-web > /tmp/www/index.html"
-                " && exec httpd -f -p 8080 -h /tmp/www",
+                "mkdir -p /tmp/www && echo served-by-web > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www",
             ],
             node="node-1",
             labels={"app": "web"},
@@ -212,11 +197,7 @@ def test_a_pod_on_a_stopped_node_is_seen_as_lost_and_the_node_comes_back(
     wait_for("node-2 to be Ready again", lambda: _node_ready(kube, "node-2") == "True", timeout=60)
     wait_for(
         "the evicted pod to be gone once its node is back",
-        lambda: (
-            not [
-                p for p in kube.list(Pod, namespace=namespace) if as_dict(p)["metadata"]["name"] == "stranded"
-            ]
-        ),
+        lambda: not [p for p in kube.list(Pod, namespace=namespace) if as_dict(p)["metadata"]["name"] == "stranded"],
         timeout=90,
     )
 

@@ -56,9 +56,7 @@ def test_api_server_stores_custom_resources_and_watch_sees_them_change(
         "the Widget CRD to be established",
         lambda: any(
             c["type"] == "Established" and c["status"] == "True"
-            for c in as_dict(kube.get(CustomResourceDefinition, "widgets.smoke.cairn.dev"))["status"][
-                "conditions"
-            ]
+            for c in as_dict(kube.get(CustomResourceDefinition, "widgets.smoke.cairn.dev"))["status"]["conditions"]
         ),
     )
     kube.create(Widget(metadata=ObjectMeta(name="w1", namespace=namespace), spec={"size": 1}))
@@ -79,9 +77,7 @@ def test_api_server_stores_custom_resources_and_watch_sees_them_change(
     assert kube.get(Widget, "w1", namespace=namespace).spec == {"size": 2}
 
 
-def test_scheduler_binds_a_pod_and_a_kubelet_runs_it(
-    cluster_env: ClusterEnv, kube: Client, namespace: str
-) -> None:
+def test_scheduler_binds_a_pod_and_a_kubelet_runs_it(cluster_env: ClusterEnv, kube: Client, namespace: str) -> None:
     kube.create(
         Pod(
             metadata=ObjectMeta(name="hello", namespace=namespace),
@@ -109,8 +105,7 @@ def test_scheduler_binds_a_pod_and_a_kubelet_runs_it(
         "the pod to finish",
         lambda: (
             p
-            if (p := as_dict(kube.get(Pod, "hello", namespace=namespace)))["status"]["phase"]
-            in ("Succeeded", "Failed")
+            if (p := as_dict(kube.get(Pod, "hello", namespace=namespace)))["status"]["phase"] in ("Succeeded", "Failed")
             else None
         ),
     )
@@ -143,11 +138,7 @@ def test_garbage_collector_deletes_the_children_of_a_deleted_owner(kube: Client,
     wait_for(
         "the garbage collector to delete the child",
         lambda: (
-            not [
-                cm
-                for cm in kube.list(ConfigMap, namespace=namespace)
-                if as_dict(cm)["metadata"]["name"] == "child"
-            ]
+            not [cm for cm in kube.list(ConfigMap, namespace=namespace) if as_dict(cm)["metadata"]["name"] == "child"]
             or None
         ),
         timeout=60,
