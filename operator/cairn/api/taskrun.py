@@ -133,6 +133,18 @@ class Progress(Model):
     updated_time: str | None = Field(None, description="When the last step completed.")
 
 
+STEPS_SHOWN = 50
+
+
+class StepEntry(Model):
+    """A completed step: which attempt ran it, and when."""
+
+    key: str = Field(description="The step's key: its name and occurrence, e.g. fetch#2.")
+    attempt: int = Field(description="The attempt that ran it.")
+    start_time: str | None = Field(None, description="When its work began.")
+    completion_time: str | None = Field(None, description="When it was recorded.")
+
+
 class TaskSnapshot(Model):
     """The Task as it was when the run started. Edits to the Task never change a run in flight."""
 
@@ -164,6 +176,14 @@ class TaskRunStatus(Model):
     completion_time: str | None = Field(None, description="When the run ended.")
     next_attempt_time: str | None = Field(None, description="When the next attempt starts (phase Retrying).")
     progress: Progress | None = Field(None, description="Steps completed so far.")
+    steps: list[StepEntry] | None = Field(
+        None,
+        max_length=STEPS_SHOWN,
+        description=(
+            f"The last {STEPS_SHOWN} completed steps, oldest first, with the attempt that ran each (all of them: "
+            "cairn describe)."
+        ),
+    )
     result: str | None = Field(
         None,
         max_length=RESULT_STATUS_MAX_BYTES,

@@ -80,6 +80,7 @@ class RunReconciler:
             state_note=rec.state_note if rec else None,
             updated=max((t for t in (rec.last_step_at, rec.state_at) if t), default=None) if rec else None,
             result=rec.result if rec else None,
+            recent=tuple(rec.recent) if rec else (),
         )
         pods = {attempt: PodView.parse(pod, attempt) for attempt, pod in op.cache.pods.get(uid, {}).items()}
         return lifecycle.RunView(

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from cairn.api.common import RESULT_STATUS_MAX_BYTES, parse_duration
 from cairn.api.task import Task
-from cairn.api.taskrun import Attempt, Phase, Progress, TaskRun, TaskRunStatus, TaskSnapshot
+from cairn.api.taskrun import Attempt, Phase, Progress, StepEntry, TaskRun, TaskRunStatus, TaskSnapshot
 from cairn.domain import naming, retry
 from cairn.domain.admission import WaitReason
 from cairn.domain.conditions import set_condition
@@ -57,6 +57,7 @@ class Recorded:
     state_note: str | None = None
     updated: datetime | None = None
     result: str | None = None  # JSON text of the final result, once recorded
+    recent: tuple[tuple[str, int, datetime | None, datetime], ...] = ()  # (key, attempt, started, completed)
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,17 @@ class _Builder:
         )
         if progress != self.new.progress:
             self.set(progress=progress)
+        steps = [
+            StepEntry(
+                key=key,
+                attempt=attempt,
+                start_time=format_time(started) if started else None,
+                completion_time=format_time(completed),
+            )
+            for key, attempt, started, completed in rec.recent
+        ]
+        if steps and steps != (self.new.steps or []):
+            self.set(steps=steps)
 
 
 def replace_model(model: TaskRunStatus, **changes: Any) -> TaskRunStatus:

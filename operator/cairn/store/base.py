@@ -72,6 +72,7 @@ class RecordedRow:
     state_note: str | None
     state_at: datetime | None
     result: str | None
+    recent: list[tuple[str, int, datetime | None, datetime]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -224,11 +224,12 @@ class PostgresStore:
         async with self.pool.connection() as conn:
             await conn.execute(q.END_ATTEMPT, (exit_code, reason, uid, attempt))
 
-    async def recorded(self, uid: str) -> RecordedRow | None:
+    async def recorded(self, uid: str, recent: int = 50) -> RecordedRow | None:
         async with self.pool.connection() as conn:
             row = await (await conn.execute(q.RECORDED, (uid,))).fetchone()
-        if row is None:
-            return None
+            if row is None:
+                return None
+            steps = await (await conn.execute(q.RECENT_STEPS, (uid, recent))).fetchall()
         return RecordedRow(
             steps_completed=row[0],
             last_step=row[1],
@@ -236,6 +237,7 @@ class PostgresStore:
             state_note=row[3],
             state_at=row[4],
             result=row[5],
+            recent=[(s[0], s[1], s[2], s[3]) for s in steps],
         )
 
     # -- the checkpoint API ----------------------------------------------------------------------

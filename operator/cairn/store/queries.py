@@ -115,6 +115,11 @@ SELECT
     CASE WHEN r.result_set THEN r.result::text END
 FROM runs r WHERE r.uid = %s"""
 
+RECENT_STEPS: LiteralString = """
+SELECT step_key, attempt, started_at, completed_at FROM (
+    SELECT step_key, attempt, started_at, completed_at, seq FROM steps WHERE run_uid = %s ORDER BY seq DESC LIMIT %s
+) recent ORDER BY seq"""
+
 # -- the checkpoint API -------------------------------------------------------------------------------
 # The attempt a pod belongs to, and whether it may still record: only the run's current attempt,
 # and only while the run holds its slot.
