@@ -298,7 +298,8 @@ def test_attempt_stuck_past_start_timeout_fails_the_run_and_removes_its_pod() ->
     stuck = pod(1, phase="Pending", waiting={"reason": "CreateContainerConfigError", "message": 'secret "k" not found'})
     p = decide(view(run, t, adm, now=T0 + timedelta(minutes=2), pods={1: stuck}))
     assert p.delete_pods == [("video-42-1", False)]
-    assert p.release == Finish(Phase.FAILED)
+    # The slot is kept until the stopped pod has ended: the limit counts pods.
+    assert p.release is None and p.recheck_at is not None
     assert p.status is not None
     assert (p.status["phase"], p.status["reason"]) == ("Failed", "ConfigError")
 
@@ -308,7 +309,8 @@ def test_image_that_can_never_be_pulled_fails_the_run_at_once() -> None:
     run, adm = started(t)
     never = pod(1, phase="Pending", waiting={"reason": "InvalidImageName", "message": "bad ref"})
     p = decide(view(run, t, adm, now=T0 + 3 * S, pods={1: never}))
-    assert p.release == Finish(Phase.FAILED)
+    # The slot is kept until the stopped pod has ended: the limit counts pods.
+    assert p.release is None and p.recheck_at is not None
     assert p.delete_pods == [("video-42-1", False)]
     assert p.status is not None
     assert p.status["reason"] == "ImagePullFailed"
@@ -564,7 +566,8 @@ def test_max_duration_passing_during_an_attempt_deletes_its_pod_and_fails_the_ru
     now = T0 + timedelta(minutes=10)
     p = decide(view(run, t, adm, now=now, pods={1: running_pod(1)}))
     assert p.delete_pods == [("video-42-1", False)]
-    assert p.release == Finish(Phase.FAILED)
+    # The slot is kept until the stopped pod has ended: the limit counts pods.
+    assert p.release is None and p.recheck_at is not None
     assert p.status is not None
     assert (p.status["phase"], p.status["reason"]) == ("Failed", "MaxDurationExceeded")
     assert p.status["message"] == "the run took longer than maxDuration (10m) since its first attempt"
@@ -601,7 +604,8 @@ def test_cancelled_run_deletes_its_live_pod_and_ends_cancelled() -> None:
     now = T0 + timedelta(minutes=1)
     p = decide(view(run, t, adm, now=now, pods={1: running_pod(1)}))
     assert p.delete_pods == [("video-42-1", False)]
-    assert p.release == Finish(Phase.CANCELLED)
+    # The slot is kept until the stopped pod has ended: the limit counts pods.
+    assert p.release is None and p.recheck_at is not None
     assert p.status is not None
     assert (p.status["phase"], p.status["reason"]) == ("Cancelled", "Cancelled")
     ended = p.status["attempts"][0]
@@ -615,7 +619,8 @@ def test_cancelling_leaves_finished_and_terminating_pods_alone() -> None:
     pods = {1: failed_pod(1), 2: running_pod(2, deleting=T0)}
     p = decide(view(run, t, adm, now=T0 + 60 * S, pods=pods))
     assert p.delete_pods == []
-    assert p.release == Finish(Phase.CANCELLED)
+    # The slot is kept until the stopped pod has ended: the limit counts pods.
+    assert p.release is None and p.recheck_at is not None
 
 
 def test_queued_run_cancelled_ends_cancelled_and_releases_its_place() -> None:
@@ -896,3 +901,16 @@ def test_a_run_driven_through_plans_respects_its_retry_policy_and_holds_one_pod_
             after = decide(view(run, t, replace(adm, state=state), now=now + timedelta(hours=1)))
             assert after.create_pod is None
             assert after.register is None
+
+
+def test_the_slot_of_a_finished_run_is_released_once_its_stopped_pod_has_ended() -> None:
+    t = task()
+    run, adm = started(t)
+    now = T0 + 60 * S
+    stopping = decide(view(with_spec(run, cancel=True), t, adm, now=now, pods={1: running_pod(1)}))
+    assert stopping.release is None
+    run = apply_status(with_spec(run, cancel=True), stopping)
+    still = decide(view(run, t, adm, now=now + 2 * S, pods={1: running_pod(1, deleting=now)}))
+    assert still.release is None
+    gone = decide(view(run, t, adm, now=now + 4 * S, pods={}))
+    assert gone.release == Finish(Phase.CANCELLED)

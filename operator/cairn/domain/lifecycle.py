@@ -413,9 +413,20 @@ def _end_run_during_attempt(b: _Builder, current: Attempt, phase: Phase, reason:
     return _finish(b, phase, reason, message)
 
 
+def _live_pods(b: _Builder) -> list[PodView]:
+    """Pods of the run still holding their place: not ended, and not force-deleted in this plan."""
+    forced = {name for name, force in b.plan.delete_pods if force}
+    return [p for p in b.view.pods.values() if p.phase not in ("Succeeded", "Failed") and p.name not in forced]
+
+
 def _finish(b: _Builder, phase: Phase, reason: str, message: str) -> Plan:
     view = b.view
-    b.plan.release = Finish(phase)
+    # The slot is given back once no pod of the run is left running (a stopped pod may take its
+    # grace period to end): the queue's limit counts pods, not phases.
+    if not _live_pods(b):
+        b.plan.release = Finish(phase)
+    else:
+        b.plan.recheck(view.now + timedelta(seconds=5))
     changes: dict[str, Any] = {
         "phase": phase,
         "reason": reason,
@@ -458,11 +469,14 @@ def _cancel(b: _Builder) -> Plan:
 
 def _finished(b: _Builder) -> Plan:
     view, status = b.view, b.old
-    if view.admission is not None and view.admission.state != "finished" and status.phase is not None:
-        b.plan.release = Finish(status.phase)
     for pod in view.pods.values():
         if pod.phase not in ("Succeeded", "Failed") and not pod.deleting:
             b.plan.delete_pods.append((pod.name, False))
+    if view.admission is not None and view.admission.state != "finished" and status.phase is not None:
+        if _live_pods(b):
+            b.plan.recheck(view.now + timedelta(seconds=5))
+        else:
+            b.plan.release = Finish(status.phase)
     ttl = _ttl(view, status)
     if ttl is not None and status.completion_time:
         expires = parse_time(status.completion_time) + timedelta(seconds=ttl)
