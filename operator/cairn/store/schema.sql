@@ -1,0 +1,85 @@
+-- The declared schema: what the store's code expects, in one place. The migrations in migrations/
+-- must produce exactly this (tests/integration/test_store.py checks it); update both together.
+-- Cairn's store: queues and their slots, runs, attempts, recorded steps, saved state.
+
+CREATE TABLE cairn_settings (
+    key   text PRIMARY KEY,
+    value text NOT NULL
+);
+
+-- One row per Queue object. Its row lock serialises admission on the queue.
+CREATE TABLE queues (
+    namespace         text    NOT NULL,
+    name              text    NOT NULL,
+    uid               text    NOT NULL,
+    concurrency_limit integer NOT NULL CHECK (concurrency_limit >= 1),
+    per_key_limit     integer CHECK (per_key_limit >= 1),
+    paused            boolean NOT NULL DEFAULT false,
+    admitted_total    bigint  NOT NULL DEFAULT 0,
+    updated_at        timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (namespace, name)
+);
+
+-- One row per TaskRun. state 'admitted' is a held slot of its queue.
+CREATE TABLE runs (
+    uid             uuid    PRIMARY KEY,
+    namespace       text    NOT NULL,
+    name            text    NOT NULL,
+    task            text    NOT NULL,
+    queue           text    NOT NULL,
+    priority        integer NOT NULL DEFAULT 0,
+    concurrency_key text,
+    created_at      timestamptz NOT NULL,
+    state           text    NOT NULL CHECK (state IN ('queued', 'admitted', 'finished')),
+    not_before      timestamptz,
+    wait_reason     text,
+    admitted_at     timestamptz,
+    finished_at     timestamptz,
+    phase           text,
+    snapshot        jsonb   NOT NULL,
+    payload         text,
+    attempt         integer NOT NULL DEFAULT 0,
+    result          jsonb,
+    result_set      boolean NOT NULL DEFAULT false,
+    retain_until    timestamptz,
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX runs_waiting ON runs (namespace, queue, priority DESC, created_at, uid) WHERE state = 'queued';
+CREATE INDEX runs_holding ON runs (namespace, queue, concurrency_key) WHERE state = 'admitted';
+CREATE INDEX runs_by_name ON runs (namespace, name);
+CREATE INDEX runs_expiring ON runs (retain_until) WHERE state = 'finished';
+
+-- One row per attempt (pod). The attempt named by runs.attempt is the only one allowed to record.
+CREATE TABLE attempts (
+    run_uid    uuid    NOT NULL REFERENCES runs (uid) ON DELETE CASCADE,
+    attempt    integer NOT NULL CHECK (attempt >= 1),
+    namespace  text    NOT NULL,
+    pod_name   text    NOT NULL,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    ended_at   timestamptz,
+    exit_code  integer,
+    reason     text,
+    PRIMARY KEY (run_uid, attempt)
+);
+CREATE INDEX attempts_by_pod ON attempts (namespace, pod_name);
+
+-- One row per completed step: written once (the key is unique per run), never overwritten.
+CREATE TABLE steps (
+    run_uid      uuid    NOT NULL REFERENCES runs (uid) ON DELETE CASCADE,
+    step_key     text    NOT NULL,
+    seq          integer NOT NULL,
+    attempt      integer NOT NULL,
+    result       jsonb,
+    started_at   timestamptz,
+    completed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (run_uid, step_key)
+);
+
+-- Explicit state a task saves to resume a long loop (one value per run, overwritten).
+CREATE TABLE run_state (
+    run_uid    uuid    PRIMARY KEY REFERENCES runs (uid) ON DELETE CASCADE,
+    state      jsonb   NOT NULL,
+    note       text,
+    attempt    integer NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
