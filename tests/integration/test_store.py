@@ -36,7 +36,7 @@ def _catalog(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
     with psycopg.connect(dsn) as conn:
 
         def rows(sql: str) -> list[tuple[Any, ...]]:
-            return sorted(conn.execute(sql).fetchall())  # type: ignore[arg-type]
+            return sorted(conn.execute(sql).fetchall())
 
         return {
             "columns": rows("""SELECT table_name, column_name, data_type, is_nullable, column_default
@@ -102,7 +102,9 @@ class AdmissionMachine(RuleBasedStateMachine):
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.queue = f"q{uuid.uuid4().hex[:8]}"
-        self.limit, self.per_key, self.paused = 3, 2, False
+        self.limit: int = 3
+        self.per_key: int | None = 2
+        self.paused = False
         self.store = self._open()
         self.waiting: set[str] = set()
         self.keys: dict[str, str | None] = {}
