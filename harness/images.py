@@ -5,7 +5,9 @@
 - `localhost/cairn-task:<version>`: Debian bookworm (debootstrap) with Python and Cairn's SDK,
   installed from the local wheel: the base of task images;
 - `localhost/cairn-operator:<version>`: the same base with the operator's dependencies;
-- `localhost/cairn-examples:<version>`: the task image plus `examples/`, for the demo and tests.
+- `localhost/cairn-examples:<version>`: the task image plus `examples/`, for the demo and tests;
+- `localhost/cairn-postgres:15`: Debian bookworm's PostgreSQL 15 run as a non-root user, the Helm
+  chart's bundled database (images/postgres/).
 
 Each layer is cached under its inputs' hash, so only what changed is rebuilt. The Dockerfiles in
 `images/` read the same inputs (package list, passwd, pip command) for users who build with Docker.
@@ -66,6 +68,7 @@ TASK = f"localhost/cairn-task:{VERSION}"
 OPERATOR = f"localhost/cairn-operator:{VERSION}"
 EXAMPLES = f"localhost/cairn-examples:{VERSION}"
 COREDNS = f"localhost/coredns:{config.COREDNS_VERSION}"
+POSTGRES = "localhost/cairn-postgres:15"
 
 
 @dataclass(frozen=True)
@@ -325,10 +328,129 @@ def python_image(recipe: PythonRecipe, wheel: Path) -> Image:
     return _image(recipe.name, layers, python_config(recipe.cmd))
 
 
+# -- the bundled PostgreSQL of the Helm chart ----------------------------------------------------------
+@dataclass(frozen=True)
+class PostgresRecipe:
+    """Debian's PostgreSQL 15 alone (no Python): a debootstrap of the packages in `images/postgres/`,
+    its own passwd (postgres is uid 999, like the official image), and an entrypoint script that
+    initialises an empty data directory and runs postgres in the foreground."""
+
+    name: str = POSTGRES
+    src: str = "images/postgres"
+    dockerfile: str = "images/postgres/Dockerfile"
+    uid: int = 999
+    entrypoint: str = "/usr/local/bin/cairn-postgres"
+    data_dir: str = "/var/lib/postgresql/data"
+    # Emptied: Debian's junk, the cluster the package's postinst creates, and the snakeoil TLS key
+    # that every copy of the image would otherwise share.
+    prune: tuple[str, ...] = (
+        *DEBIAN_PRUNE,
+        "var/lib/postgresql/15",
+        "etc/postgresql/15",
+        "etc/ssl/private",
+        "usr/share/i18n",
+    )
+    # Removed (globs): the snakeoil certificate; JIT (LLVM and z3 are 130 MB; postgres runs without
+    # them, with jit unavailable); the Perl of Debian's pg_ctlcluster tooling, which the entrypoint does
+    # not use (perl-base stays). About 370 MB -> 170 MB.
+    remove: tuple[str, ...] = (
+        "etc/ssl/certs/ssl-cert-snakeoil.pem",
+        "usr/lib/x86_64-linux-gnu/libLLVM-*",
+        "usr/lib/x86_64-linux-gnu/libz3.so*",
+        "usr/lib/postgresql/15/lib/llvmjit*",
+        "usr/lib/postgresql/15/lib/bitcode",
+        "usr/lib/x86_64-linux-gnu/perl/5.*",
+        "usr/share/perl/5.*",
+        "usr/lib/x86_64-linux-gnu/libperl.so*",
+    )
+
+    def packages(self) -> list[str]:
+        lines = (config.REPO / self.src / "packages.txt").read_text().splitlines()
+        return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+
+    def debootstrap_argv(self, rootfs: str) -> list[str]:
+        return [
+            "debootstrap",
+            "--variant=minbase",
+            f"--include={','.join(self.packages())}",
+            "bookworm",
+            rootfs,
+            DEBIAN_MIRROR,
+        ]
+
+    def config(self) -> ImageConfig:
+        return ImageConfig(
+            entrypoint=[self.entrypoint],
+            env=["PATH=/usr/lib/postgresql/15/bin:/usr/bin:/bin", f"PGDATA={self.data_dir}/pgdata"],
+            user=f"{self.uid}:{self.uid}",
+        )
+
+
+POSTGRES_RECIPE = PostgresRecipe()
+
+
+def _debootstrap(argv: list[str], root: Path) -> None:
+    try:
+        run(argv, timeout=900)
+    except HarnessError as e:
+        log = root / "debootstrap" / "debootstrap.log"
+        raise HarnessError(f"{e}\n{log.read_text()[-3000:] if log.exists() else ''}") from e
+
+
+def postgres_rootfs_layer(recipe: PostgresRecipe = POSTGRES_RECIPE) -> Layer:
+    src = config.REPO / recipe.src
+    key = _hash(
+        " ".join(recipe.debootstrap_argv("ROOTFS")),
+        " ".join(recipe.prune + recipe.remove),
+        (src / "passwd").read_bytes(),
+        (src / "group").read_bytes(),
+        recipe.data_dir,
+        "v1",
+    )
+    layer_file = _layer_path("postgres", key)
+    if layer_file.exists():
+        return layer_at(layer_file)
+    print(f"[images] debootstrap bookworm ({', '.join(recipe.packages())}): about a minute, once", flush=True)
+    with tempfile.TemporaryDirectory(prefix="cairn-rootfs-") as tmp:
+        root = Path(tmp) / "rootfs"
+        _debootstrap(recipe.debootstrap_argv(str(root)), root)
+        for junk in recipe.prune:
+            target = root / junk
+            if target.exists():
+                shutil.rmtree(target)
+                target.mkdir()
+        for pattern in recipe.remove:
+            for path in root.glob(pattern):
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        shutil.copy2(src / "passwd", root / "etc" / "passwd")
+        shutil.copy2(src / "group", root / "etc" / "group")
+        # Where the chart mounts the volume; writable by anyone so that a bare `docker run -v` works too
+        # (initdb creates $PGDATA below it with mode 0700).
+        data = root / recipe.data_dir.lstrip("/")
+        data.mkdir(parents=True, exist_ok=True)
+        data.chmod(0o777)
+        return layer_from_dir(root, layer_file)
+
+
+def postgres_image(recipe: PostgresRecipe = POSTGRES_RECIPE) -> Image:
+    script = (config.REPO / recipe.src / "entrypoint.sh").read_bytes()
+    entry = layer_from_files(
+        [FileEntry(recipe.entrypoint.lstrip("/"), data=script, mode=0o755)],
+        _layer_path("postgres-entrypoint", _hash(script, recipe.entrypoint)),
+    )
+    return _image(recipe.name, [postgres_rootfs_layer(recipe), entry], recipe.config())
+
+
 def build_all() -> list[Image]:
     IMAGES.mkdir(parents=True, exist_ok=True)
     wheel = build_wheel()
-    return [pause_image(), busybox_image(), coredns_image(), *(python_image(r, wheel) for r in RECIPES)]
+    return [
+        pause_image(),
+        busybox_image(),
+        coredns_image(),
+        *(python_image(r, wheel) for r in RECIPES),
+        postgres_image(),
+    ]
 
 
 def build_minimal(dns: bool = True) -> list[Image]:
