@@ -2,17 +2,43 @@
 
 from __future__ import annotations
 
+import sys
+import traceback
+from collections.abc import Sequence
+
 import typer
 
 from cairn import logs
+from cairn.cli import control, podlogs, runs, trigger
+from cairn.cli.errors import EXIT_CODES_HELP, CliError, ExitCode
+from cairn.cli.options import console
 from cairn.config import Settings
+
+EPILOG = "\b\n" + EXIT_CODES_HELP  # \b: click keeps the lines as written
 
 app = typer.Typer(
     name="cairn",
-    help="Durable tasks on Kubernetes: trigger runs, follow them, see their steps.",
+    help=(
+        "Durable tasks on Kubernetes: trigger runs, follow them, see their steps.\n\n"
+        "Every command takes kubectl's -n/--namespace, --context and --kubeconfig. "
+        "Also usable as a kubectl plugin: kubectl cairn ..."
+    ),
+    epilog=EPILOG,
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
 )
+
+app.command("trigger", epilog=EPILOG)(trigger.trigger)
+app.command("runs", epilog=EPILOG)(runs.runs)
+app.command("get", epilog=EPILOG)(runs.get)
+app.command("describe", epilog=EPILOG)(runs.describe)
+app.command("logs", epilog=EPILOG)(podlogs.logs)
+app.command("cancel", epilog=EPILOG)(control.cancel)
+app.command("rerun", epilog=EPILOG)(trigger.rerun)
+app.command("wait", epilog=EPILOG)(trigger.wait)
+app.command("queues", epilog=EPILOG)(control.queues)
 
 
 @app.command()
@@ -39,5 +65,33 @@ def api() -> None:
     serve(config)
 
 
+def _is_usage_error(e: Exception) -> bool:
+    """A bad option or argument, as click (or the click that typer carries) reports it."""
+    return isinstance(getattr(e, "exit_code", None), int) and callable(getattr(e, "show", None))
+
+
+def run(args: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code (see EXIT_CODES_HELP)."""
+    command = typer.main.get_command(app)
+    err = console(stderr=True)
+    try:
+        result = command.main(args=list(args) if args is not None else None, prog_name="cairn", standalone_mode=False)
+    except CliError as e:
+        err.print(f"error: {e.message}", style="red")
+        if e.hint:
+            err.print(f"hint: {e.hint}")
+        return int(e.code)
+    except (typer.Abort, KeyboardInterrupt):
+        return int(ExitCode.INTERRUPTED)
+    except Exception as e:  # noqa: BLE001 - usage errors, then the last resort: a bug, reported as one
+        if _is_usage_error(e):
+            e.show(file=sys.stderr)  # type: ignore[attr-defined]
+            return int(ExitCode.OK if type(e).__name__ == "NoArgsIsHelpError" else ExitCode.INVALID)
+        traceback.print_exc()
+        err.print("error: unexpected failure (a bug in cairn: please report it with the trace above)", style="red")
+        return int(ExitCode.INTERNAL)
+    return result if isinstance(result, int) else int(ExitCode.OK)
+
+
 def main() -> None:
-    app()
+    sys.exit(run())

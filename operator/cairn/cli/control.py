@@ -1,0 +1,82 @@
+"""Steering and watching the system: `cancel RUN` and `queues`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cairn.api.queue import Queue
+from cairn.cli.errors import CliError, ExitCode
+from cairn.cli.follow import utcnow
+from cairn.cli.kube import as_run
+from cairn.cli.options import (
+    AllNamespaces,
+    Context,
+    Kubeconfig,
+    Namespace,
+    OutputFormat,
+    Timeout,
+    console,
+    session,
+    show,
+)
+from cairn.cli.render import Output, as_list, dump, queues_table
+from cairn.cli.trigger import Wait, follow_to_end
+from cairn.domain.naming import GROUP
+
+
+def cancel(
+    run: Annotated[str, typer.Argument(metavar="RUN", help="The TaskRun to cancel.", show_default=False)],
+    wait: Wait = False,
+    timeout: Timeout = None,
+    namespace: Namespace = None,
+    context: Context = None,
+    kubeconfig: Kubeconfig = None,
+) -> None:
+    """Cancel a run: sets spec.cancel=true (a merge patch). The operator stops its pod and the run ends
+    Cancelled. A run that has already ended is left as it is. With --wait, follows it to its end."""
+    with session(namespace, context, kubeconfig) as kube:
+        model = as_run(kube.get_run(run))
+        phase = model.status.phase if model.status else None
+        out = console()
+        if phase is not None and phase.finished:
+            out.print(f"run {run} already ended ({phase}): nothing to cancel")
+            return
+        if model.spec.cancel:
+            out.print(f"taskrun.{GROUP}/{run} cancellation already requested")
+        else:
+            kube.cancel_run(run)
+            out.print(f"taskrun.{GROUP}/{run} cancellation requested")
+        if wait:
+            follow_to_end(kube, run, stderr=False, timeout=timeout)
+
+
+def queues(
+    all_namespaces: AllNamespaces = False,
+    output: OutputFormat = None,
+    namespace: Namespace = None,
+    context: Context = None,
+    kubeconfig: Kubeconfig = None,
+) -> None:
+    """Usage per queue: concurrency limit, per-key limit, runs running and queued, paused, the age of the
+    oldest queued run (-o wide adds admitted totals and whether the queue is active)."""
+    with session(namespace, context, kubeconfig) as kube:
+        bodies = kube.list_queues(all_namespaces)
+        where = "in any namespace" if all_namespaces else f"in namespace {kube.namespace!r}"
+    out = console()
+    if output in (Output.JSON, Output.YAML):
+        out.print(dump(as_list(bodies), output))
+        return
+    if not bodies:
+        console(stderr=True).print(f"No queues found {where}.")
+        return
+    try:
+        models = [Queue.model_validate(b) for b in bodies]
+    except ValueError as e:
+        raise CliError(ExitCode.INTERNAL, f"a Queue does not match this version of cairn: {e}") from e
+    if output is Output.NAME:
+        for q in models:
+            out.print(q.metadata.name)
+        return
+    show(out, queues_table(models, utcnow(), wide=output is Output.WIDE, namespace=all_namespaces))

@@ -1,0 +1,182 @@
+"""Starting runs: `trigger TASK` (a new TaskRun), `rerun RUN` (the same again), and `wait RUN`
+(follow one to its end). With --wait, cairn exits with the run's outcome: 0 Succeeded, 1 Failed,
+2 Cancelled."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+from cairn.api.common import API_VERSION
+from cairn.api.taskrun import TaskRef, TaskRunSpec
+from cairn.cli.errors import CliError, ExitCode
+from cairn.cli.follow import follow
+from cairn.cli.kube import Kube, as_run
+from cairn.cli.options import Context, Kubeconfig, Namespace, OutputFormat, Timeout, console, session
+from cairn.cli.payload import read_payload
+from cairn.cli.progress import outcome_code
+from cairn.cli.render import Output, dump
+from cairn.domain.naming import GROUP
+
+ANNOTATION_RERUN_OF = f"{GROUP}/rerun-of"
+
+Wait = Annotated[
+    bool,
+    typer.Option(
+        "--wait",
+        "-w",
+        help="Follow the run to its end, then exit with its outcome: 0 Succeeded, 1 Failed, 2 Cancelled.",
+    ),
+]
+Name = Annotated[
+    str | None,
+    typer.Option(
+        "--name",
+        metavar="NAME",
+        help="The new TaskRun's name (default: the task's name and a random suffix).",
+        show_default=False,
+    ),
+]
+
+
+def build_spec(task: str, payload: str | None, priority: int, key: str | None, queue: str | None) -> TaskRunSpec:
+    """The new run's spec, validated here so that mistakes are reported before anything is sent."""
+    try:
+        return TaskRunSpec(
+            task_ref=TaskRef(name=task), payload=payload, priority=priority, concurrency_key=key, queue=queue
+        )
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'spec'}: {err['msg']}" for err in e.errors(include_url=False)
+        )
+        raise CliError(ExitCode.INVALID, f"the run is not valid: {problems}") from e
+
+
+def run_body(
+    name: str | None, task: str, spec: TaskRunSpec, annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name} if name else {"generateName": f"{task[:57]}-"}
+    if annotations:
+        metadata["annotations"] = annotations
+    return {"apiVersion": API_VERSION, "kind": "TaskRun", "metadata": metadata, "spec": spec.wire()}
+
+
+def create_and_report(
+    kube: Kube, body: dict[str, Any], output: Output | None, *, wait: bool, timeout: float | None
+) -> None:
+    """Create the run, say so (or print it as asked), and follow it if asked; exits with its outcome."""
+    created = kube.create_run(body)
+    name = created["metadata"]["name"]
+    out = console()
+    if output is Output.NAME:
+        out.print(name)
+    elif output in (Output.JSON, Output.YAML):
+        out.print(dump(created, output))
+    else:
+        out.print(f"taskrun.{GROUP}/{name} created")
+    if wait:
+        follow_to_end(kube, name, stderr=output is not None, timeout=timeout)
+
+
+def follow_to_end(kube: Kube, name: str, *, stderr: bool, timeout: float | None) -> None:
+    """Follow the run (to stderr when stdout carries an object) and exit with its outcome."""
+    out = console(stderr=stderr)
+    try:
+        ended = follow(kube, name, out, live=out.is_terminal, timeout=timeout)
+    except KeyboardInterrupt:
+        console(stderr=True).print(f"stopped following: run {name} goes on (cairn cancel {name} stops it)")
+        raise typer.Exit(ExitCode.INTERRUPTED) from None
+    raise typer.Exit(outcome_code(ended))
+
+
+def trigger(
+    task: Annotated[
+        str, typer.Argument(metavar="TASK", help="The Task to run (in the namespace).", show_default=False)
+    ],
+    payload: Annotated[
+        str | None,
+        typer.Option("--payload", "-p", metavar="JSON", help="The run's input: JSON text.", show_default=False),
+    ] = None,
+    payload_file: Annotated[
+        str | None,
+        typer.Option(
+            "--payload-file",
+            "-f",
+            metavar="FILE",
+            help="Read the payload (JSON) from this file; - reads stdin.",
+            show_default=False,
+        ),
+    ] = None,
+    priority: Annotated[
+        int,
+        typer.Option(
+            "--priority", metavar="N", help="Higher runs are admitted first (-1000 to 1000).", min=-1000, max=1000
+        ),
+    ] = 0,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            metavar="KEY",
+            help="Concurrency key (e.g. a tenant id) for the queue's perKeyLimit.",
+            show_default=False,
+        ),
+    ] = None,
+    queue: Annotated[
+        str | None,
+        typer.Option(
+            "--queue", metavar="QUEUE", help="Run through this Queue instead of the Task's.", show_default=False
+        ),
+    ] = None,
+    name: Name = None,
+    wait: Wait = False,
+    timeout: Timeout = None,
+    output: OutputFormat = None,
+    namespace: Namespace = None,
+    context: Context = None,
+    kubeconfig: Kubeconfig = None,
+) -> None:
+    """Start a run of TASK. Checks that the payload is JSON and that the Task exists, then creates a
+    TaskRun. With --wait, follows it to its end and exits with its outcome (0 Succeeded, 1 Failed,
+    2 Cancelled)."""
+    text = read_payload(payload, payload_file)
+    spec = build_spec(task, text, priority, key, queue)
+    with session(namespace, context, kubeconfig) as kube:
+        kube.get_task(task)
+        create_and_report(kube, run_body(name, task, spec), output, wait=wait, timeout=timeout)
+
+
+def rerun(
+    run: Annotated[str, typer.Argument(metavar="RUN", help="The TaskRun to run again.", show_default=False)],
+    name: Name = None,
+    wait: Wait = False,
+    timeout: Timeout = None,
+    output: OutputFormat = None,
+    namespace: Namespace = None,
+    context: Context = None,
+    kubeconfig: Kubeconfig = None,
+) -> None:
+    """Start a new run with RUN's task, payload, priority, concurrency key and queue. The new run is
+    annotated cairn.dev/rerun-of=RUN. With --wait, as for trigger."""
+    with session(namespace, context, kubeconfig) as kube:
+        old = as_run(kube.get_run(run))
+        task = old.spec.task_ref.name
+        kube.get_task(task)
+        spec = old.spec.model_copy(update={"cancel": None})
+        body = run_body(name, task, spec, {ANNOTATION_RERUN_OF: run})
+        create_and_report(kube, body, output, wait=wait, timeout=timeout)
+
+
+def wait(
+    run: Annotated[str, typer.Argument(metavar="RUN", help="The TaskRun to follow.", show_default=False)],
+    timeout: Timeout = None,
+    namespace: Namespace = None,
+    context: Context = None,
+    kubeconfig: Kubeconfig = None,
+) -> None:
+    """Follow a run to its end (as trigger --wait does) and exit with its outcome: 0 Succeeded,
+    1 Failed, 2 Cancelled."""
+    with session(namespace, context, kubeconfig) as kube:
+        follow_to_end(kube, run, stderr=False, timeout=timeout)
