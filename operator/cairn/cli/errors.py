@@ -30,7 +30,8 @@ Exit codes:
     5  cluster unreachable: no kubeconfig or context, cannot connect
     6  refused by the API server: unauthorized, forbidden, name taken
     7  --timeout elapsed while waiting (the run goes on)
-    8  unexpected error (a bug: please report it)"""
+    8  unexpected error (a bug: please report it)
+  130  interrupted (Ctrl-C)"""
 
 
 class CliError(Exception):

@@ -159,13 +159,29 @@ def select_context(config: KubeConfig, context: str | None, source: str) -> Sing
     return single
 
 
+def check_files(single: SingleConfig) -> None:
+    """Say which file a context names that does not exist (the TLS layer says only 'No such file')."""
+    named = {
+        "certificate-authority": single.cluster.certificate_auth,
+        "client-certificate": single.user.client_cert if single.user else None,
+        "client-key": single.user.client_key if single.user else None,
+    }
+    for key, value in named.items():
+        if value and not Path(single.abs_file(value)).is_file():
+            raise CliError(
+                ExitCode.UNREACHABLE,
+                f"the context {single.context_name!r} names a {key} file that does not exist: {single.abs_file(value)}",
+            )
+
+
 def connect(target: Target) -> Kube:
     config, source = load_kubeconfig(target.kubeconfig)
     single = select_context(config, target.context, source)
+    check_files(single)
     namespace = target.namespace or single.namespace
     try:
         client = Client(single, namespace=namespace, trust_env=False, field_manager=FIELD_MANAGER)
-    except ConfigError as e:
+    except (ConfigError, OSError) as e:  # e.g. a certificate file that does not exist
         raise CliError(ExitCode.UNREACHABLE, f"the context {single.context_name!r} is not usable: {e}") from e
     return Kube(client, namespace, single.cluster.server, single.context_name)
 
@@ -224,7 +240,7 @@ class Kube:
                 f"{e or type(e).__name__}",
                 hint="is the cluster running, and is this the right kubeconfig and context?",
             ) from e
-        except ConfigError as e:
+        except (ConfigError, OSError) as e:
             raise CliError(ExitCode.UNREACHABLE, f"the context {self.context!r} is not usable: {e}") from e
 
     def _not_found(self, kind: str, name: str) -> CliError:

@@ -205,7 +205,7 @@ def timeline(run: TaskRun, now: datetime) -> list[str]:
 def conditions_lines(run: TaskRun, now: datetime) -> list[str]:
     conditions = (run.status.conditions if run.status else None) or []
     if not conditions:
-        return ["Conditions:    <none>"]
+        return field("Conditions", NONE)
     rows = [[c.type, c.status, c.reason, age(c.last_transition_time, now), c.message] for c in conditions]
     return [
         "Conditions:",
@@ -228,7 +228,7 @@ def event_time(event: dict[str, Any]) -> str:
 
 def events_lines(events: Sequence[dict[str, Any]], now: datetime) -> list[str]:
     if not events:
-        return ["Events:        <none>"]
+        return field("Events", NONE)
     ordered = sorted(events, key=event_time)[-EVENTS_SHOWN:]
     rows = []
     for e in ordered:
