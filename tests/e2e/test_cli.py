@@ -349,7 +349,14 @@ def test_clear_errors_and_exit_codes(cluster_env: ClusterEnv, kube: Client, ns: 
     assert r.code == 5 and "does not exist" in r.err
 
     # Unknown runs and attempts, a taken name, a bad option.
-    for command in (["get", "nope"], ["describe", "nope"], ["logs", "nope"], ["cancel", "nope"], ["rerun", "nope"]):
+    for command in (
+        ["get", "nope"],
+        ["describe", "nope"],
+        ["logs", "nope"],
+        ["cancel", "nope"],
+        ["rerun", "nope"],
+        ["wait", "nope"],
+    ):
         r = cli(cluster_env, ns, *command)
         assert r.code == 3 and f"error: run 'nope' not found in namespace '{ns}'" in r.err, command
     r = cli(cluster_env, ns, "trigger", "flaky", "--name", "taken", "--wait")
@@ -372,6 +379,60 @@ def test_clear_errors_and_exit_codes(cluster_env: ClusterEnv, kube: Client, ns: 
     # The exit codes are in --help.
     r = cli(cluster_env, None, "trigger", "--help")
     assert r.code == 0 and "Exit codes:" in r.out and "2  with --wait: the run was Cancelled" in r.out
+
+
+def run_in_terminal(env: ClusterEnv, ns: str, *args: str, timeout: float = 180) -> tuple[int, str]:
+    """`cairn ARGS` with a pseudo-terminal as its stdout and stderr (what a person at a terminal sees)."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    term_env = {**cairn_env(), "TERM": "xterm-256color", "COLUMNS": "160", "LINES": "40"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cairn", *args, "--kubeconfig", str(env.kubeconfig), "-n", ns],
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=slave,
+        env=term_env,
+        cwd=config.REPO,
+    )
+    os.close(slave)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # the terminal closed: the process has exited
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    code = proc.wait(timeout=10)
+    return code, b"".join(chunks).decode(errors="replace")
+
+
+def test_trigger_wait_on_a_terminal_shows_a_live_view_of_attempts_and_steps(
+    cluster_env: ClusterEnv, kube: Client, ns: str
+) -> None:
+    import re
+
+    make_task(kube, ns, "flaky", FLAKY, retry=FAST_RETRY)
+    code, screen = run_in_terminal(
+        cluster_env, ns, "trigger", "flaky", "--payload", '{"n": 3}', "--name", "t1", "--wait"
+    )
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)  # without colours and cursor moves
+    print(text[-3000:])
+    assert code == 0
+    assert "\x1b[" in screen  # styled and redrawn: a live display, not lines
+    assert re.search(r"ATTEMPT\s+NODE\s+STARTED\s+TOOK\s+OUTCOME\s+STEPS", text)
+    assert re.search(r"1\s+node-\d\s+[\d:.]+\s+[\d.]+m?s\s+Error, exit code 1\s+fetch#0, square#0", text)
+    assert re.search(r"2\s+node-\d\s+[\d:.]+\s+[\d.]+m?s\s+Completed, exit code 0\s+publish#0", text)
+    assert "run t1 Succeeded after 2 attempts" in text and 'result: {"square": 9, "published": 9}' in text
 
 
 def test_it_works_as_a_kubectl_plugin(cluster_env: ClusterEnv, kube: Client, ns: str) -> None:

@@ -35,7 +35,7 @@ ATTEMPT_1 = {
     "number": 1,
     "pod": "r1-1",
     "node": "node-1",
-    "startTime": at(1),
+    "startTime": at(1.042),
     "finishTime": at_second(4),
     "exitCode": 1,
     "reason": "Error",
@@ -76,7 +76,7 @@ def run_dict(**status: Any) -> dict[str, Any]:
             "task": {"name": "flaky", "uid": "t-1", "generation": 1, "spec": task_spec_dict()},
             "attempt": 2,
             "attempts": [ATTEMPT_1, ATTEMPT_2],
-            "startTime": at(1),
+            "startTime": at(1.042),
             "completionTime": at(8.25),
             "progress": {"stepsCompleted": 3, "lastStep": "publish#0", "updatedTime": at(7.5)},
             "steps": STEPS,
@@ -165,6 +165,7 @@ def test_durations_are_precise_and_short(seconds: float, text: str) -> None:
 def test_clock_shows_milliseconds_only_when_known_and_the_date_only_when_it_changes() -> None:
     assert render.clock("2026-03-01T12:00:01.250Z", "2026-03-01") == "12:00:01.250"
     assert render.clock("2026-03-01T12:00:04Z", "2026-03-01") == "12:00:04    "  # the kubelet's precision
+    assert render.clock("2026-03-01T12:00:04.000Z", "2026-03-01") == "12:00:04    "  # ... as the operator copies it
     assert render.clock("2026-03-02T00:00:01.250Z", "2026-03-01") == "2026-03-02 00:00:01.250"
 
 
@@ -267,7 +268,7 @@ def test_describe_shows_which_attempt_ran_which_step_and_why_each_attempt_ended(
         "Reason:           Succeeded",
         "Message:          attempt 2 completed",
         "Created:          2026-03-01T12:00:00Z (75s ago)",
-        "Started:          2026-03-01T12:00:01.000Z",
+        "Started:          2026-03-01T12:00:01.042Z",
         "Completed:        2026-03-01T12:00:08.250Z (took 7.2s)",
         "Attempts:         2 (maxAttempts 3)",
         "Progress:         3 steps completed, the last publish#0 at 2026-03-01T12:00:07.500Z",
@@ -278,7 +279,7 @@ def test_describe_shows_which_attempt_ran_which_step_and_why_each_attempt_ended(
         "Timeline (UTC, 2026-03-01):",
         "  12:00:00      created",
         "  Attempt 1: pod r1-1 on node-1, memory limit 128Mi",
-        "    12:00:01.000  started",
+        "    12:00:01.042  started",
         "    12:00:02.250  step fetch#0 completed (took 0.2s)",
         "    12:00:02.310  step square#0 completed (took 10ms)",
         "    12:00:04      ended after 3.0s: Error, exit code 1",
@@ -345,7 +346,7 @@ def test_describe_shortens_a_large_payload_and_says_where_all_of_it_is() -> None
 def test_progress_lines_tell_the_story_in_order_from_a_first_sight() -> None:
     # Lines follow each attempt (start, steps, end), not the clock: the kubelet reports ends to the second.
     assert progress.changes(None, run(), T0 + timedelta(seconds=9)) == [
-        "12:00:01.000  attempt 1 started: pod r1-1 on node-1",
+        "12:00:01.042  attempt 1 started: pod r1-1 on node-1",
         "12:00:02.250  step fetch#0 completed (attempt 1)",
         "12:00:02.310  step square#0 completed (attempt 1)",
         "12:00:04      attempt 1 ended after 3.0s: Error, exit code 1: attempt 1: failing on purpose after two steps",
@@ -366,12 +367,12 @@ def test_progress_lines_show_only_what_is_new_since_the_last_sight() -> None:
 
 
 def test_a_node_learnt_later_and_saved_state_are_reported() -> None:
-    before = copy.deepcopy(run_dict(phase="Running", attempts=[{"number": 1, "pod": "r1-1", "startTime": at(1)}]))
+    before = copy.deepcopy(run_dict(phase="Running", attempts=[{"number": 1, "pod": "r1-1", "startTime": at(1.042)}]))
     after = copy.deepcopy(before)
     after["status"]["attempts"][0]["node"] = "node-1"
-    after["status"]["progress"] = {"stepsCompleted": 3, "state": "processed 1200 of 5000", "updatedTime": at(3)}
-    lines = progress.changes(TaskRun.model_validate(before), TaskRun.model_validate(after), T0 + timedelta(seconds=4))
-    assert lines == ["12:00:04.000  attempt 1: pod r1-1 is on node-1", "12:00:03.000  state: processed 1200 of 5000"]
+    after["status"]["progress"] = {"stepsCompleted": 3, "state": "processed 1200 of 5000", "updatedTime": at(3.5)}
+    lines = progress.changes(TaskRun.model_validate(before), TaskRun.model_validate(after), T0 + timedelta(seconds=4.2))
+    assert lines == ["12:00:04.200  attempt 1: pod r1-1 is on node-1", "12:00:03.500  state: processed 1200 of 5000"]
 
 
 def test_the_summary_and_the_exit_code_of_each_outcome() -> None:
@@ -392,9 +393,20 @@ def test_the_live_view_of_a_run_in_flight() -> None:
     assert text.splitlines() == [
         "run r1  task flaky  queue default  Running  attempt 1/3  elapsed 2.0s",
         "ATTEMPT   NODE     STARTED        TOOK   OUTCOME   STEPS",
-        "1         node-1   12:00:01.000   2.0s   running   fetch#0",
+        "1         node-1   12:00:01.042   2.0s   running   fetch#0",
         "1 step(s) completed, the last fetch#0",
         "attempt 1 is running in pod r1-1",
+    ]
+
+
+def test_the_last_frame_of_the_live_view_is_the_whole_run() -> None:
+    text = render.plain(progress.live_view(run(), NOW))
+    assert text.splitlines() == [
+        "run r1  task flaky  queue default  Succeeded  attempt 2/3  elapsed 7.2s",  # to completion, not to now
+        "ATTEMPT   NODE     STARTED        TOOK   OUTCOME                  STEPS",
+        "1         node-1   12:00:01.042   3.0s   Error, exit code 1       fetch#0, square#0",
+        "2         node-2   12:00:05.500   2.5s   Completed, exit code 0   publish#0",
+        "3 step(s) completed, the last publish#0",
     ]
 
 
@@ -410,7 +422,7 @@ def test_the_live_view_counts_down_to_the_next_attempt() -> None:
         nextAttemptTime=at(5.5),
     )
     text = render.plain(progress.live_view(retrying, T0 + timedelta(seconds=4.5)))
-    assert "1         node-1   12:00:01.000   3.0s   Error, exit code 1   fetch#0, square#0" in text
+    assert "1         node-1   12:00:01.042   3.0s   Error, exit code 1   fetch#0, square#0" in text
     assert text.splitlines()[-2:] == [
         "attempt 1 ended: Error (exit code 1); attempt 2 starts in 1.0s",
         "next attempt in 1.0s",

@@ -32,12 +32,13 @@ class Poller:
         self.name = name
         self.warn = warn
         self.down_since: float | None = None
+        self.seen = False
 
     def read(self) -> TaskRun | None:
         try:
             body = self.kube.get_run(self.name)
         except CliError as e:
-            if e.code is ExitCode.NOT_FOUND:
+            if e.code is ExitCode.NOT_FOUND and self.seen:
                 raise CliError(ExitCode.NOT_FOUND, f"run {self.name!r} was deleted while being followed") from e
             if e.code is not ExitCode.UNREACHABLE:
                 raise
@@ -51,6 +52,7 @@ class Poller:
         if self.down_since is not None:
             self.warn("reading the run again")
             self.down_since = None
+        self.seen = True
         return as_run(body)
 
 

@@ -148,6 +148,7 @@ def live_view(run: TaskRun, now: datetime) -> RenderableType:
     """The live display: a title line, the attempts table, and where the run is now."""
     status = run.status
     since = (status.start_time if status else None) or run.metadata.creation_timestamp
+    until = parse_time(status.completion_time) if status and status.completion_time else now
     title = Text.assemble(
         ("run ", "dim"),
         (run.metadata.name, "bold"),
@@ -160,7 +161,7 @@ def live_view(run: TaskRun, now: datetime) -> RenderableType:
         ("  attempt ", "dim"),
         attempt_text(run),
         ("  elapsed ", "dim"),
-        elapsed((now - parse_time(since)).total_seconds()) if since else "-",
+        elapsed((until - parse_time(since)).total_seconds()) if since else "-",
     )
     parts: list[RenderableType] = [title]
     steps: dict[int, list[str]] = {}

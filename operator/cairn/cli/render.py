@@ -92,10 +92,11 @@ def between(start: str | None, end: str | None) -> float | None:
 
 
 def clock(stamp: str, day: str | None = None) -> str:
-    """HH:MM:SS.mmm (UTC), with the date in front when it is not `day` (YYYY-MM-DD). A time known only
-    to the second (the kubelet's pod times) is printed as HH:MM:SS, padded: no false precision."""
+    """HH:MM:SS.mmm (UTC), with the date in front when it is not `day` (YYYY-MM-DD). A time on a whole
+    second is printed as HH:MM:SS, padded: the kubelet reports container ends to the second, and the
+    operator copies them as .000, which would be a false precision."""
     t = parse_time(stamp)
-    text = t.strftime("%H:%M:%S") + (f".{t.microsecond // 1000:03d}" if "." in stamp else "    ")
+    text = t.strftime("%H:%M:%S") + (f".{t.microsecond // 1000:03d}" if t.microsecond else "    ")
     date = t.strftime("%Y-%m-%d")
     return text if date == day else f"{date} {text}"
 
