@@ -305,6 +305,16 @@ def test_describe_shows_which_attempt_ran_which_step_and_why_each_attempt_ended(
     ]
 
 
+def test_an_attempt_ran_at_least_until_its_last_step_whatever_the_kubelets_rounding() -> None:
+    # The container ended at 12:00:02.6, say: the kubelet reports 12:00:02, before square#0 (02.310).
+    ended_early = {**ATTEMPT_1, "finishTime": at_second(2)}
+    body = run(attempts=[ended_early, ATTEMPT_2])
+    assert "    12:00:02      ended after 1.3s: Error, exit code 1" in timeline.describe(body, [], NOW)
+    lines = progress.changes(None, body, NOW)
+    assert lines[3].startswith("12:00:02      attempt 1 ended after 1.3s: Error, exit code 1")
+    assert render.attempt_seconds(body.status.attempts[0]) == pytest.approx(0.958)  # type: ignore[union-attr, index]
+
+
 def test_describe_of_a_run_in_flight_says_what_it_is_doing_now() -> None:
     text = timeline.describe(running_in_attempt_1(), [], T0 + timedelta(seconds=3))
     assert "Phase:            Running" in text

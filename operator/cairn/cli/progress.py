@@ -13,10 +13,11 @@ from datetime import datetime
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from cairn.api.taskrun import Attempt, Phase, TaskRun
+from cairn.api.taskrun import Attempt, Phase, StepEntry, TaskRun
 from cairn.cli.errors import ExitCode
 from cairn.cli.render import (
     attempt_outcome,
+    attempt_seconds,
     attempt_text,
     between,
     clock,
@@ -84,7 +85,7 @@ def changes(prev: TaskRun | None, cur: TaskRun, now: datetime) -> list[str]:
         elif a.node and not old.node:
             events.append(((number, 0), stamp_now, f"attempt {number}: pod {a.pod} is on {a.node}"))
         if a.finish_time and (old is None or not old.finish_time):
-            took = between(a.start_time, a.finish_time)
+            took = attempt_seconds(a, (cur.status.steps if cur.status else None) or [])
             text = f"attempt {number} ended{f' after {elapsed(took)}' if took is not None else ''}: "
             message = short_message(a.message)
             events.append(((number, 2), a.finish_time, text + attempt_outcome(a) + (f": {message}" if message else "")))
@@ -128,9 +129,9 @@ def summary(run: TaskRun) -> list[str]:
     return lines
 
 
-def attempt_row(a: Attempt, steps: list[str], now: datetime) -> list[str]:
+def attempt_row(a: Attempt, steps: list[StepEntry], now: datetime) -> list[str]:
     if a.finish_time:
-        took, outcome = between(a.start_time, a.finish_time), attempt_outcome(a)
+        took, outcome = attempt_seconds(a, steps), attempt_outcome(a)
     else:
         took = (now - parse_time(a.start_time)).total_seconds() if a.start_time else None
         outcome = "running"
@@ -140,7 +141,7 @@ def attempt_row(a: Attempt, steps: list[str], now: datetime) -> list[str]:
         _time(a.start_time) if a.start_time else "-",
         elapsed(took) if took is not None else "-",
         outcome,
-        ", ".join(steps) if steps else "-",
+        ", ".join(s.key for s in steps) if steps else "-",
     ]
 
 
@@ -164,9 +165,9 @@ def live_view(run: TaskRun, now: datetime) -> RenderableType:
         elapsed((until - parse_time(since)).total_seconds()) if since else "-",
     )
     parts: list[RenderableType] = [title]
-    steps: dict[int, list[str]] = {}
+    steps: dict[int, list[StepEntry]] = {}
     for step in (status.steps if status else None) or []:
-        steps.setdefault(step.attempt, []).append(step.key)
+        steps.setdefault(step.attempt, []).append(step)
     attempts = (status.attempts if status else None) or []
     if attempts:
         rows = [attempt_row(a, steps.get(a.number, []), now) for a in attempts]

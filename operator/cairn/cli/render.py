@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cairn.api.queue import Queue
-from cairn.api.taskrun import Attempt, Phase, TaskRun
+from cairn.api.taskrun import Attempt, Phase, StepEntry, TaskRun
 from cairn.domain.timefmt import parse_time
 
 NONE = "<none>"
@@ -146,6 +146,18 @@ def queue_of(run: TaskRun) -> str:
 def last_attempt(run: TaskRun) -> Attempt | None:
     attempts = run.status.attempts if run.status else None
     return attempts[-1] if attempts else None
+
+
+def attempt_seconds(a: Attempt, steps: Sequence[StepEntry] = ()) -> float | None:
+    """How long an attempt ran. The kubelet reports its end to the second (12:00:04 may be 12:00:04.9),
+    so an attempt is taken to have run at least until the last step it recorded."""
+    if not a.start_time or not a.finish_time:
+        return None
+    end = parse_time(a.finish_time)
+    for step in steps:
+        if step.attempt == a.number and step.completion_time:
+            end = max(end, parse_time(step.completion_time))
+    return (end - parse_time(a.start_time)).total_seconds()
 
 
 def attempt_outcome(a: Attempt) -> str:

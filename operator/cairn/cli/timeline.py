@@ -9,7 +9,19 @@ from datetime import datetime
 from typing import Any
 
 from cairn.api.taskrun import STEPS_SHOWN, Attempt, StepEntry, TaskRun
-from cairn.cli.render import NONE, age, attempt_outcome, between, clock, elapsed, phase_text, plain, queue_of, table
+from cairn.cli.render import (
+    NONE,
+    age,
+    attempt_outcome,
+    attempt_seconds,
+    between,
+    clock,
+    elapsed,
+    phase_text,
+    plain,
+    queue_of,
+    table,
+)
 from cairn.domain.timefmt import parse_time
 
 SHOWN_CHARS = 1000  # of the payload and the result
@@ -152,7 +164,7 @@ def attempt_lines(
         text = f"step {step.key} completed" + (f" (took {elapsed(took)})" if took is not None else "")
         out.append(f"{pad}{clock(when, day) if when else '?':<12}  {text}")
     if a.finish_time:
-        ran = between(a.start_time, a.finish_time)
+        ran = attempt_seconds(a, steps)
         text = f"ended{f' after {elapsed(ran)}' if ran is not None else ''}: {attempt_outcome(a)}"
         out.append(f"{pad}{clock(a.finish_time, day)}  {text}")
         if a.message:
