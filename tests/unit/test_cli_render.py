@@ -452,9 +452,15 @@ def test_log_headers_name_the_attempt_its_pod_and_node_and_how_it_ended() -> Non
     attempt_1 = run().status.attempts[0]  # type: ignore[union-attr, index]
     assert podlogs.attempt_header(attempt_1) == "==> attempt 1: pod r1-1 on node-1 <=="
     assert podlogs.attempt_footer(attempt_1) == "<== attempt 1 ended after 3.0s: Error, exit code 1"
+    early = run(attempts=[{**ATTEMPT_1, "finishTime": at_second(2)}])
+    footer = podlogs.attempt_footer(early.status.attempts[0], early.status.steps or [])  # type: ignore[union-attr, index]
+    assert footer == "<== attempt 1 ended after 1.3s: Error, exit code 1"  # at least until its last step
     pending = {
         "spec": {"containers": [{"name": "task"}]},
         "status": {"phase": "Pending", "containerStatuses": [{"state": {"waiting": {"reason": "ContainerCreating"}}}]},
     }
     assert podlogs.container_of(pending) == "task"
+    unplaced = run().status.attempts[1].model_copy(update={"node": None})  # type: ignore[union-attr, index]
+    assert podlogs.attempt_header(unplaced, {"spec": {"nodeName": "node-2"}}) == "==> attempt 2: pod r1-2 on node-2 <=="
+    assert podlogs.attempt_header(unplaced) == "==> attempt 2: pod r1-2 <=="
     assert not podlogs.container_started(pending) and podlogs.waiting_reason(pending) == "ContainerCreating"

@@ -5,28 +5,30 @@ the run ends."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from cairn.api.taskrun import Attempt, TaskRun
+from cairn.api.taskrun import Attempt, StepEntry, TaskRun
 from cairn.cli.errors import CliError, ExitCode
 from cairn.cli.kube import Kube, as_run
 from cairn.cli.options import Context, Kubeconfig, Namespace, console, session
 from cairn.cli.progress import finished
-from cairn.cli.render import attempt_outcome, between, elapsed
+from cairn.cli.render import attempt_outcome, attempt_seconds, elapsed
 
 POLL_SECONDS = 0.5
 
 
-def attempt_header(a: Attempt) -> str:
-    where = f" on {a.node}" if a.node else ""
+def attempt_header(a: Attempt, pod: dict[str, Any] | None = None) -> str:
+    node = a.node or ((pod or {}).get("spec") or {}).get("nodeName")
+    where = f" on {node}" if node else ""
     return f"==> attempt {a.number}: pod {a.pod}{where} <=="
 
 
-def attempt_footer(a: Attempt) -> str:
-    took = between(a.start_time, a.finish_time)
+def attempt_footer(a: Attempt, steps: Sequence[StepEntry] = ()) -> str:
+    took = attempt_seconds(a, steps)
     return f"<== attempt {a.number} ended{f' after {elapsed(took)}' if took is not None else ''}: {attempt_outcome(a)}"
 
 
@@ -62,15 +64,16 @@ class LogPrinter:
         self.headers = headers
         self.printed: dict[int, int] = {}
         self.done: set[int] = set()
+        self.steps: list[StepEntry] = []  # the run's, for how long each attempt ran
 
     def note(self, text: str) -> None:
         self.out.print(f"({text})", style="dim")
 
-    def start(self, a: Attempt) -> None:
+    def start(self, a: Attempt, pod: dict[str, Any] | None) -> None:
         if a.number not in self.printed:
             self.printed[a.number] = 0
             if self.headers:
-                self.out.print(attempt_header(a), style="bold")
+                self.out.print(attempt_header(a, pod), style="bold")
 
     def stream(self, a: Attempt, pod: dict[str, Any], *, follow: bool) -> None:
         skip = self.printed[a.number]
@@ -83,12 +86,12 @@ class LogPrinter:
         if text:
             self.note(text)
         if self.headers and a.finish_time:
-            self.out.print(attempt_footer(a), style="dim")
+            self.out.print(attempt_footer(a, self.steps), style="dim")
         self.done.add(a.number)
 
     def ended(self, a: Attempt, pod: dict[str, Any] | None) -> None:
         """All of an attempt that has ended."""
-        self.start(a)
+        self.start(a, pod)
         if pod is None:
             self.finish(a, f"pod {a.pod} no longer exists: its logs are gone")
         elif not container_started(pod):
@@ -101,7 +104,7 @@ class LogPrinter:
         """Follow an attempt in flight until its stream ends (the container stopped, or the stream dropped)."""
         if pod is None or not container_started(pod):
             return  # not there yet: the next round looks again
-        self.start(a)
+        self.start(a, pod)
         try:
             self.stream(a, pod, follow=True)
         except CliError as e:
@@ -124,12 +127,13 @@ def print_all(kube: Kube, run: TaskRun, attempt: int | None, out: Console) -> No
         return
     pods = kube.pods_of_run(run.metadata.uid or "")
     printer = LogPrinter(kube, out, headers=attempt is None)
+    printer.steps = (run.status.steps if run.status else None) or []
     for a in attempts:
         pod = pods.get(a.number)
         if a.finish_time:
             printer.ended(a, pod)
         else:
-            printer.start(a)
+            printer.start(a, pod)
             if pod is None or not container_started(pod):
                 printer.note(f"no logs yet: {waiting_reason(pod) if pod else 'the pod is being created'}")
             else:
@@ -142,6 +146,7 @@ def follow_all(kube: Kube, name: str, attempt: int | None, out: Console) -> None
     printer = LogPrinter(kube, out, headers=attempt is None)
     while True:
         run = as_run(kube.get_run(name))
+        printer.steps = (run.status.steps if run.status else None) or []
         attempts = [a for a in (run.status.attempts if run.status else None) or [] if attempt in (None, a.number)]
         pods = kube.pods_of_run(run.metadata.uid or "") if attempts else {}
         for a in attempts:
