@@ -27,10 +27,13 @@ def utcnow() -> datetime:
 class Poller:
     """Reads the run, riding out short API server outages (a restart must not end a long wait)."""
 
-    def __init__(self, kube: Kube, name: str, warn: Callable[[str], None]) -> None:
+    def __init__(
+        self, kube: Kube, name: str, warn: Callable[[str], None], clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.kube = kube
         self.name = name
         self.warn = warn
+        self.clock = clock
         self.down_since: float | None = None
         self.seen = False
 
@@ -42,7 +45,7 @@ class Poller:
                 raise CliError(ExitCode.NOT_FOUND, f"run {self.name!r} was deleted while being followed") from e
             if e.code is not ExitCode.UNREACHABLE:
                 raise
-            now = time.monotonic()
+            now = self.clock()
             if self.down_since is None:
                 self.down_since = now
                 self.warn(f"cannot read the run ({e.message}); retrying for up to {OUTAGE_SECONDS:.0f}s")
@@ -64,14 +67,15 @@ def follow(
     live: bool,
     timeout: float | None = None,
     poll: float = POLL_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
 ) -> TaskRun:
     """Show the run until it ends; return it ended. Raises CliError(TIMEOUT) after `timeout` seconds."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    poller = Poller(kube, name, lambda text: out.print(f"warning: {text}", style="yellow"))
+    deadline = None if timeout is None else clock() + timeout
+    poller = Poller(kube, name, lambda text: out.print(f"warning: {text}", style="yellow"), clock)
     prev: TaskRun | None = None
 
     def next_sight() -> TaskRun | None:
-        if deadline is not None and time.monotonic() > deadline:
+        if deadline is not None and clock() > deadline:
             phase = prev.status.phase if prev and prev.status else None
             raise CliError(
                 ExitCode.TIMEOUT,
