@@ -17,9 +17,10 @@ from typing import Any
 import yaml
 from lightkube import Client
 
-from cairn.k8s.resources import TaskRunResource
+from cairn.k8s.resources import QueueResource, TaskRunResource
 from harness import config
 from harness.controlplane import free_port
+from tests.support.builders import queue_body
 from tests.support.env import ClusterEnv
 from tests.support.kube import as_dict, wait_for
 from tests.support.runs import get_run, make_task, wait_phase
@@ -295,6 +296,33 @@ def test_cancel_ends_a_running_run_cancelled_and_wait_exits_2(cluster_env: Clust
     assert r.code == 0 and "already ended (Cancelled): nothing to cancel" in r.out
     r = cli(cluster_env, ns, "describe", "s1")
     assert "Cancelled, not counted" in r.out and "Key:              tenant-a" in r.out
+
+
+def test_queues_show_a_run_waiting_in_a_paused_queue_and_cancel_ends_it_there(
+    cluster_env: ClusterEnv, kube: Client, ns: str
+) -> None:
+    make_task(kube, ns, "sleepy", SLEEPY)
+    body = queue_body("held", concurrencyLimit=2, perKeyLimit=1, paused=True)
+    body["metadata"]["namespace"] = ns  # type: ignore[index]
+    kube.create(QueueResource.from_dict(body))
+    r = cli(cluster_env, ns, "trigger", "sleepy", "--name", "q1", "--queue", "held", "--key", "tenant-b")
+    assert r.code == 0
+    st = wait_phase(kube, ns, "q1", ("Queued",))
+    assert st["queue"] == "held"
+
+    def held_row() -> list[str] | None:
+        rows = {row[0]: row for row in table(cli(cluster_env, ns, "queues").out)[1:]}
+        return rows["held"] if rows.get("held", [""] * 5)[4] == "1" else None
+
+    row = wait_for("the held queue to count its queued run", held_row, timeout=30)
+    assert row[:6] == ["held", "2", "1", "0", "1", "yes"] and row[6].endswith("s")  # OLDEST QUEUED: an age
+    r = cli(cluster_env, ns, "runs")
+    assert table(r.out)[1][:6] == ["q1", "sleepy", "Queued", "0", "0", "held"]  # no attempt, no snapshot yet
+    r = cli(cluster_env, ns, "logs", "q1")
+    assert r.code == 0 and "run q1 has no attempt yet (phase Queued)" in r.err
+
+    r = cli(cluster_env, ns, "cancel", "q1", "--wait")
+    assert r.code == 2 and "run q1 Cancelled after 0 attempts" in r.out
 
 
 def test_clear_errors_and_exit_codes(cluster_env: ClusterEnv, kube: Client, ns: str, tmp_path: Path) -> None:
