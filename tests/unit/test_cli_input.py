@@ -16,6 +16,7 @@ from lightkube import KubeConfig
 
 from cairn.api.common import PAYLOAD_MAX_BYTES
 from cairn.cli import kube, payload
+from cairn.cli import kubeconfig as kc
 from cairn.cli.errors import EXIT_CODES_HELP, CliError, ExitCode
 from cairn.cli.main import run
 from cairn.cli.trigger import build_spec, run_body
@@ -126,13 +127,13 @@ def kubeconfig(
 def test_kubeconfig_precedence_flag_then_env_then_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     a = kubeconfig(tmp_path / "a", "https://a:6443")
     b = kubeconfig(tmp_path / "b", "https://b:6443")
-    assert kube.kubeconfig_files(str(a), {"KUBECONFIG": str(b)}) == [a]
-    assert kube.kubeconfig_files(None, {"KUBECONFIG": f"{tmp_path / 'missing'}:{b}:{a}"}) == [b, a]
-    e = error_of(kube.kubeconfig_files, None, {"KUBECONFIG": str(tmp_path / "missing")})
+    assert kc.kubeconfig_files(str(a), {"KUBECONFIG": str(b)}) == [a]
+    assert kc.kubeconfig_files(None, {"KUBECONFIG": f"{tmp_path / 'missing'}:{b}:{a}"}) == [b, a]
+    e = error_of(kc.kubeconfig_files, None, {"KUBECONFIG": str(tmp_path / "missing")})
     assert e.code is ExitCode.UNREACHABLE and "none of the files in KUBECONFIG exists" in e.message
-    monkeypatch.setattr(kube, "DEFAULT_KUBECONFIG", tmp_path / "home-config")
-    monkeypatch.setattr(kube, "SERVICE_ACCOUNT", tmp_path / "no-service-account")
-    e = error_of(kube.kubeconfig_files, None, {})
+    monkeypatch.setattr(kc, "DEFAULT_KUBECONFIG", tmp_path / "home-config")
+    monkeypatch.setattr(kc, "SERVICE_ACCOUNT", tmp_path / "no-service-account")
+    e = error_of(kc.kubeconfig_files, None, {})
     assert e.code is ExitCode.UNREACHABLE and e.hint == "pass --kubeconfig FILE, or set KUBECONFIG"
 
 
@@ -143,15 +144,15 @@ def test_kubeconfigs_merge_as_kubectl_merges_them(tmp_path: Path) -> None:
     second = kubeconfig(tmp_path / "two" / "config", "https://second:6443", ca="ca.crt")
     other = kubeconfig(tmp_path / "two" / "other", "https://other:6443", name="other", namespace="media", ca="ca.crt")
     docs = [(p, yaml.safe_load(p.read_text())) for p in (first, second, other)]
-    merged = kube.merge_kubeconfigs(docs)
+    merged = kc.merge_kubeconfigs(docs)
     assert merged["current-context"] == "main"  # the first file that sets one
     clusters = {c["name"]: c["cluster"] for c in merged["clusters"]}
     assert clusters["main"]["server"] == "https://first:6443"  # the first file defining a name wins
     assert clusters["main"]["certificate-authority"] == str(tmp_path / "one" / "ca.crt")  # relative to its file
     assert clusters["other"]["certificate-authority"] == str(tmp_path / "two" / "ca.crt")
     config = KubeConfig.from_dict(merged, fname=first)
-    assert kube.select_context(config, "other", "x").namespace == "media"
-    e = error_of(kube.select_context, config, "nope", "the files")
+    assert kc.select_context(config, "other", "x").namespace == "media"
+    e = error_of(kc.select_context, config, "nope", "the files")
     assert e.message == "there is no context 'nope' in the files" and e.hint == "contexts: main, other"
 
 
