@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES="etcd-server etcd-client containerd runc containernetworking-plugins iptables conntrack
-debootstrap busybox-static postgresql-15 postgresql-client-15 util-linux iproute2 openssl gcc libc6-dev"
+debootstrap busybox-static postgresql-15 postgresql-client-15 util-linux iproute2 openssl gcc libc6-dev
+lua5.1 lua5.4"
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
