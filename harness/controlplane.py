@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import socket
 import ssl
@@ -21,10 +22,29 @@ NODE_MONITOR_GRACE = "8s"
 TOLERATION_SECONDS = "5"
 
 
+def _ephemeral_start() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A port to listen on, outside the kernel's ephemeral range: the outgoing connections of every
+    process on the machine take their local ports from that range, and a server restarted on a port
+    one of them took would fail with "address in use"."""
+    high = min(_ephemeral_start(), 32768) - 1
+    for _ in range(200):
+        port = random.randint(10000, high)
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no free port between 10000 and {high} on {host}")
 
 
 def https_ok(url: str, ca: Path, client: CertPair | None = None, expect: bytes = b"ok") -> bool:

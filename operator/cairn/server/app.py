@@ -10,13 +10,16 @@ from importlib import resources
 import psycopg
 import psycopg_pool
 from aiohttp import web
+from lightkube import AsyncClient
 
 from cairn import metrics
 from cairn.config import Settings
 from cairn.k8s.client import load_config
+from cairn.server.access import Access
 from cairn.server.auth import TokenVerifier
 from cairn.server.checkpoints import STEP_MAX_BYTES, Checkpoints
 from cairn.server.errors import ApiError, json_response
+from cairn.server.triggers import Triggers
 from cairn.store.postgres import PostgresStore, migrate
 
 log = logging.getLogger(__name__)
@@ -50,10 +53,10 @@ async def healthz(_: web.Request) -> web.Response:
     return json_response({"ok": True})
 
 
-def make_app(store: PostgresStore, verifier: TokenVerifier) -> web.Application:
+def make_app(store: PostgresStore, verifier: TokenVerifier, kube: AsyncClient) -> web.Application:
     app = web.Application(middlewares=[errors], client_max_size=2 * STEP_MAX_BYTES)
-    checkpoints = Checkpoints(store, verifier)
-    app.add_routes(checkpoints.routes())
+    app.add_routes(Checkpoints(store, verifier).routes())
+    app.add_routes(Triggers(kube, Access(kube), store).routes())
     openapi = resources.files("cairn.server").joinpath("openapi.yaml").read_text()
 
     async def readyz(_: web.Request) -> web.Response:
@@ -72,11 +75,9 @@ async def run_api(config: Settings, *, ready: asyncio.Event | None = None) -> No
     await migrate(config.dsn)
     store = PostgresStore(config.dsn, max_size=20, name="cairn-api")
     await store.open(wait=False)
-    from lightkube import AsyncClient
-
-    kube = AsyncClient(load_config(config.kubeconfig), trust_env=False)
+    kube = AsyncClient(load_config(config.kubeconfig), trust_env=False, field_manager="cairn-api")
     verifier = TokenVerifier(kube, config.token_audience)
-    app = make_app(store, verifier)
+    app = make_app(store, verifier, kube)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.api_host, config.api_port, backlog=1024)

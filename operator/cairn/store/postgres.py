@@ -281,6 +281,12 @@ class PostgresStore:
             existing = await (await conn.execute(q.STEP_RESULT, (uid, key))).fetchone()
             return StepWrite(True, False, existing[0] if existing else None)
 
+    async def run_result(self, uid: str) -> tuple[bool, Any]:
+        """(recorded?, result) of a run."""
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(q.RUN_RESULT, (uid,))).fetchone()
+        return (bool(row[0]), row[1]) if row else (False, None)
+
     async def save_state(self, uid: str, attempt: int, state: Any, note: str | None) -> bool:
         async with self._tx() as conn:
             row = await (
