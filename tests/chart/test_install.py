@@ -21,16 +21,20 @@ from tests.chart.gate import gate_at
 from tests.chart.release import CRDS, Release, pods_in, restricted_namespace
 from tests.support.env import ClusterEnv
 from tests.support.kube import kubectl, kubectl_json, wait_for
-from tests.support.runs import StepCounter, create_run, make_task, pods_of, status, wait_phase, wait_steps
+from tests.support.runs import create_run, make_task, pods_of, status, wait_phase, wait_steps
 
 pytestmark = [pytest.mark.slow, pytest.mark.nodes]
 
 EXAMPLES = config.REPO / "examples"
 
+# Five steps; step 4 holds until the test opens its gate, so the pod is killed in the middle of step 4
+# whatever the timing of the status mirror the test watches.
 FIVE_STEPS = """
 def work(ctx, i):
     hit(ctx, "step%d" % i)
-    time.sleep(1.5)
+    while i == 4 and urllib.request.urlopen(os.environ["GATE_URL"], timeout=10).read() != b"open":
+        time.sleep(0.2)
+    time.sleep(0.3)
     return {"i": i, "square": i * i}
 
 def main(ctx):
@@ -150,21 +154,25 @@ def test_the_hello_example_runs_to_success(kube: Client, release: Release, works
 
 
 def test_a_run_killed_after_step_three_resumes_at_step_four(
-    cluster_env: ClusterEnv, kube: Client, release: Release, workspace: str, counter: StepCounter
+    cluster_env: ClusterEnv, kube: Client, release: Release, workspace: str
 ) -> None:
-    make_task(kube, workspace, "five", FIVE_STEPS, counter=counter)
-    create_run(kube, workspace, "five", "crash1")
-    wait_steps(kube, workspace, "crash1", 3, timeout=90)
-    pod = pods_of(kube, workspace, "crash1")[0]
-    cluster_env.require_harness().node(pod["spec"]["nodeName"]).kill_container(
-        pod["status"]["containerStatuses"][0]["containerID"]
-    )
-    st = wait_phase(kube, workspace, "crash1", timeout=120)
+    with gate_at(cluster_env.host_ip) as gate:
+        make_task(kube, workspace, "five", FIVE_STEPS, env={"COUNTER_URL": gate.hit_url, "GATE_URL": gate.gate_url})
+        create_run(kube, workspace, "five", "crash1")
+        wait_steps(kube, workspace, "crash1", 3, timeout=90)
+        wait_for("step 4 to begin", lambda: gate.count("crash1", "step4") == 1 or None, timeout=30)
+        pod = pods_of(kube, workspace, "crash1")[0]
+        cluster_env.require_harness().node(pod["spec"]["nodeName"]).kill_container(
+            pod["status"]["containerStatuses"][0]["containerID"]
+        )
+        gate.opened.set()
+        st = wait_phase(kube, workspace, "crash1", timeout=120)
     assert st["phase"] == "Succeeded", st
     assert [a["reason"] for a in st["attempts"]] == ["Error", "Completed"]
     for i in (1, 2, 3):
-        assert counter.attempts[("crash1", f"step{i}")] == [1], f"recorded step {i} ran again"
-    assert counter.attempts[("crash1", "step5")] == [2]
+        assert gate.attempts[("crash1", f"step{i}")] == [1], f"recorded step {i} ran again"
+    assert gate.attempts[("crash1", "step4")] == [1, 2]  # cut short by the kill, before its record
+    assert gate.attempts[("crash1", "step5")] == [2]
     assert st["progress"]["stepsCompleted"] == 5
     assert json.loads(st["result"]) == {"sum": 55}
 

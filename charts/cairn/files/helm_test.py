@@ -102,7 +102,7 @@ def wait_final(client: Client) -> dict[str, Any]:
     deadline = time.monotonic() + TIMEOUT
     last = ""
     while True:
-        run = client.get(TaskRunResource, NAME, namespace=NAMESPACE).to_dict()
+        run = client.get(TaskRunResource, NAME, namespace=NAMESPACE)
         status: dict[str, Any] = run.get("status") or {}
         steps = (status.get("progress") or {}).get("stepsCompleted")
         seen = f"{status.get('phase')} attempt={status.get('attempt')} steps={steps}"
