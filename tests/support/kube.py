@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import ssl
 import subprocess
 import time
 from collections.abc import Callable
@@ -30,6 +32,17 @@ def as_dict(obj: Any) -> dict[str, Any]:
     data = obj.to_dict()
     assert isinstance(data, dict)
     return data
+
+
+def server_ssl(kube: Client) -> ssl.SSLContext:
+    """An SSL context trusting the cluster's CA (from the client's kubeconfig)."""
+    cluster = kube.config.cluster
+    ctx = ssl.create_default_context()
+    if cluster.certificate_auth_data:
+        ctx.load_verify_locations(cadata=base64.b64decode(cluster.certificate_auth_data).decode())
+    elif cluster.certificate_auth:
+        ctx.load_verify_locations(cafile=str(cluster.certificate_auth))
+    return ctx
 
 
 def kubectl(

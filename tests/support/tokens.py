@@ -20,11 +20,12 @@ def pod_token(kube: Client, pod: dict[str, Any], audience: str = "cairn.dev") ->
     meta = pod["metadata"]
     sa = pod["spec"].get("serviceAccountName") or "default"
     request = ServiceAccount.Token(
+        metadata=ObjectMeta(name=sa, namespace=meta["namespace"]),
         spec=TokenRequestSpec(
             audiences=[audience],
             expirationSeconds=3600,
             boundObjectRef=BoundObjectReference(kind="Pod", apiVersion="v1", name=meta["name"], uid=meta["uid"]),
-        )
+        ),
     )
     answer = kube.create(request, name=sa, namespace=meta["namespace"])
     return str(as_dict(answer)["status"]["token"])
@@ -48,7 +49,10 @@ def service_account_token(kube: Client, namespace: str, name: str, *, verbs: lis
             )
         )
     answer = kube.create(
-        ServiceAccount.Token(spec=TokenRequestSpec(audiences=[], expirationSeconds=3600)),
+        ServiceAccount.Token(
+            metadata=ObjectMeta(name=name, namespace=namespace),
+            spec=TokenRequestSpec(audiences=[], expirationSeconds=3600),
+        ),
         name=name,
         namespace=namespace,
     )
