@@ -137,7 +137,14 @@ class RunReconciler:
         if plan.create_pod is not None:
             attempt = int(plan.create_pod["metadata"]["labels"]["cairn.dev/attempt"])
             await op.store.begin_attempt(uid, attempt, ns, plan.create_pod["metadata"]["name"])
-            await ops.create_pod(op.kube, plan.create_pod)
+            try:
+                await ops.create_pod(op.kube, plan.create_pod)
+            except ops.NamespaceTerminating:
+                log.info("not starting %s/%s: its namespace is being deleted", ns, name)
+                return
+            except ops.PodRejected as e:
+                await self._apply(uid, run, body, view, lifecycle.pod_rejected(view, str(e)))
+                return
             if attempt == 1:
                 self._observe_admission_wait(run, view.now)
         if plan.status is not None:

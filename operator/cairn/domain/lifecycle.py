@@ -453,6 +453,13 @@ def _finish(b: _Builder, phase: Phase, reason: str, message: str) -> Plan:
     return b.done()
 
 
+def pod_rejected(view: RunView, message: str) -> Plan:
+    """The API server refused the pod of the attempt being started (an invalid spec, or the
+    namespace's Pod Security level): the run fails, its slot is released, no pod exists."""
+    b = _Builder(view)
+    return _finish(b, Phase.FAILED, "PodRejected", f"the API server refused the attempt's pod: {message}")
+
+
 def _cancel(b: _Builder) -> Plan:
     for pod in b.view.pods.values():
         if pod.phase not in ("Succeeded", "Failed") and not pod.deleting:

@@ -20,15 +20,29 @@ log = logging.getLogger(__name__)
 EVENT_MESSAGE_MAX = 1024
 
 
+class PodRejected(Exception):
+    """The API server refused the pod for good (invalid, or against the namespace's policy)."""
+
+
+class NamespaceTerminating(Exception):
+    """The namespace is being deleted: nothing new can be created in it."""
+
+
 async def create_pod(kube: Kube, body: dict[str, Any]) -> bool:
-    """Create the pod; False if it already existed (a retry after a crash: harmless)."""
+    """Create the pod; False if it already existed (a retry after a crash: harmless). A pod the API
+    server will never accept raises PodRejected; other refusals (a full quota) are retried."""
     await kube.spend("create pods")
     try:
         await kube.client.create(cast(Pod, Pod.from_dict(body)))
         return True
     except ApiError as e:
+        message = e.status.message or ""
         if e.status.code == 409:
             return False
+        if e.status.code == 403 and "being terminated" in message:
+            raise NamespaceTerminating(message) from e
+        if e.status.code in (400, 422) or (e.status.code == 403 and "violates PodSecurity" in message):
+            raise PodRejected(message) from e
         raise
 
 
