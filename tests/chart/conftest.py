@@ -15,9 +15,9 @@ from collections.abc import Generator, Iterator
 
 import pytest
 from lightkube import Client
-from lightkube.resources.core_v1 import Namespace
+from lightkube.resources.core_v1 import Namespace, PersistentVolume
 
-from tests.chart.release import Release, Storage, restricted_namespace
+from tests.chart.release import Release, Storage, restricted_namespace, wait_gone
 from tests.support.env import ClusterEnv
 
 _releases: list[Release] = []
@@ -58,10 +58,14 @@ def release(cluster_env: ClusterEnv, kube: Client, tmp_path_factory: pytest.Temp
         rel.install()
         yield rel
     finally:
-        if rel.installed:
+        # Also after a failed install, whose cluster-wide objects the namespaces' deletion would not remove.
+        if rel.installed or "not found" not in rel.helm("status", rel.name, "-n", namespace, check=False):
             rel.helm("uninstall", rel.name, "-n", namespace, "--wait", "--timeout", "2m", check=False)
         for ns in (workspace, namespace):
             kube.delete(Namespace, ns)
+        # Gone before later suites start an operator of their own that would see their runs.
+        for ns in (workspace, namespace):
+            wait_gone(kube, ns)
         if storage is not None:
             _wait_released(kube, storage.name)
             storage.delete()
@@ -70,8 +74,6 @@ def release(cluster_env: ClusterEnv, kube: Client, tmp_path_factory: pytest.Temp
 
 def _wait_released(kube: Client, pv: str, timeout: float = 60) -> None:
     """The PersistentVolume's claim is gone (with the release's StatefulSet or its namespace)."""
-    from lightkube.resources.core_v1 import PersistentVolume
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = kube.get(PersistentVolume, pv).status

@@ -90,6 +90,7 @@ class Release:
     storage: str | None = None  # the PersistentVolume made for the bundled PostgreSQL, if any
     name: str = "cairn"
     installed: bool = False
+    notes: str = ""
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -136,6 +137,7 @@ class Release:
         )
         self.installed = True
         self.timings["helm install --wait (s)"] = time.monotonic() - t0
+        self.notes = out.split("NOTES:", 1)[-1]
         return out
 
     def upgrade(self, values: dict[str, Any]) -> str:
@@ -193,3 +195,17 @@ def pods_in(kubeconfig: Path, namespace: str, selector: str) -> list[dict[str, A
     data = json.loads(kubectl(kubeconfig, "get", "pods", "-n", namespace, "-l", selector, "-o", "json").stdout)
     items: list[dict[str, Any]] = data["items"]
     return items
+
+
+def wait_gone(kube: Client, namespace: str, timeout: float = 120) -> None:
+    """Wait until a deleted namespace (and so everything in it) is gone."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            kube.get(Namespace, namespace)
+        except ApiError as e:
+            if e.status.code == 404:
+                return
+            raise
+        time.sleep(0.5)
+    raise AssertionError(f"namespace {namespace} still exists {timeout:.0f}s after its deletion")

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 from lightkube import Client
-from lightkube.resources.core_v1 import Secret
+from lightkube.resources.core_v1 import Namespace, Secret
 
 from harness import config
 from tests.chart.gate import gate_at
-from tests.chart.release import CRDS, Release, pods_in, restricted_namespace
+from tests.chart.release import CRDS, Release, pods_in, restricted_namespace, wait_gone
 from tests.support.env import ClusterEnv
 from tests.support.kube import kubectl, kubectl_json, wait_for
 from tests.support.runs import create_run, make_task, pods_of, status, wait_phase, wait_steps
@@ -111,6 +111,14 @@ def test_helm_install_runs_every_component_under_the_restricted_standard(release
     assert [c["status"]["phase"] for c in claims] == ["Bound"]
     # No password in what the user gave Helm.
     assert "password" not in json.dumps(release.user_values()).lower()
+    # NOTES.txt tells the user what to do next, with this release's names.
+    for line in (
+        f"kubectl -n {release.namespace} rollout status deployment/cairn-operator deployment/cairn-api",
+        f"helm test cairn -n {release.namespace}",
+        "kubectl create -n <namespace> -f examples/hello/taskrun.yaml",
+        f"Task pods reach the API at http://cairn-api.{release.namespace}.svc:8080",
+    ):
+        assert line in release.notes, release.notes
 
 
 def test_cluster_wide_mode_permissions_are_least_privilege(release: Release, workspace: str) -> None:
@@ -216,7 +224,8 @@ def test_helm_upgrade_to_the_namespaced_mode_while_a_run_is_in_flight_does_not_f
             assert status(kube, other, "ignored") == {}, "the operator acted outside its namespaces"
             assert pods_of(kube, other, "ignored") == []
         finally:
-            kubectl(release.kubeconfig, "delete", "namespace", other, "--wait=false")
+            kube.delete(Namespace, other)
+            wait_gone(kube, other)
 
     # Namespaced permissions: pods only where it watches; nothing cluster-wide but token reviews.
     assert _can(release, "operator", "create", "pods", workspace)
