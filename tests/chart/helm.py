@@ -28,7 +28,7 @@ def helm_bin() -> Path:
 
 
 def helm(
-    *args: str, kubeconfig: Path | None = None, check: bool = True, timeout: float = 300
+    *args: str, kubeconfig: Path | None = None, check: bool = True, timeout: float = 300, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -41,19 +41,16 @@ def helm(
         env["KUBECONFIG"] = str(kubeconfig)
     _HOME.mkdir(parents=True, exist_ok=True)
     res = subprocess.run(
-        [str(helm_bin()), *args], capture_output=True, text=True, timeout=timeout, env=env, check=False
+        [str(helm_bin()), *args], input=input, capture_output=True, text=True, timeout=timeout, env=env, check=False
     )
     if check and res.returncode != 0:
         raise AssertionError(f"helm {' '.join(args)} failed ({res.returncode}):\n{res.stdout}{res.stderr}")
     return res
 
 
-def values_file(values: dict[str, Any] | None) -> Path:
-    """A values file (in a temporary directory that lives as long as the process) for `values`."""
-    directory = Path(tempfile.mkdtemp(prefix="cairn-values-"))
-    path = directory / "values.yaml"
-    path.write_text(yaml.safe_dump(values or {}))
-    return path
+def values_yaml(values: dict[str, Any] | None) -> str:
+    """Values for `helm ... -f -` (read from stdin)."""
+    return yaml.safe_dump(values or {})
 
 
 def render(
@@ -63,7 +60,7 @@ def render(
     namespace: str = NAMESPACE,
     check: bool = True,
 ) -> subprocess.CompletedProcess[str]:
-    return helm("template", release, str(CHART), "-n", namespace, "-f", str(values_file(values)), check=check)
+    return helm("template", release, str(CHART), "-n", namespace, "-f", "-", input=values_yaml(values), check=check)
 
 
 def template(values: dict[str, Any] | None = None, *, release: str = RELEASE, namespace: str = NAMESPACE) -> list[Doc]:

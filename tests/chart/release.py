@@ -18,7 +18,7 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace, PersistentVolume
 from lightkube.resources.storage_v1 import StorageClass
 
-from tests.chart.helm import CHART, helm, values_file
+from tests.chart.helm import CHART, helm, values_yaml
 from tests.support.kube import kubectl
 
 POSTGRES_UID = 999
@@ -97,8 +97,8 @@ class Release:
     def fullname(self) -> str:
         return self.name if "cairn" in self.name else f"{self.name}-cairn"
 
-    def helm(self, *args: str, check: bool = True, timeout: float = 300) -> str:
-        res = helm(*args, kubeconfig=self.kubeconfig, check=check, timeout=timeout)
+    def helm(self, *args: str, check: bool = True, timeout: float = 300, input: str | None = None) -> str:
+        res = helm(*args, kubeconfig=self.kubeconfig, check=check, timeout=timeout, input=input)
         return res.stdout + res.stderr
 
     def adopt_existing_crds(self) -> list[str]:
@@ -130,10 +130,11 @@ class Release:
             "-n",
             self.namespace,
             "-f",
-            str(values_file(self.values)),
+            "-",
             "--wait",
             "--timeout",
             "5m",
+            input=values_yaml(self.values),
         )
         self.installed = True
         self.timings["helm install --wait (s)"] = time.monotonic() - t0
@@ -150,10 +151,11 @@ class Release:
             self.namespace,
             "--reuse-values",
             "-f",
-            str(values_file(values)),
+            "-",
             "--wait",
             "--timeout",
             "5m",
+            input=values_yaml(values),
         )
         self.timings["helm upgrade --wait (s)"] = time.monotonic() - t0
         return out

@@ -15,7 +15,7 @@ import yaml
 
 from cairn.api.crd import crd_files
 from harness import config
-from tests.chart.helm import CHART, Doc, helm, of_kind, one, pod_specs, render, template, values_file
+from tests.chart.helm import CHART, Doc, helm, of_kind, one, pod_specs, render, template, values_yaml
 
 # Value sets every structural test renders: the default, the namespaced mode with everything optional
 # switched on, and an external database.
@@ -43,7 +43,7 @@ def rendered(request: pytest.FixtureRequest) -> list[Doc]:
 # -- lint and template -------------------------------------------------------------------------------
 def test_helm_lint_strict_is_clean_in_every_mode() -> None:
     for name, values in MODES.items():
-        res = helm("lint", "--strict", str(CHART), "-f", str(values_file(values)))
+        res = helm("lint", "--strict", str(CHART), "-f", "-", input=values_yaml(values))
         out = res.stdout + res.stderr
         assert "[WARNING]" not in out and "[ERROR]" not in out, f"{name}:\n{out}"
         assert "1 chart(s) linted, 0 chart(s) failed" in out

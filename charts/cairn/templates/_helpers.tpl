@@ -104,7 +104,7 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* The database settings of the operator's and the API's containers (and of wait-for-database). */}}
 {{- define "cairn.databaseEnv" -}}
-{{- if .Values.postgresql.enabled }}
+{{- if .Values.postgresql.enabled -}}
 # The password comes from the Secret through libpq's PGPASSWORD; the DSN itself holds none.
 - name: PGPASSWORD
   valueFrom:
@@ -113,7 +113,7 @@ app.kubernetes.io/component: {{ .component }}
       key: password
 - name: CAIRN_DATABASE_URL
   value: {{ printf "postgresql://%s@%s:5432/%s?connect_timeout=10" .Values.postgresql.auth.username (include "cairn.postgresqlName" .) .Values.postgresql.auth.database | quote }}
-{{- else }}
+{{- else -}}
 - name: CAIRN_DATABASE_URL
   valueFrom:
     secretKeyRef:
