@@ -25,6 +25,8 @@ class CairnProcesses:
     operator: Proc | None = None
     api: Proc | None = None
     restarts: int = 0
+    # Extra CAIRN_* settings for both processes (e.g. CAIRN_KUBE_QPS, CAIRN_NAMESPACES); they win.
+    overrides: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.api_port:
@@ -49,6 +51,7 @@ class CairnProcesses:
                 "CAIRN_SWEEP_INTERVAL": "5",
                 "CAIRN_RESYNC_INTERVAL": "30",
                 **extra,
+                **self.overrides,
             }
         )
         return env

@@ -24,6 +24,9 @@ class Cluster:
     dns: bool = True
     # "all" images, or only the pause and busybox images (quick, for harness tests).
     image_set: str = "all"
+    # The client budget of each built-in controller (kube-controller-manager's --kube-api-qps/-burst).
+    controller_qps: float = 100
+    controller_burst: int = 200
     control_plane: ControlPlane | None = field(default=None, init=False)
     node_list: list[Node] = field(default_factory=list, init=False)
     images: list[images.Image] = field(default_factory=list, init=False)
@@ -45,7 +48,11 @@ class Cluster:
             net.create_bridge(self.slot)
             t1 = time.monotonic()
             self.control_plane = ControlPlane(
-                self.slot, self.root, etcd_data=Path(f"/dev/shm/cairn-etcd-{self.slot.index}")
+                self.slot,
+                self.root,
+                etcd_data=Path(f"/dev/shm/cairn-etcd-{self.slot.index}"),
+                controller_qps=self.controller_qps,
+                controller_burst=self.controller_burst,
             )
             self.control_plane.start()
             self.timings["control_plane"] = time.monotonic() - t1

@@ -74,6 +74,10 @@ class ControlPlane:
     root: Path
     etcd_data: Path
     procs: list[Proc] = field(default_factory=list)
+    # The client budget of each controller in kube-controller-manager (--kube-api-qps/--kube-api-burst;
+    # with service-account credentials every controller has a client, and a budget, of its own).
+    controller_qps: float = 100
+    controller_burst: int = 200
 
     def __post_init__(self) -> None:
         self.pki = self.root / "pki"
@@ -258,6 +262,7 @@ class ControlPlane:
 
     def start_controller_manager(self) -> None:
         port = free_port()
+        self.controller_manager_port = port  # https /metrics and /healthz (admin's client certificate)
         kc = self.cm_kubeconfig
         cm = Proc(
             "kube-controller-manager",
@@ -278,8 +283,8 @@ class ControlPlane:
                 f"--service-cluster-ip-range={self.slot.service_cidr}",
                 f"--node-monitor-grace-period={NODE_MONITOR_GRACE}",
                 "--node-monitor-period=2s",
-                "--kube-api-qps=100",
-                "--kube-api-burst=200",
+                f"--kube-api-qps={self.controller_qps:g}",
+                f"--kube-api-burst={self.controller_burst}",
                 "--concurrent-gc-syncs=20",
                 "--profiling=false",
                 "--v=1",
@@ -287,7 +292,14 @@ class ControlPlane:
             self.logs / "kube-controller-manager.log",
         ).start()
         self.procs.append(cm)
+        self.controller_manager = cm
         cm.wait_ready(lambda: insecure_ok(f"https://127.0.0.1:{port}/healthz"), 60, "healthy")
+
+    def stop_controller_manager(self) -> None:
+        """Stop kube-controller-manager (every built-in controller pauses); start it again with
+        start_controller_manager()."""
+        self.controller_manager.stop(timeout=5)
+        self.procs.remove(self.controller_manager)
 
     def start_scheduler(self) -> None:
         port = free_port()
