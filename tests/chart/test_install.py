@@ -203,7 +203,11 @@ def test_helm_upgrade_to_the_namespaced_mode_while_a_run_is_in_flight_does_not_f
         assert _pod_uids(release, "api").isdisjoint(api_before)
         during = status(kube, workspace, "inflight")
         assert during["phase"] == "Running", during
-        assert during["progress"]["stepsCompleted"] > before
+        wait_for(
+            "the new operator to mirror steps recorded through the new API pods",
+            lambda: status(kube, workspace, "inflight")["progress"]["stepsCompleted"] > before or None,
+            timeout=30,
+        )
         assert _password(kube, release) == password, "the upgrade changed the database password"
         # A run in a namespace the operator no longer watches is left alone.
         other = restricted_namespace(kube, f"cairn-unwatched-{secrets.token_hex(3)}")
