@@ -35,3 +35,6 @@ crds: ## regenerate crds/ from the pydantic models in operator/cairn/api
 
 dockerfiles: ## regenerate images/*/Dockerfile from the image recipes in harness/images.py
 	$(PY) -m harness.dockerfiles
+
+demo: setup ## the main job: a run killed mid-way resumes from its last completed step, on a local cluster
+	$(PY) hack/demo.py

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from harness import config
-from harness.procs import start_time
+from harness.procs import run, start_time
 
 DEFAULT_STATE = config.REPO / ".cairn" / "dev"
 
@@ -27,7 +27,7 @@ def _state_file(state: Path) -> Path:
     return state / "state.json"
 
 
-def _read_state(state: Path) -> dict[str, object] | None:
+def read_state(state: Path) -> dict[str, object] | None:
     try:
         data = json.loads(_state_file(state).read_text())
     except (OSError, ValueError):
@@ -42,9 +42,11 @@ def _alive(data: dict[str, object]) -> bool:
 
 
 def serve(state: Path, nodes: int) -> int:
-    """Run in the foreground: start everything, write the state file, wait for SIGTERM."""
+    """Run in the foreground: start the cluster, PostgreSQL and Cairn (its CRDs, operator and API),
+    write the state file, wait for SIGTERM, then remove everything."""
+    from harness.cairn import CairnProcesses
     from harness.cluster import Cluster
-    from harness.postgres import Postgres
+    from harness.postgres import Postgres, create_database
 
     state.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
@@ -52,12 +54,27 @@ def serve(state: Path, nodes: int) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     cluster = Cluster(nodes=nodes)
     pg = Postgres()
+    cairn: CairnProcesses | None = None
     try:
         t0 = time.monotonic()
         cluster.start()
         pg.start()
         kubeconfig = state / "kubeconfig"
         shutil.copy2(cluster.kubeconfig, kubeconfig)
+        run(
+            [
+                str(config.kubectl()),
+                f"--kubeconfig={kubeconfig}",
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "-f",
+                str(config.REPO / "crds"),
+            ]
+        )
+        cairn = CairnProcesses(kubeconfig, create_database(pg.dsn, "cairn"), cluster.slot.host_ip, state / "logs")
+        cairn.start_api()
+        cairn.start_operator()
         data = {
             "pid": os.getpid(),
             "pid_start": start_time(os.getpid()),
@@ -66,6 +83,8 @@ def serve(state: Path, nodes: int) -> int:
             "host_ip": cluster.slot.host_ip,
             "root": str(cluster.root),
             "nodes": [n.name for n in cluster.node_list],
+            "api_url": cairn.api_url,
+            "cairn_logs": str(state / "logs"),
             "started_in_s": round(time.monotonic() - t0, 1),
             "timings": {k: round(v, 1) for k, v in cluster.timings.items()},
         }
@@ -74,6 +93,8 @@ def serve(state: Path, nodes: int) -> int:
         stop.wait()
     finally:
         _state_file(state).unlink(missing_ok=True)
+        if cairn is not None:
+            cairn.stop()
         pg.stop()
         cluster.stop()
         (state / "kubeconfig").unlink(missing_ok=True)
@@ -81,7 +102,7 @@ def serve(state: Path, nodes: int) -> int:
 
 
 def up(state: Path, nodes: int) -> int:
-    data = _read_state(state)
+    data = read_state(state)
     if data and _alive(data):
         print(f"already running (pid {data['pid']})")
         return print_env(state)
@@ -103,7 +124,7 @@ def up(state: Path, nodes: int) -> int:
             print(log.read_text()[-4000:], file=sys.stderr)
             print(f"the cluster did not start (exit {proc.returncode}); see {log}", file=sys.stderr)
             return 1
-        if _read_state(state):
+        if read_state(state):
             return print_env(state)
         time.sleep(0.5)
     proc.terminate()
@@ -112,7 +133,7 @@ def up(state: Path, nodes: int) -> int:
 
 
 def down(state: Path) -> int:
-    data = _read_state(state)
+    data = read_state(state)
     if not data or not _alive(data):
         print("no local cluster is running")
         return 0
@@ -133,7 +154,7 @@ def load_images(state: Path) -> int:
     from harness import images
     from harness.procs import run
 
-    data = _read_state(state)
+    data = read_state(state)
     if not data or not _alive(data):
         print("no local cluster is running; start one with `make dev-cluster`", file=sys.stderr)
         return 1
@@ -150,7 +171,7 @@ def load_images(state: Path) -> int:
 
 
 def print_env(state: Path) -> int:
-    data = _read_state(state)
+    data = read_state(state)
     if not data:
         print("no local cluster is running; start one with `make dev-cluster`", file=sys.stderr)
         return 1
@@ -164,6 +185,7 @@ The local cluster is up ({len(nodes)} real nodes; started in {data["started_in_s
   alias kubectl={kubectl}
   kubectl get nodes
 
+Cairn runs there: its CRDs, the operator and the API ({data["api_url"]}); logs in {data["cairn_logs"]}.
 PostgreSQL:   {data["dsn"]}
 Host address pods can reach: {data["host_ip"]}
 Stop everything with `make dev-cluster-down`.""")
