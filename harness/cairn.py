@@ -47,7 +47,7 @@ class CairnProcesses:
                 "CAIRN_DATABASE_URL": self.dsn,
                 "CAIRN_KUBECONFIG": str(self.kubeconfig),
                 "CAIRN_API_URL": self.api_url,
-                "CAIRN_LOG_FORMAT": "text",
+                "CAIRN_LOG_FORMAT": "json",
                 "CAIRN_SWEEP_INTERVAL": "5",
                 "CAIRN_RESYNC_INTERVAL": "30",
                 **extra,

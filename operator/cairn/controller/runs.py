@@ -99,6 +99,7 @@ class RunReconciler:
     ) -> None:
         op = self.op
         ns, name = run.metadata.namespace or "", run.metadata.name
+        context = {"namespace": ns, "run": name, "run_uid": uid}
         if plan.register is not None:
             reg = plan.register
             await op.store.register_run(
@@ -116,9 +117,21 @@ class RunReconciler:
                 )
             )
             op.admission.kick(ns, reg.queue)
+            log.info("run registered in queue %s", reg.queue, extra={**context, "queue": reg.queue})
         if plan.ended is not None:
             await op.store.end_attempt(uid, plan.ended.number, plan.ended.exit_code, plan.ended.reason or "")
             metrics.ATTEMPTS_ENDED.labels(plan.ended.reason or "Unknown").inc()
+            log.info(
+                "attempt %d ended: %s",
+                plan.ended.number,
+                plan.ended.reason,
+                extra={
+                    **context,
+                    "attempt": plan.ended.number,
+                    "reason": plan.ended.reason,
+                    "exit_code": plan.ended.exit_code,
+                },
+            )
         if isinstance(plan.release, lifecycle.Requeue):
             released = await op.store.requeue(uid, plan.release.not_before)
             if released:
@@ -132,6 +145,11 @@ class RunReconciler:
                 op.admission.kick(*released)
                 metrics.RUNS_FINISHED.labels(plan.release.phase.value).inc()
                 self._observe_duration(run, view.now)
+                log.info(
+                    "run %s",
+                    plan.release.phase.value.lower(),
+                    extra={**context, "phase": plan.release.phase.value, "reason": (plan.status or {}).get("reason")},
+                )
         for pod_name, force in plan.delete_pods:
             await ops.delete_pod(op.kube, ns, pod_name, force=force)
         if plan.create_pod is not None:
@@ -147,6 +165,11 @@ class RunReconciler:
                 return
             if attempt == 1:
                 self._observe_admission_wait(run, view.now)
+            log.info(
+                "attempt %d started",
+                attempt,
+                extra={**context, "attempt": attempt, "pod": plan.create_pod["metadata"]["name"]},
+            )
         if plan.status is not None:
             if not await ops.patch_taskrun_status(op.kube, ns, name, plan.status):
                 return
