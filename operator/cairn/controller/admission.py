@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from cairn import metrics
+from cairn import faults, metrics
 from cairn.controller.workqueue import WorkQueue
 
 if TYPE_CHECKING:
@@ -35,6 +35,8 @@ class AdmissionScheduler:
         now = self.clock()
         with metrics.RECONCILE_SECONDS.labels("admission").time():
             result = await self.op.store.admission_round(namespace, queue, now)
+        if result.admitted:
+            faults.point("operator.after_slot_taken")
         for uid in result.admitted:
             self.op.runs.add(uid)
         for uid in result.reason_changed:

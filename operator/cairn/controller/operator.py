@@ -22,8 +22,10 @@ from cairn.controller.workqueue import WorkQueue, run_workers
 from cairn.domain import lifecycle
 from cairn.domain.podspec import Runtime
 from cairn.k8s.client import Kube, load_config
+from cairn.k8s import ops
 from cairn.k8s.ops import taskrun_exists
-from cairn.store.postgres import PostgresStore, migrate
+from cairn.store.faulty import make_store
+from cairn.store.postgres import migrate
 
 log = logging.getLogger(__name__)
 ORPHAN_GRACE = timedelta(seconds=30)
@@ -38,7 +40,7 @@ class Operator:
         self.settings = settings
         self.clock = clock
         self.cache = Cache()
-        self.store = PostgresStore(settings.dsn, max_size=max(4, settings.workers + 2), name="cairn-operator")
+        self.store = make_store(settings.dsn, max_size=max(4, settings.workers + 2), name="cairn-operator")
         self.kube = Kube(
             load_config(settings.kubeconfig),
             qps=settings.kube_qps,
@@ -169,9 +171,11 @@ class Operator:
             released = await self.store.forget(uid, parse_duration(self.settings.retention_default))
             if released:
                 reclaimed += 1
-                log.warning(
-                    "reclaimed the slot of run %s/%s in queue %s: its TaskRun no longer exists", ns, name, queue
-                )
+                message = f"repaired: reclaimed the slot of run {name}: its TaskRun no longer exists"
+                log.warning(message, extra={"namespace": ns, "run": name, "run_uid": uid, "queue": queue})
+                queue_body = self.cache.queues.get((ns, queue))
+                if queue_body is not None:
+                    await ops.post_event(self.kube, queue_body, "Warning", "SlotReclaimed", message, self.clock())
                 self.admission.kick(ns, queue)
         for ns, queue in await self.store.queues_with_waiting_runs():
             self.admission.kick(ns, queue)

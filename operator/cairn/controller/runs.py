@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from cairn import metrics
+from cairn import faults, metrics
 from cairn.api.common import parse_duration
 from cairn.api.queue import Queue
 from cairn.api.task import Task
@@ -141,6 +141,7 @@ class RunReconciler:
         elif isinstance(plan.release, lifecycle.Finish):
             retention = self._retention(view)
             released = await op.store.finish(uid, plan.release.phase.value, retention)
+            faults.point("operator.after_release")
             if released:
                 op.admission.kick(*released)
                 metrics.RUNS_FINISHED.labels(plan.release.phase.value).inc()
@@ -163,6 +164,7 @@ class RunReconciler:
             except ops.PodRejected as e:
                 await self._apply(uid, run, body, view, lifecycle.pod_rejected(view, str(e)))
                 return
+            faults.point("operator.after_pod_created")
             if attempt == 1:
                 self._observe_admission_wait(run, view.now)
             log.info(
@@ -177,6 +179,7 @@ class RunReconciler:
             merged = dict(body)
             merged["status"] = {**(body.get("status") or {}), **plan.status}  # type: ignore[dict-item]
             op.cache.taskruns[uid] = merged
+            faults.point("operator.after_status_written")
         for event in plan.events:
             await ops.post_event(op.kube, body, event.type, event.reason, event.message, view.now)
         if plan.delete_run:

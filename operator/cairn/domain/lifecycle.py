@@ -332,6 +332,12 @@ def _attempt_in_flight(
             b.plan.recheck(started + settings.pod_appear_grace)
             return b.done()
         outcome = missing(view.now)
+        b.event(
+            "Warning",
+            "PodVanished",
+            f"repaired: the pod of attempt {current.number} no longer exists (deleted, or lost with its node); "
+            "the attempt is ended as PodDeleted and the run goes on",
+        )
     else:
         outcome = classify(pod, now=view.now, started=started, start_timeout=parse_duration(spec.start_timeout))
     # A success stands even when it is seen after maxDuration: the work is done.

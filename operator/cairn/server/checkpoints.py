@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cairn import metrics
+from cairn import faults, metrics
 from cairn.server.auth import Caller, TokenVerifier
 from cairn.server.errors import ApiError, bad_request, conflict, forbidden, gone, json_response, too_large
 from cairn.store.base import PodIdentity
@@ -141,6 +141,7 @@ class Checkpoints:
         key = _key(body.key)
         _size(body.result, f"the result of step {key!r}")
         write = await self.store.record_step(who.run_uid, who.attempt, key, body.result, body.started_at)
+        faults.point("api.after_checkpoint_commit")
         if not write.allowed:
             raise conflict(f"attempt {who.attempt} of run {who.run_name} may no longer record steps")
         metrics.CHECKPOINT_SECONDS.observe(time.perf_counter() - started)
