@@ -21,8 +21,8 @@ from cairn.controller.runs import RunReconciler
 from cairn.controller.workqueue import WorkQueue, run_workers
 from cairn.domain import lifecycle
 from cairn.domain.podspec import Runtime
-from cairn.k8s.client import Kube, load_config
 from cairn.k8s import ops
+from cairn.k8s.client import Kube, load_config
 from cairn.k8s.ops import taskrun_exists
 from cairn.store.faulty import make_store
 from cairn.store.postgres import migrate
