@@ -258,7 +258,8 @@ class PostgresStore:
         return row[0], steps, row[3]
 
     async def record_step(self, uid: str, attempt: int, key: str, result: Any, started: datetime | None) -> StepWrite:
-        async with self._tx() as conn:
+        # No explicit transaction: RECORD_STEP is one statement (fence, insert, notification).
+        async with self.pool.connection() as conn:
             row = await (
                 await conn.execute(
                     q.RECORD_STEP,
@@ -276,8 +277,8 @@ class PostgresStore:
             if not allowed:
                 return StepWrite(False, False)
             if inserted:
-                await conn.execute(q.NOTIFY_PROGRESS, (uid,))
                 return StepWrite(True, True, result)
+            # Recorded before (a retried call): its first result, read after the insert was refused.
             existing = await (await conn.execute(q.STEP_RESULT, (uid, key))).fetchone()
             return StepWrite(True, False, existing[0] if existing else None)
 

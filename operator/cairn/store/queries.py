@@ -136,7 +136,9 @@ RUN_STEPS: LiteralString = """
 SELECT step_key, result FROM steps WHERE run_uid = %s ORDER BY seq"""
 STEP_RESULT: LiteralString = """
 SELECT result FROM steps WHERE run_uid = %s AND step_key = %s"""
-# Written once: a second write of the same step keeps the first result (and reports it).
+# Written once: a second write of the same step keeps the first result (and reports it). One
+# statement (its own transaction): the fence, the insert and the progress notification (sent at
+# commit, only when a step was inserted) in a single round trip.
 RECORD_STEP: LiteralString = """
 WITH current AS (
     SELECT uid FROM runs WHERE uid = %(uid)s AND attempt = %(attempt)s AND state = 'admitted' FOR SHARE
@@ -146,9 +148,12 @@ WITH current AS (
            (SELECT count(*) + 1 FROM steps WHERE run_uid = %(uid)s), %(attempt)s, %(result)s, %(started)s
     FROM current
     ON CONFLICT (run_uid, step_key) DO NOTHING
-    RETURNING result
+    RETURNING 1
+), notified AS (
+    SELECT pg_notify('cairn_progress', %(uid)s::text) FROM inserted
 )
-SELECT (SELECT count(*) FROM current) AS allowed, (SELECT count(*) FROM inserted) AS inserted"""
+SELECT (SELECT count(*) FROM current) AS allowed, (SELECT count(*) FROM inserted) AS inserted,
+       (SELECT count(*) FROM notified) AS notified"""
 NOTIFY_PROGRESS: LiteralString = "SELECT pg_notify('cairn_progress', %s)"
 SAVE_STATE: LiteralString = """
 INSERT INTO run_state (run_uid, state, note, attempt)
