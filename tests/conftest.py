@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import sys
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -79,18 +80,23 @@ def namespace(kube: Client, request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def pg_admin_dsn() -> Iterator[str]:
-    dsn = external_dsn()
-    if dsn is not None:
-        yield dsn
+def pg_server() -> Iterator[Postgres | None]:
+    """The harness's PostgreSQL (None when CAIRN_TEST_DSN points at an existing one)."""
+    if external_dsn() is not None:
+        yield None
         return
     t0 = time.monotonic()
     server = Postgres().start()
     _timings["postgres start (s)"] = time.monotonic() - t0
     try:
-        yield server.dsn
+        yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_admin_dsn(pg_server: Postgres | None) -> str:
+    return pg_server.dsn if pg_server is not None else str(external_dsn())
 
 
 @pytest.fixture(scope="session")
@@ -153,6 +159,12 @@ def pytest_runtest_makereport(
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    faults = sys.modules.get("tests.e2e.test_faults")
+    totals = getattr(faults, "TOTALS", None)
+    if totals and totals.get("scenarios"):
+        terminalreporter.section("fault suite")
+        for key, value in totals.items():
+            terminalreporter.write_line(f"{key:<40} {value}")
     if _timings:
         terminalreporter.section("harness timings")
         for key, value in _timings.items():

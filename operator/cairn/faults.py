@@ -51,8 +51,23 @@ def _parse(spec: str) -> dict[str, _Fault]:
     return faults
 
 
-_FAULTS = _parse(os.environ.get("CAIRN_FAULTS", ""))
+def _already_hit(log: str | None) -> dict[str, int]:
+    """Hits recorded by earlier processes (a crashed operator's restart): `crash:N` means N in all."""
+    hits: dict[str, int] = {}
+    if log and os.path.exists(log):
+        with open(log) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 2:
+                    hits[parts[1]] = hits.get(parts[1], 0) + 1
+    return hits
+
+
 _LOG = os.environ.get("CAIRN_FAULTS_LOG")
+_FAULTS = _parse(os.environ.get("CAIRN_FAULTS", ""))
+for _name, _hits in _already_hit(_LOG).items():
+    if _name in _FAULTS and _FAULTS[_name].remaining is not None:
+        _FAULTS[_name].remaining = max(0, (_FAULTS[_name].remaining or 0) - _hits)
 
 
 def enabled(name: str) -> bool:

@@ -3,19 +3,18 @@ block other keys, pause and resume, limit changes, and slots released on every p
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
 import pytest
 from lightkube import Client
-from lightkube.resources.core_v1 import Pod
 from lightkube.types import PatchType
 
 from cairn.k8s.resources import QueueResource, TaskRunResource
 from tests.support.builders import queue_body
 from tests.support.cairn import CairnProcesses
 from tests.support.kube import as_dict, wait_for
+from tests.support.observe import PodObserver
 from tests.support.runs import create_run, make_task, status, wait_phase
 
 SLEEPER = """
@@ -170,62 +169,6 @@ def test_deleting_a_queue_leaves_its_waiting_runs_queue_missing(kube: Client, ns
     kube.delete(QueueResource, "doomed", namespace=ns)
     wait_for("r1 to report its queue missing", lambda: status(kube, ns, "r1").get("reason") == "QueueMissing")
     assert wait_phase(kube, ns, "r0")["phase"] == "Succeeded"  # a running run finishes
-
-
-class PodObserver:
-    """Watches the pods of one Task and records how many hold a place (neither ended nor gone) at
-    every moment. The watch resumes from the last resourceVersion it saw, so it sees every change
-    in order; after a gap it re-lists and replaces its view at once, never piece by piece."""
-
-    def __init__(self, kube: Client, ns: str, task: str) -> None:
-        self.kube, self.ns = kube, ns
-        self.labels: dict[str, Any] = {"cairn.dev/task": task}
-        self.live: set[str] = set()
-        self.max_live = 0
-        self.events = 0
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _relist(self) -> str:
-        pods = self.kube.list(Pod, namespace=self.ns, labels=self.labels)
-        self.live = {
-            str(as_dict(p)["metadata"]["name"])
-            for p in pods
-            if as_dict(p).get("status", {}).get("phase") not in ("Succeeded", "Failed")
-        }
-        self.max_live = max(self.max_live, len(self.live))
-        return str(pods.resourceVersion)
-
-    def _run(self) -> None:
-        version: str | None = None
-        while not self._stop.is_set():
-            try:
-                if version is None:
-                    version = self._relist()
-                for op, pod in self.kube.watch(
-                    Pod, namespace=self.ns, labels=self.labels, server_timeout=5, resource_version=version
-                ):
-                    p = as_dict(pod)
-                    version = p["metadata"]["resourceVersion"]
-                    name, phase = p["metadata"]["name"], p["status"].get("phase")
-                    if op == "DELETED" or phase in ("Succeeded", "Failed"):
-                        self.live.discard(name)
-                    else:
-                        self.live.add(name)
-                    self.events += 1
-                    self.max_live = max(self.max_live, len(self.live))
-                    if self._stop.is_set():
-                        return
-            except Exception as e:  # noqa: BLE001 - an expired version or a dropped watch: re-list
-                self.errors.append(repr(e))
-                version = None
-                self._stop.wait(0.5)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(15)
 
 
 @pytest.mark.slow

@@ -1,0 +1,336 @@
+"""The fault suite: crash every part of Cairn (and of its world) while runs go through, then check
+every promise. Run it alone with `pytest -m faults`; CI runs it with everything else.
+
+For each scenario: every run reaches a final phase (none lost), no step is executed after its record
+(a side channel counts executions per attempt), no queue ever runs more pods than its limit (a pod
+watcher), and no slot is left held. The suite's totals are printed at the end of the session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from lightkube import Client
+
+from cairn.k8s.resources import QueueResource
+from harness.postgres import Postgres
+from tests.support.builders import queue_body
+from tests.support.cairn import CairnProcesses
+from tests.support.env import ClusterEnv
+from tests.support.kube import as_dict, wait_for
+from tests.support.observe import PodObserver
+from tests.support.runs import StepCounter, create_run, make_task, wait_phase
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.timeout(900)]
+
+LIMIT = 4
+STEPS = """
+def step(ctx, i):
+    hit(ctx, "s%d" % i)
+    time.sleep(float(os.environ.get("STEP_SECONDS", "0.4")))
+    return i
+
+def main(ctx):
+    n = int(ctx.payload["steps"])
+    for i in range(n):
+        ctx.step("s", step, ctx, i)
+        if ctx.payload.get("flaky") and ctx.attempt == 1 and i == 1:
+            sys.exit(1)
+    return n
+"""
+
+TOTALS: dict[str, int] = {
+    "scenarios": 0,
+    "faults injected": 0,
+    "runs completed": 0,
+    "steps re-executed after their record": 0,
+    "limit violations": 0,
+    "runs lost": 0,
+    "slots leaked": 0,
+}
+
+
+class Supervisor:
+    """Restarts the operator or the API whenever one dies (a crash fault ends its process)."""
+
+    def __init__(self, cairn: CairnProcesses) -> None:
+        self.cairn = cairn
+        self.restarts = 0
+        self._stop = threading.Event()
+        self._paused = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            if self._paused.is_set():
+                continue
+            for proc, start in (
+                (self.cairn.operator, self.cairn.start_operator),
+                (self.cairn.api, self.cairn.start_api),
+            ):
+                if proc is not None and not proc.alive():
+                    proc.stop(timeout=1)
+                    try:
+                        start()
+                        self.restarts += 1
+                    except Exception:  # noqa: BLE001 - e.g. the database is down: try again shortly
+                        time.sleep(0.5)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+@pytest.fixture
+def faulty(cairn: CairnProcesses, tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """Restart Cairn with fault points switched on; afterwards, restart it clean."""
+    log = tmp_path / "faults.log"
+
+    def switch_on(spec: str) -> Path:
+        cairn.overrides.update({"CAIRN_FAULTS": spec, "CAIRN_FAULTS_LOG": str(log)})
+        cairn.restart_api(kill=False)
+        cairn.restart_operator(kill=False)
+        return log
+
+    yield switch_on
+    for key in ("CAIRN_FAULTS", "CAIRN_FAULTS_LOG"):
+        cairn.overrides.pop(key, None)
+    cairn.restart_api(kill=False)
+    cairn.restart_operator(kill=False)
+
+
+class Scenario:
+    """Runs through a queue of LIMIT, watched; then every invariant checked and counted."""
+
+    def __init__(
+        self,
+        kube: Client,
+        ns: str,
+        cairn: CairnProcesses,
+        counter: StepCounter,
+        runs: int = 12,
+        steps: int = 4,
+        step_seconds: float = 0.4,
+    ) -> None:
+        self.kube, self.ns, self.cairn, self.counter = kube, ns, cairn, counter
+        body = queue_body("faults", concurrencyLimit=LIMIT)
+        body["metadata"]["namespace"] = ns  # type: ignore[index]
+        kube.create(QueueResource.from_dict(body))
+        make_task(
+            kube,
+            ns,
+            "f",
+            STEPS,
+            counter=counter,
+            queue="faults",
+            env={"STEP_SECONDS": str(step_seconds)},
+            retry={"maxAttempts": 4, "backoff": {"initialDelay": "1s", "maxDelay": "2s"}},
+        )
+        self.observer = PodObserver(kube, ns, "f")
+        self.names = [f"r{i:03d}" for i in range(runs)]
+        self.steps = steps
+        for i, name in enumerate(self.names):
+            create_run(kube, ns, "f", name, payload={"steps": steps, "flaky": i % 3 == 0})
+
+    def check(self, injected: int, timeout: float = 420) -> dict[str, int]:
+        finals: dict[str, dict[str, Any]] = {}
+        deadline = time.monotonic() + timeout
+        for name in self.names:
+            with contextlib.suppress(AssertionError):
+                finals[name] = wait_phase(self.kube, self.ns, name, timeout=max(5.0, deadline - time.monotonic()))
+        self.observer.stop()
+        lost = [n for n in self.names if n not in finals]
+        reexecuted = 0
+        for name, st in finals.items():
+            recorded_by = {s["key"]: s["attempt"] for s in st.get("steps", [])}
+            for i in range(self.steps):
+                attempts = self.counter.attempts.get((name, f"s{i}"), [])
+                recorded = recorded_by.get(f"s#{i}")
+                if recorded is not None:
+                    reexecuted += sum(1 for a in attempts if a > recorded)
+        leaked = self._leaked()
+        result = {
+            "faults injected": injected,
+            "runs completed": sum(1 for st in finals.values() if st["phase"] == "Succeeded"),
+            "steps re-executed after their record": reexecuted,
+            "limit violations": max(0, self.observer.max_live - LIMIT),
+            "runs lost": len(lost),
+            "slots leaked": leaked,
+        }
+        for key, value in result.items():
+            TOTALS[key] += value
+        TOTALS["scenarios"] += 1
+        print(f"\n{result} (at most {self.observer.max_live} pods at once, limit {LIMIT})")
+        assert lost == [], f"runs that never finished: {lost}"
+        assert {st["phase"] for st in finals.values()} == {"Succeeded"}, {n: st["phase"] for n, st in finals.items()}
+        assert reexecuted == 0
+        assert self.observer.max_live <= LIMIT
+        assert leaked == 0
+        return result
+
+    def _leaked(self) -> int:
+        def drained() -> dict[str, Any] | None:
+            st = as_dict(self.kube.get(QueueResource, "faults", namespace=self.ns)).get("status") or {}
+            return st if st.get("running") == 0 and st.get("queued") == 0 else None
+
+        with contextlib.suppress(AssertionError):
+            wait_for("the queue to report no slot held", drained, timeout=60)
+        with psycopg.connect(self.cairn.dsn) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM runs WHERE namespace = %s AND state <> 'finished'", (self.ns,)
+            ).fetchone()
+        return int(row[0]) if row else -1
+
+
+def _hits(log: Path) -> int:
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+FAULT_POINTS = {
+    "operator.after_slot_taken": "crash:2",
+    "operator.after_pod_created": "crash:2",
+    "operator.after_release": "crash:2",
+    "operator.after_status_written": "crash:3",
+    "api.after_checkpoint_commit": "crash:3",
+    "store.after_commit": "error:25",
+}
+
+
+@pytest.mark.parametrize("point", list(FAULT_POINTS))
+def test_a_crash_at_each_fault_point_loses_nothing(
+    kube: Client, ns: str, cairn: CairnProcesses, counter: StepCounter, faulty: Callable[[str], Path], point: str
+) -> None:
+    log = faulty(f"{point}={FAULT_POINTS[point]}")
+    supervisor = Supervisor(cairn)
+    try:
+        scenario = Scenario(kube, ns, cairn, counter)
+        result = scenario.check(injected=0)
+    finally:
+        supervisor.stop()
+    hits = _hits(log)
+    TOTALS["faults injected"] += hits
+    assert hits >= 1, f"the fault point {point} was never reached"
+    assert result["runs completed"] == len(scenario.names)
+
+
+def test_postgresql_restarted_every_few_seconds_loses_nothing(
+    kube: Client, ns: str, cairn: CairnProcesses, counter: StepCounter, pg_server: Postgres | None
+) -> None:
+    assert pg_server is not None, "this scenario restarts the harness's own PostgreSQL"
+    scenario = Scenario(kube, ns, cairn, counter, runs=100, steps=3, step_seconds=0.2)
+    stop = threading.Event()
+    restarts: list[float] = []
+
+    def chaos() -> None:
+        rng = random.Random(7)
+        while not stop.wait(rng.uniform(3, 6)):
+            pg_server.stop_only(crash=True)
+            time.sleep(rng.uniform(0.2, 1.0))
+            pg_server.start_again()
+            restarts.append(time.monotonic())
+
+    monkey = threading.Thread(target=chaos, daemon=True)
+    monkey.start()
+    try:
+        time.sleep(25)
+    finally:
+        stop.set()
+        monkey.join(30)
+    scenario.check(injected=len(restarts), timeout=600)
+    assert len(restarts) >= 3
+
+
+def test_the_api_killed_and_restarted_loses_nothing(
+    kube: Client, ns: str, cairn: CairnProcesses, counter: StepCounter
+) -> None:
+    scenario = Scenario(kube, ns, cairn, counter)
+    kills = 0
+    for _ in range(3):
+        time.sleep(3)
+        cairn.restart_api(kill=True)
+        kills += 1
+    scenario.check(injected=kills)
+
+
+def test_a_node_stopped_with_runs_on_it_loses_nothing(
+    cluster_env: ClusterEnv, kube: Client, ns: str, cairn: CairnProcesses, counter: StepCounter
+) -> None:
+    cluster = cluster_env.require_harness()
+    scenario = Scenario(kube, ns, cairn, counter, step_seconds=1.0)
+    time.sleep(6)
+    node = cluster.node("node-2")
+    node.stop()
+    try:
+        time.sleep(20)
+    finally:
+        node.start(cluster.images)
+        node.wait_ready()
+    scenario.check(injected=1)
+
+
+def test_the_kube_apiserver_restarted_loses_nothing(
+    cluster_env: ClusterEnv, kube: Client, ns: str, cairn: CairnProcesses, counter: StepCounter
+) -> None:
+    cluster = cluster_env.require_harness()
+    scenario = Scenario(kube, ns, cairn, counter)
+    time.sleep(4)
+    cluster.cp.restart_apiserver(kill=True)
+    scenario.check(injected=1)
+
+
+def test_the_operator_killed_ten_times_at_random_loses_nothing(
+    kube: Client, ns: str, cairn: CairnProcesses, counter: StepCounter
+) -> None:
+    rng = random.Random(10)
+    scenario = Scenario(kube, ns, cairn, counter, runs=16)
+    for _ in range(10):
+        time.sleep(rng.uniform(0.3, 3.0))
+        cairn.restart_operator(kill=True)
+    scenario.check(injected=10)
+
+
+def test_stuck_runs_are_repaired_with_an_event_saying_what_was_repaired(
+    kube: Client, ns: str, cairn: CairnProcesses, counter: StepCounter
+) -> None:
+    """A run whose pod vanished while the operator was down, and a slot held by a run that no longer
+    exists: both are found and repaired after the restart, each with a Warning Event."""
+    from lightkube.resources.core_v1 import Event, Pod
+
+    from cairn.k8s.resources import TaskRunResource
+
+    body = queue_body("one", concurrencyLimit=1)
+    body["metadata"]["namespace"] = ns  # type: ignore[index]
+    kube.create(QueueResource.from_dict(body))
+    make_task(kube, ns, "slow", "def main(ctx):\n    time.sleep(float(ctx.payload['sleep']))\n", queue="default")
+    make_task(kube, ns, "held", "def main(ctx):\n    time.sleep(300)\n", queue="one")
+    create_run(kube, ns, "slow", "vanished", payload={"sleep": 8})
+    create_run(kube, ns, "held", "holder", payload={})
+    wait_phase(kube, ns, "vanished", ("Running",))
+    wait_phase(kube, ns, "holder", ("Running",))
+    create_run(kube, ns, "held", "waiting", payload={})
+    cairn.kill_operator()
+    try:
+        kube.delete(Pod, "vanished-1", namespace=ns, grace_period=0)
+        kube.delete(TaskRunResource, "holder", namespace=ns)
+        time.sleep(2)
+    finally:
+        cairn.restart_operator()
+    st = wait_phase(kube, ns, "vanished", timeout=120)
+    assert st["phase"] == "Succeeded" and st["attempts"][0]["reason"] == "PodDeleted"
+    assert st["attempts"][0]["counted"] is False  # not the task's fault
+    wait_phase(kube, ns, "waiting", ("Running",), timeout=90)  # it got the slot reclaimed from "holder"
+
+    def reasons() -> set[str]:
+        return {e.reason or "" for e in kube.list(Event, namespace=ns)}
+
+    wait_for("repair events", lambda: {"PodVanished", "SlotReclaimed"} <= reasons(), timeout=60)
+    TOTALS["faults injected"] += 2

@@ -1,0 +1,67 @@
+"""Observers for invariants that must hold at every moment, not just at the end."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from lightkube import Client
+from lightkube.resources.core_v1 import Pod
+
+from tests.support.kube import as_dict
+
+
+class PodObserver:
+    """Watches the pods of one Task and records how many hold a place (neither ended nor gone) at
+    every moment. The watch resumes from the last resourceVersion it saw, so it sees every change
+    in order; after a gap it re-lists and replaces its view at once, never piece by piece."""
+
+    def __init__(self, kube: Client, ns: str, task: str | None = None) -> None:
+        self.kube, self.ns = kube, ns
+        self.labels: dict[str, Any] = {"cairn.dev/task": task} if task else {"app.kubernetes.io/managed-by": "cairn"}
+        self.live: set[str] = set()
+        self.max_live = 0
+        self.events = 0
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _relist(self) -> str:
+        pods = self.kube.list(Pod, namespace=self.ns, labels=self.labels)
+        self.live = {
+            str(as_dict(p)["metadata"]["name"])
+            for p in pods
+            if as_dict(p).get("status", {}).get("phase") not in ("Succeeded", "Failed")
+        }
+        self.max_live = max(self.max_live, len(self.live))
+        return str(pods.resourceVersion)
+
+    def _run(self) -> None:
+        version: str | None = None
+        while not self._stop.is_set():
+            try:
+                if version is None:
+                    version = self._relist()
+                for op, pod in self.kube.watch(
+                    Pod, namespace=self.ns, labels=self.labels, server_timeout=5, resource_version=version
+                ):
+                    p = as_dict(pod)
+                    version = p["metadata"]["resourceVersion"]
+                    name, phase = p["metadata"]["name"], p["status"].get("phase")
+                    if op == "DELETED" or phase in ("Succeeded", "Failed"):
+                        self.live.discard(name)
+                    else:
+                        self.live.add(name)
+                    self.events += 1
+                    self.max_live = max(self.max_live, len(self.live))
+                    if self._stop.is_set():
+                        return
+            except Exception as e:  # noqa: BLE001 - an expired version or a dropped watch: re-list
+                self.errors.append(repr(e))
+                version = None
+                self._stop.wait(0.5)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(15)
