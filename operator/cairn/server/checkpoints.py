@@ -75,10 +75,17 @@ async def _parse(request: web.Request, model: type[_Body]) -> Any:
         raise ApiError(422, "InvalidBody", f"{where}: {first['msg']}") from e
 
 
+ATTEMPTS_CACHED = 10_000
+
+
 class Checkpoints:
     def __init__(self, store: PostgresStore, verifier: TokenVerifier) -> None:
         self.store = store
         self.verifier = verifier
+        # The attempt each pod (token) was resolved to. A pod belongs to one attempt for life, and a
+        # step write is fenced by the store on the run's current attempt and state, so recording a
+        # step need not resolve the pod again: only a refused write does, to say why (409/410).
+        self._attempts: dict[Caller, PodIdentity] = {}
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -91,6 +98,10 @@ class Checkpoints:
 
     async def _who(self, request: web.Request) -> tuple[Caller, PodIdentity]:
         caller = await self.verifier.verify(request.headers.get("Authorization"))
+        return caller, await self._identity(caller)
+
+    async def _identity(self, caller: Caller) -> PodIdentity:
+        """The caller's attempt, if it may still act for its run; else the 4xx that says why."""
         identity = await self.store.resolve_pod(caller.namespace, caller.pod)
         if identity is None:
             raise forbidden(f"pod {caller.namespace}/{caller.pod} is not an attempt of any Cairn run")
@@ -101,7 +112,7 @@ class Checkpoints:
                 f"attempt {identity.attempt} of run {identity.run_name} has been superseded by attempt "
                 f"{identity.current_attempt}: this pod must stop"
             )
-        return caller, identity
+        return identity
 
     async def get_run(self, request: web.Request) -> web.Response:
         caller, who = await self._who(request)
@@ -126,23 +137,39 @@ class Checkpoints:
     async def start_step(self, request: web.Request) -> web.Response:
         _caller, who = await self._who(request)
         body: StepStart = await _parse(request, StepStart)
-        # The store answers whether it was recorded meanwhile (by this attempt, e.g. a retried call).
-        context = await self.store.run_context(who.run_uid)
-        recorded = dict(context[1]) if context else {}
+        # The store answers whether it was recorded meanwhile (by this attempt, e.g. a retried call):
+        # that one step, not the run's whole history.
         key = _key(body.key)
-        if key in recorded:
-            return json_response({"recorded": True, "result": recorded[key]})
+        recorded, result = await self.store.step_result(who.run_uid, key)
+        if recorded:
+            return json_response({"recorded": True, "result": result})
         return json_response({"recorded": False})
 
     async def record_step(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
-        _caller, who = await self._who(request)
-        body: StepRecord = await _parse(request, StepRecord)
-        key = _key(body.key)
-        _size(body.result, f"the result of step {key!r}")
+        caller = await self.verifier.verify(request.headers.get("Authorization"))
+        who = self._attempts.get(caller)
+        if who is None:
+            who = await self._identity(caller)
+            if len(self._attempts) >= ATTEMPTS_CACHED:
+                self._attempts.clear()
+            self._attempts[caller] = who
+            checked = True
+        else:
+            checked = False
+        try:
+            body: StepRecord = await _parse(request, StepRecord)
+            key = _key(body.key)
+            _size(body.result, f"the result of step {key!r}")
+        except ApiError:
+            if not checked:
+                await self._identity(caller)  # an ended or superseded attempt hears that first
+            raise
         write = await self.store.record_step(who.run_uid, who.attempt, key, body.result, body.started_at)
         faults.point("api.after_checkpoint_commit")
         if not write.allowed:
+            self._attempts.pop(caller, None)
+            await self._identity(caller)  # says why: the run ended (410) or the attempt was superseded (409)
             raise conflict(f"attempt {who.attempt} of run {who.run_name} may no longer record steps")
         metrics.CHECKPOINT_SECONDS.observe(time.perf_counter() - started)
         return json_response(

@@ -257,6 +257,12 @@ class PostgresStore:
             steps = [(r[0], r[1]) for r in await (await conn.execute(q.RUN_STEPS, (uid,))).fetchall()]
         return row[0], steps, row[3]
 
+    async def step_result(self, uid: str, key: str) -> tuple[bool, Any]:
+        """(recorded?, result) of one step of a run."""
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(q.STEP_RESULT, (uid, key))).fetchone()
+        return (True, row[0]) if row else (False, None)
+
     async def record_step(self, uid: str, attempt: int, key: str, result: Any, started: datetime | None) -> StepWrite:
         # No explicit transaction: RECORD_STEP is one statement (fence, insert, notification).
         async with self.pool.connection() as conn:
