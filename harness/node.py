@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -284,18 +285,8 @@ class Node:
         for proc in self.procs.values():
             proc.stop(timeout=0.01, sig=signal.SIGKILL)
         self.procs.clear()
-        for _ in range(50):
-            victims = set(_cgroup_pids(self.cgroup_root))
-            if mntns is not None:
-                victims |= set(
-                    pids_where(lambda p: _mnt_ns(p) == mntns and p != (self.holder.pid if self.holder else -1))
-                )
-            if not victims:
-                break
-            for pid in victims:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.1)
+        holder = self.holder.pid if self.holder else -1
+        _kill_until_gone(self.cgroup_root, lambda p: mntns is not None and p != holder and _mnt_ns(p) == mntns)
         if self.holder is not None:
             self.holder.stop(timeout=0.01, sig=signal.SIGKILL)
             self.holder = None
@@ -341,17 +332,21 @@ def kill_node_leftovers(slot: net.Slot, n: int) -> None:
     ns_path = Path("/run/netns") / slot.netns(n)
     cgroup_root = f"/cairn{slot.index}n{n}"
     target = os.stat(ns_path).st_ino if ns_path.exists() else None
-    for _ in range(50):
-        victims = set(_cgroup_pids(cgroup_root))
-        if target is not None:
-            victims |= set(pids_where(lambda p: _net_ns_inode(p) == target))
+    _kill_until_gone(cgroup_root, lambda p: target is not None and _net_ns_inode(p) == target)
+    _remove_cgroups(cgroup_root)
+
+
+def _kill_until_gone(cgroup_root: str, also: Callable[[int], bool], rounds: int = 50) -> None:
+    """SIGKILL every process in the node's cgroups, and every process `also` picks, until none is left
+    (a dying container's shim may start a last child)."""
+    for _ in range(rounds):
+        victims = set(_cgroup_pids(cgroup_root)) | set(pids_where(also))
         if not victims:
-            break
+            return
         for pid in victims:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.1)
-    _remove_cgroups(cgroup_root)
 
 
 def _net_ns_inode(pid: int) -> int | None:
