@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import select
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -11,6 +12,7 @@ from importlib import resources
 from typing import Any
 
 import psycopg
+from psycopg import pq
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
@@ -66,6 +68,20 @@ def _snapshot(value: Any) -> TaskSnapshot:
     return TaskSnapshot.model_validate(value)
 
 
+async def check_connection(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Before the pool hands a connection out: is it still working? An idle connection whose socket
+    has nothing to read is: a server that restarted, crashed or dropped it has closed the socket,
+    which makes it readable (end of file) -- one poll(), no round trip. Anything else (something to
+    read, a transaction left open) gets the pool's own check, a query, which fails if it is broken."""
+    pgconn = conn.pgconn
+    if pgconn.status == pq.ConnStatus.OK and pgconn.transaction_status == pq.TransactionStatus.IDLE:
+        poller = select.poll()
+        poller.register(pgconn.socket, select.POLLIN | select.POLLPRI)  # POLLHUP/POLLERR always count
+        if not poller.poll(0):
+            return
+    await AsyncConnectionPool.check_connection(conn)
+
+
 class PostgresStore:
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10, name: str = "cairn") -> None:
         self.dsn = dsn
@@ -77,7 +93,7 @@ class PostgresStore:
             name=name,
             kwargs={"autocommit": True, "application_name": name},
             # A connection broken by a database restart is noticed and replaced, not handed out.
-            check=AsyncConnectionPool.check_connection,
+            check=check_connection,
         )
 
     async def open(self, *, wait: bool = True, wait_seconds: float = 30) -> None:
