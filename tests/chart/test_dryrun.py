@@ -44,6 +44,7 @@ def test_rendered_manifests_pass_server_side_dry_run(cluster_env: ClusterEnv, ku
             "watchNamespaces": teams,
             "networkPolicy": {"enabled": True, "tasks": {"namespaces": teams[:1]}},
             "tests": {"namespace": teams[1]},
+            "metrics": {"grafanaDashboard": {"enabled": True}},
         },
         "external-db": {
             "postgresql": {"enabled": False},

@@ -24,7 +24,7 @@ MODES: dict[str, dict[str, Any]] = {
     "namespaced": {
         "watchNamespaces": ["team-a", "team-b"],
         "networkPolicy": {"enabled": True, "tasks": {"namespaces": ["team-a"]}},
-        "metrics": {"serviceMonitor": {"enabled": True}},
+        "metrics": {"serviceMonitor": {"enabled": True}, "grafanaDashboard": {"enabled": True}},
         "tests": {"namespace": "team-b"},
     },
     "external-db": {
@@ -115,6 +115,10 @@ def test_metrics_ports_and_service_monitors_follow_the_values() -> None:
         assert m["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
         component = m["metadata"]["labels"]["app.kubernetes.io/component"]
         assert m["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == component
+    dashboard = one(template({"metrics": {"grafanaDashboard": {"enabled": True}}}), "ConfigMap", "cairn-dashboard")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["cairn.json"]) == json.loads((CHART / "dashboards" / "cairn.json").read_text())
+    assert [c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"] == "cairn-dashboard"] == []
     off = template({"metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}})
     assert of_kind(off, "ServiceMonitor") == []
     operator = one(off, "Deployment", "cairn-operator")["spec"]["template"]["spec"]["containers"][0]
@@ -410,7 +414,7 @@ def _leaves(values: dict[str, Any], prefix: str = "") -> list[str]:
 
 
 # Values that are Kubernetes objects or maps in their own right (documented as a whole).
-FREE_FORM = {"podSecurityContext", "containerSecurityContext", "resources"}
+FREE_FORM = {"podSecurityContext", "containerSecurityContext", "resources", "labels"}
 
 
 def test_every_value_is_documented_in_values_yaml() -> None:
