@@ -32,6 +32,7 @@ dev-cluster-down: ## stop it and remove everything it made
 
 crds: ## regenerate crds/ from the pydantic models in operator/cairn/api
 	$(PY) -m cairn.api.crd crds
+	$(PY) -m cairn.api.crd charts/cairn/files/crds
 
 dockerfiles: ## regenerate images/*/Dockerfile from the image recipes in harness/images.py
 	$(PY) -m harness.dockerfiles

@@ -47,7 +47,7 @@ def test_higher_priority_runs_first_then_the_oldest(kube: Client, ns: str) -> No
     wait_phase(kube, ns, "blocker", ("Running",))
     for name, priority in [("low-a", 0), ("mid", 5), ("low-b", 0), ("high", 10)]:
         create_run(kube, ns, "s", name, payload={}, priority=priority)
-        time.sleep(0.2)  # distinct creation times
+        time.sleep(1.1)  # distinct creation times (their resolution is a second)
     wait_for(
         "the four runs to queue behind the blocker",
         lambda: all(status(kube, ns, n).get("reason") == "QueueFull" for n in ("low-a", "mid", "low-b", "high")),

@@ -65,7 +65,8 @@ class QueueStatusWriter:
             observed_generation=q.metadata.generation,
             conditions=conditions,
         )
-        before: dict[str, Any] = old.model_dump(mode="json", by_alias=True)
+        # Compare with what is stored (not with the model's defaults), so that zeros get written too.
+        before: dict[str, Any] = body.get("status") or {}
         after: dict[str, Any] = new.model_dump(mode="json", by_alias=True)
         patch = {k: v for k, v in after.items() if before.get(k) != v}
         if patch:

@@ -35,6 +35,7 @@ class Candidate:
     created: datetime
     key: str | None = None
     not_before: datetime | None = None
+    registered: int = 0  # the store's registration order: breaks ties of creation time (1 s resolution)
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,8 @@ class Decision:
 
 
 def order(candidates: Iterable[Candidate]) -> list[Candidate]:
-    """Higher priority first, then oldest first (uid breaks ties, so the order is total)."""
-    return sorted(candidates, key=lambda c: (-c.priority, c.created, c.uid))
+    """Higher priority first, then oldest first (then first registered, then uid: the order is total)."""
+    return sorted(candidates, key=lambda c: (-c.priority, c.created, c.registered, c.uid))
 
 
 def decide(limits: Limits | None, usage: Usage, candidates: Iterable[Candidate], now: datetime) -> Decision:

@@ -144,7 +144,8 @@ class PostgresStore:
                     by_key[key] = count
             rows = await (await conn.execute(q.QUEUE_CANDIDATES, (namespace, queue, CANDIDATE_LIMIT))).fetchall()
             candidates = [
-                admission.Candidate(uid=r[0], priority=r[1], created=r[2], key=r[3], not_before=r[4]) for r in rows
+                admission.Candidate(uid=r[0], priority=r[1], created=r[2], key=r[3], not_before=r[4], registered=r[5])
+                for r in rows
             ]
             decision = admission.decide(limits, admission.Usage(total, by_key), candidates, now)
             admitted: list[str] = []

@@ -37,9 +37,9 @@ SELECT concurrency_key, count(*) FROM runs
 WHERE namespace = %s AND queue = %s AND state = 'admitted'
 GROUP BY concurrency_key"""
 QUEUE_CANDIDATES: LiteralString = """
-SELECT uid::text, priority, created_at, concurrency_key, not_before, wait_reason FROM runs
+SELECT uid::text, priority, created_at, concurrency_key, not_before, registered FROM runs
 WHERE namespace = %s AND queue = %s AND state = 'queued'
-ORDER BY priority DESC, created_at, uid
+ORDER BY priority DESC, created_at, registered
 LIMIT %s"""
 ADMIT: LiteralString = """
 UPDATE runs SET state = 'admitted', admitted_at = now(), wait_reason = NULL, not_before = NULL, updated_at = now()

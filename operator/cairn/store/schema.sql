@@ -42,9 +42,10 @@ CREATE TABLE runs (
     result          jsonb,
     result_set      boolean NOT NULL DEFAULT false,
     retain_until    timestamptz,
-    updated_at      timestamptz NOT NULL DEFAULT now()
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    registered      bigint GENERATED ALWAYS AS IDENTITY
 );
-CREATE INDEX runs_waiting ON runs (namespace, queue, priority DESC, created_at, uid) WHERE state = 'queued';
+CREATE INDEX runs_waiting ON runs (namespace, queue, priority DESC, created_at, registered) WHERE state = 'queued';
 CREATE INDEX runs_holding ON runs (namespace, queue, concurrency_key) WHERE state = 'admitted';
 CREATE INDEX runs_by_name ON runs (namespace, name);
 CREATE INDEX runs_expiring ON runs (retain_until) WHERE state = 'finished';
