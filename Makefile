@@ -37,5 +37,8 @@ crds: ## regenerate crds/ from the pydantic models in operator/cairn/api
 dockerfiles: ## regenerate images/*/Dockerfile from the image recipes in harness/images.py
 	$(PY) -m harness.dockerfiles
 
+bench: setup ## the benchmarks beside their baselines (about 25 minutes; never in CI): table + bench/results/*.json
+	$(PY) -m bench $(BENCH_ARGS)
+
 demo: setup ## the main job: a run killed mid-way resumes from its last completed step, on a local cluster
 	$(PY) hack/demo.py
