@@ -49,6 +49,7 @@ class CairnProcesses:
                 "CAIRN_API_URL": self.api_url,
                 "CAIRN_LOG_FORMAT": "json",
                 "CAIRN_SWEEP_INTERVAL": "5",
+                "CAIRN_ORPHAN_GRACE": "5",
                 "CAIRN_RESYNC_INTERVAL": "30",
                 **extra,
                 **self.overrides,

@@ -21,6 +21,9 @@ class Settings(BaseModel):
     kube_burst: int = Field(100, ge=1)
     event_qps: float = Field(5, ge=0)
     sweep_interval: float = Field(30, gt=0, description="Seconds between sweeps for leaked slots.")
+    orphan_grace: float = Field(
+        30, ge=0, description="Seconds a run must have been registered before a sweep may reclaim its slot."
+    )
     resync_interval: float = Field(300, gt=0, description="Seconds between full re-reconciles of every run.")
     liveness_port: int = Field(8081, description="kopf's /healthz port (0: off).")
     metrics_port: int = Field(9090, description="Prometheus /metrics port (0: off).")

@@ -59,7 +59,7 @@ def _snapshot() -> dict[str, set[str]]:
 def test_harness_starts_and_stops_ten_times_without_leaving_anything_behind() -> None:
     before = _snapshot()
     for cycle in range(10):
-        cluster = Cluster(nodes=1, image_set="minimal")
+        cluster = Cluster(nodes=1, image_set="minimal", dns=False)
         pg = Postgres()
         try:
             cluster.start()

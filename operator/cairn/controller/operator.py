@@ -28,7 +28,6 @@ from cairn.store.faulty import make_store
 from cairn.store.postgres import migrate
 
 log = logging.getLogger(__name__)
-ORPHAN_GRACE = timedelta(seconds=30)
 
 
 def utcnow() -> datetime:
@@ -164,7 +163,9 @@ class Operator:
 
     async def sweep(self) -> int:
         reclaimed = 0
-        for uid, ns, queue, name in await self.store.live_runs(self.clock() - ORPHAN_GRACE):
+        for uid, ns, queue, name in await self.store.live_runs(
+            self.clock() - timedelta(seconds=self.settings.orphan_grace)
+        ):
             # Not in the cache is only a hint (the watch may still be listing): ask the API server.
             if uid in self.cache.taskruns or await taskrun_exists(self.kube, ns, name, uid):
                 continue
