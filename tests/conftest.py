@@ -23,6 +23,7 @@ from harness.postgres import Postgres, create_database, drop_database
 from tests.support.cairn import CairnProcesses
 from tests.support.crds import install_crds
 from tests.support.env import ClusterEnv, external_dsn, external_kubeconfig
+from tests.support.figures import FIGURES
 from tests.support.kube import client
 from tests.support.runs import StepCounter, counter_at
 
@@ -165,6 +166,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("fault suite")
         for key, value in totals.items():
             terminalreporter.write_line(f"{key:<40} {value}")
+    if FIGURES:
+        terminalreporter.section("figures measured by the tests")
+        for test, line in FIGURES:
+            terminalreporter.write_line(f"{test}\n    {line}")
     if _timings:
         terminalreporter.section("harness timings")
         for key, value in _timings.items():

@@ -25,6 +25,7 @@ from harness.postgres import Postgres
 from tests.support.builders import queue_body
 from tests.support.cairn import CairnProcesses
 from tests.support.env import ClusterEnv
+from tests.support.figures import report
 from tests.support.kube import as_dict, wait_for
 from tests.support.observe import PodObserver
 from tests.support.runs import StepCounter, create_run, make_task, wait_phase
@@ -171,7 +172,7 @@ class Scenario:
         for key, value in result.items():
             TOTALS[key] += value
         TOTALS["scenarios"] += 1
-        print(f"\n{result} (at most {self.observer.max_live} pods at once, limit {self.limit})")
+        report(f"\n{result} (at most {self.observer.max_live} pods at once, limit {self.limit})")
         assert lost == [], f"runs that never finished: {lost}"
         assert {st["phase"] for st in finals.values()} == {"Succeeded"}, {n: st["phase"] for n, st in finals.items()}
         assert reexecuted == 0

@@ -20,6 +20,7 @@ from harness.kwok import NODE_SELECTOR, TOLERATION
 from tests.support.builders import queue_body
 from tests.support.cairn import CairnProcesses
 from tests.support.env import ClusterEnv
+from tests.support.figures import report
 from tests.support.kube import wait_for
 
 RUNS = 1000
@@ -132,7 +133,7 @@ def _burst(kube: Client, ns: str, cairn: CairnProcesses) -> None:
     assert [r["priority"] for r in admitted] == sorted(priorities, reverse=True)
     span = (admitted[-1]["admitted_at"] - admitted[0]["admitted_at"]).total_seconds()
     sizes = [len(b) for b in batches]
-    print(
+    report(
         f"\n{RUNS} runs, limit {LIMIT}, client budget {QPS} requests/s: {RUNS / span:.1f} admissions/s "
         f"from the first to the last admission ({span:.1f} s); {len(batches)} admission transactions, median {sorted(sizes)[len(sizes) // 2]} runs "
         f"each, largest {max(sizes)}; all succeeded {drained:.1f} s after the queue was resumed"

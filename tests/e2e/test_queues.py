@@ -13,6 +13,7 @@ from lightkube.types import PatchType
 from cairn.k8s.resources import QueueResource, TaskRunResource
 from tests.support.builders import queue_body
 from tests.support.cairn import CairnProcesses
+from tests.support.figures import report
 from tests.support.kube import as_dict, wait_for
 from tests.support.observe import PodObserver
 from tests.support.runs import create_run, make_task, status, wait_phase
@@ -199,7 +200,7 @@ def test_two_hundred_runs_through_a_queue_of_five_never_run_more_than_five_even_
         final = {n: wait_phase(kube, ns, n, timeout=600)["phase"] for n in names}
     finally:
         observer.stop()
-    print(
+    report(
         f"\n200 runs, limit 5, 3 operator restarts: at most {observer.max_live} pods held a place at once "
         f"({observer.events} pod events observed)"
     )

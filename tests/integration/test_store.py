@@ -25,6 +25,7 @@ from cairn.store import queries as q
 from cairn.store.base import NewRun, QueueRow
 from cairn.store.postgres import PostgresStore, migrate
 from harness.postgres import create_database, drop_database
+from tests.support.figures import report
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 SNAPSHOT = TaskSnapshot(
@@ -270,7 +271,7 @@ def test_several_operators_racing_on_one_queue_never_overspend_it(database: str)
     finally:
         stop.set()
         watcher.join()
-    print(
+    report(
         f"\n4 operators made {sum(rounds)} admission rounds; {finished} runs finished; "
         f"{len(observed)} samples; most slots held at once: {max(observed)} (limit {limit})"
     )
