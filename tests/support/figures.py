@@ -11,6 +11,6 @@ FIGURES: list[tuple[str, str]] = []
 
 def report(line: str) -> None:
     """Print `line` now and list it, under the current test's name, at the end of the run."""
-    test = os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0]
+    test = os.environ.get("PYTEST_CURRENT_TEST", "?").rsplit(" ", 1)[0]  # less " (call)"
     print(line)
     FIGURES.append((test, line.strip()))
