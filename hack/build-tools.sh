@@ -12,9 +12,10 @@ build() { # name version package [ldflags]
   [ -x "$dir/$1" ] && return 0
   echo "building $1 $2"
   local start; start=$(date +%s)
-  GOBIN="$dir.tmp" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w ${4:-}" "$3@$2" 2>&1 | grep -v '^go: downloading' || true
-  [ -x "$dir.tmp/$1" ] || { echo "build of $1 $2 failed" >&2; exit 1; }
-  rm -rf "$dir"; mv "$dir.tmp" "$dir"
+  local tmp="$dir.tmp.$$"
+  GOBIN="$tmp" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w ${4:-}" "$3@$2" 2>&1 | grep -v '^go: downloading' || true
+  [ -x "$tmp/$1" ] || { echo "build of $1 $2 failed" >&2; exit 1; }
+  rm -rf "$dir"; mv "$tmp" "$dir"
   echo "built $1 $2 in $(( $(date +%s) - start ))s"
 }
 build kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok

@@ -9,6 +9,13 @@ APT_PACKAGES="etcd-server etcd-client containerd runc containernetworking-plugin
 debootstrap busybox-static postgresql-15 postgresql-client-15 util-linux iproute2 openssl gcc libc6-dev
 lua5.1 lua5.4"
 
+# One setup at a time on the machine (two checkouts, or a dev cluster and a test run, may start
+# together): apt, the builds into the shared cache and the .venv are not safe to run twice at once.
+CACHE=${CAIRN_CACHE:-$HOME/.cache/cairn}
+mkdir -p "$CACHE"
+exec 9>"$CACHE/.setup.lock"
+flock 9
+
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 missing=()
@@ -18,8 +25,8 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" = 0 ] || { echo "setup: installing ${missing[*]} needs root" >&2; exit 1; }
   log "apt-get install ${missing[*]}"
-  apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # Debian's packages start no daemons here (no systemd), but make sure a stray one does not hold the
 # default sockets the harness avoids anyway.

@@ -13,7 +13,7 @@ from pathlib import Path
 from harness import dns, images, net, procs
 from harness.controlplane import ControlPlane
 from harness.kwok import Kwok
-from harness.node import MAX_NODES, Node, kill_node_leftovers, remove_created_mountpoints
+from harness.node import HOST_DIRS, MAX_NODES, Node, kill_node_leftovers
 
 
 @dataclass
@@ -103,18 +103,8 @@ class Cluster:
 
     def _clean_slot(self) -> None:
         """Remove what a harness that died on this slot may have left (we hold the slot's lock)."""
-        registry = net.LOCK_DIR / f"slot{self.slot.index}.pids"
-        procs.kill_registered(registry)
-        for n in range(1, MAX_NODES + 1):
-            kill_node_leftovers(self.slot, n)
-            net.delete_node_netns(self.slot, n)
-        net.delete_bridge(self.slot)
-        shutil.rmtree(f"/dev/shm/cairn-etcd-{self.slot.index}", ignore_errors=True)
-        roots = net.LOCK_DIR / f"slot{self.slot.index}.root"
-        if roots.exists():
-            shutil.rmtree(roots.read_text().strip(), ignore_errors=True)
-            roots.unlink()
-        procs.set_registry(registry)
+        clean_slot(self.slot)
+        procs.set_registry(net.LOCK_DIR / f"slot{self.slot.index}.pids")
 
     def stop(self) -> None:
         for node in reversed(self.node_list):
@@ -124,12 +114,55 @@ class Cluster:
             self.control_plane.stop()
         with contextlib.suppress(AttributeError):
             self._clean_slot()
-            if _only_slot_in_use(self.slot):
-                remove_created_mountpoints()
+            HOST_DIRS.remove(lambda: not _only_slot_in_use(self.slot))
             procs.set_registry(None)
             self.lock.release()
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+def clean_slot(slot: net.Slot) -> None:
+    """Kill and remove everything a harness on `slot` made: its registered processes, its nodes'
+    processes, network namespaces and cgroups, its bridge, etcd's data and its directory. The caller
+    holds the slot's lock."""
+    procs.kill_registered(net.LOCK_DIR / f"slot{slot.index}.pids")
+    for n in range(1, MAX_NODES + 1):
+        kill_node_leftovers(slot, n)
+        net.delete_node_netns(slot, n)
+    net.delete_bridge(slot)
+    shutil.rmtree(f"/dev/shm/cairn-etcd-{slot.index}", ignore_errors=True)
+    roots = net.LOCK_DIR / f"slot{slot.index}.root"
+    if roots.exists():
+        shutil.rmtree(roots.read_text().strip(), ignore_errors=True)
+        roots.unlink()
+
+
+def slots_in_use() -> list[int]:
+    """The slots another harness holds right now."""
+    busy = []
+    for i in range(net.MAX_SLOTS):
+        try:
+            net.SlotLock(i).release()
+        except procs.HarnessError:
+            busy.append(i)
+    return busy
+
+
+def sweep_dead_harnesses() -> list[int]:
+    """Clean every slot no live harness holds (one that died, e.g. SIGKILLed, leaves its nodes'
+    namespaces and the host paths behind), then the host paths if no harness is left. Returns the
+    slots still in use."""
+    for i in range(net.MAX_SLOTS):
+        try:
+            lock = net.SlotLock(i)
+        except procs.HarnessError:
+            continue
+        try:
+            clean_slot(lock.slot)
+        finally:
+            lock.release()
+    HOST_DIRS.remove(lambda: bool(slots_in_use()))
+    return slots_in_use()
 
 
 def _only_slot_in_use(mine: net.Slot) -> bool:

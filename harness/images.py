@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import config
+from harness.hostdirs import machine_lock
 from harness.oci import FileEntry, ImageConfig, Layer, layer_at, layer_from_dir, layer_from_files, write_image
 from harness.procs import HarnessError, run
 
@@ -442,17 +443,19 @@ def postgres_image(recipe: PostgresRecipe = POSTGRES_RECIPE) -> Image:
 
 
 def build_all() -> list[Image]:
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    wheel = build_wheel()
-    return [
-        pause_image(),
-        busybox_image(),
-        coredns_image(),
-        *(python_image(r, wheel) for r in RECIPES),
-        postgres_image(),
-    ]
+    # One build at a time on the machine (two clusters, test workers or a dev cluster may start
+    # together): the second waits, then finds every layer cached.
+    with machine_lock(IMAGES / ".build.lock"):
+        wheel = build_wheel()
+        return [
+            pause_image(),
+            busybox_image(),
+            coredns_image(),
+            *(python_image(r, wheel) for r in RECIPES),
+            postgres_image(),
+        ]
 
 
 def build_minimal(dns: bool = True) -> list[Image]:
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    return [pause_image(), busybox_image(), *([coredns_image()] if dns else [])]
+    with machine_lock(IMAGES / ".build.lock"):
+        return [pause_image(), busybox_image(), *([coredns_image()] if dns else [])]

@@ -25,6 +25,7 @@ import yaml
 
 from harness import config, net
 from harness.controlplane import ControlPlane, api_request
+from harness.hostdirs import HostDirs
 from harness.images import Image
 from harness.procs import HarnessError, Proc, pids_where, run
 
@@ -40,7 +41,9 @@ NODE_MOUNTS = {
     "/run/containerd": "run/containerd",
     "/run/netns": "run/netns",
 }
-CREATED_MOUNTPOINTS = net.LOCK_DIR / "created-mountpoints"
+NETNS_DIR = Path("/run/netns")
+# What the harness made on the host for its nodes, shared by every node, slot and process.
+HOST_DIRS = HostDirs(net.LOCK_DIR)
 MAX_NODES = 4
 
 HOLDER = """set -e
@@ -73,6 +76,7 @@ class Node:
     # -- set-up ------------------------------------------------------------------------------------
     def prepare(self) -> None:
         """Network namespace, directories, configuration and credentials (once per node)."""
+        HOST_DIRS.ensure([], shared_mounts=[NETNS_DIR])
         net.create_node_netns(self.slot, self.n, self.peers)
         for sub in NODE_MOUNTS.values():
             (self.root / sub).mkdir(parents=True, exist_ok=True)
@@ -203,7 +207,7 @@ class Node:
 
     def start(self, images: list[Image] = ()) -> None:  # type: ignore[assignment]
         """Start (or restart after stop()) the node and wait until it is Ready."""
-        _ensure_mountpoints(NODE_MOUNTS)
+        HOST_DIRS.ensure(Path(target) for target in NODE_MOUNTS)
         for sub in NODE_MOUNTS.values():
             if sub.startswith("run/"):
                 shutil.rmtree(self.root / sub, ignore_errors=True)
@@ -389,28 +393,6 @@ def _mnt_ns(pid: int) -> str | None:
         return os.readlink(f"/proc/{pid}/ns/mnt")
     except OSError:
         return None
-
-
-def _ensure_mountpoints(mounts: dict[str, str]) -> None:
-    """Bind targets must exist on the host; remember the ones we create so teardown can remove them."""
-    created = set(CREATED_MOUNTPOINTS.read_text().split()) if CREATED_MOUNTPOINTS.exists() else set()
-    for target in mounts:
-        path = Path(target)
-        if not path.exists():
-            path.mkdir(parents=True)
-            created.add(target)
-    CREATED_MOUNTPOINTS.parent.mkdir(parents=True, exist_ok=True)
-    CREATED_MOUNTPOINTS.write_text("\n".join(sorted(created)))
-
-
-def remove_created_mountpoints() -> None:
-    """Remove the empty bind targets the harness created, when no other harness slot is in use."""
-    if not CREATED_MOUNTPOINTS.exists():
-        return
-    for target in CREATED_MOUNTPOINTS.read_text().split():
-        with contextlib.suppress(OSError):
-            os.rmdir(target)
-    CREATED_MOUNTPOINTS.unlink(missing_ok=True)
 
 
 def raise_if_unready(nodes: list[Node]) -> None:

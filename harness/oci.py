@@ -14,6 +14,7 @@ import json
 import os
 import stat
 import tarfile
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,7 +74,7 @@ def layer_from_dir(root: Path, out: Path, *, prefix: str = "") -> Layer:
     """A layer holding the tree under `root` (placed under `prefix` in the image)."""
     if out.exists():
         return layer_at(out)
-    tmp = out.with_suffix(".tmp")
+    tmp = _tmp_beside(out)
     with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
         for path in _walk(root):
             if stat.S_ISSOCK(path.lstat().st_mode):
@@ -96,7 +97,7 @@ def layer_from_files(files: Iterable[FileEntry], out: Path) -> Layer:
     """A layer holding the given files (their parent directories are added, mode 0755)."""
     if out.exists():
         return layer_at(out)
-    tmp = out.with_suffix(".tmp")
+    tmp = _tmp_beside(out)
     entries = sorted(files, key=lambda e: e.path)
     with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
         dirs: set[str] = set()
@@ -179,7 +180,7 @@ def write_image(name: str, layers: list[Layer], config: ImageConfig, out: Path) 
             }
         ],
     }
-    tmp = out.with_suffix(".tmp")
+    tmp = _tmp_beside(out)
     with tarfile.open(tmp, "w") as tar:
 
         def add(arcname: str, data: bytes) -> None:
@@ -198,3 +199,9 @@ def write_image(name: str, layers: list[Layer], config: ImageConfig, out: Path) 
                 tar.addfile(info, f)
     tmp.rename(out)
     return manifest_digest
+
+
+def _tmp_beside(out: Path) -> Path:
+    """A file of this process's own next to `out`: written whole, then renamed over it (atomic), so
+    two processes building the same cached file never interleave and a reader never sees half of it."""
+    return out.with_name(f"{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")

@@ -149,6 +149,14 @@ def counter(cluster_env: ClusterEnv) -> Iterator[StepCounter]:
 _cairn_for_reports: list[CairnProcesses] = []
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The harness lifecycle test goes first: it checks the host paths every harness shares, which it
+    can do only while no other harness (the session's cluster included) is running."""
+    first = [item for item in items if item.nodeid.startswith("tests/integration/test_harness_lifecycle.py")]
+    items[:] = first + [item for item in items if item not in first]
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
