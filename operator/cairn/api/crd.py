@@ -85,11 +85,12 @@ KINDS = [
                 ".status.phase",
                 description="Queued, Running, Retrying, Succeeded, Failed, Cancelled.",
             ),
+            # Why a run waits (TaskNotFound, QueueFull, QueueMissing, ...) belongs in the default view.
+            _col("Reason", ".status.reason", description="Why it is in its phase."),
             _col("Attempt", ".status.attempt", "integer", "The current attempt."),
             _col("Step", ".status.progress.lastStep", description="The last completed step."),
             _col("Queue", ".status.queue", description="The Queue it goes through."),
             AGE,
-            _col("Reason", ".status.reason", description="Why it is in its phase.", priority=1),
             _col("Steps", ".status.progress.stepsCompleted", "integer", "Completed steps.", priority=1),
             _col("Priority", ".spec.priority", "integer", "Admission priority.", priority=1),
             _col("Key", ".spec.concurrencyKey", description="Concurrency key.", priority=1),
