@@ -8,6 +8,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 
+def env_name(field: str) -> str:
+    """The environment variable that sets a Settings field."""
+    return f"CAIRN_{field.upper()}"
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -18,8 +23,8 @@ class Settings(BaseModel):
     token_audience: str = Field("cairn.dev", description="Audience of the pods' projected tokens.")
     workers: int = Field(8, ge=1, description="Concurrent reconciles.")
     kube_qps: float = Field(50, ge=0, description="Client-side Kubernetes API requests per second.")
-    kube_burst: int = Field(100, ge=1)
-    event_qps: float = Field(5, ge=0)
+    kube_burst: int = Field(100, ge=1, description="Kubernetes API requests allowed in a burst above kube_qps.")
+    event_qps: float = Field(5, ge=0, description="Kubernetes Events written per second, at most.")
     sweep_interval: float = Field(30, gt=0, description="Seconds between sweeps for leaked slots.")
     orphan_grace: float = Field(
         30, ge=0, description="Seconds a run must have been registered before a sweep may reclaim its slot."
@@ -29,8 +34,8 @@ class Settings(BaseModel):
     metrics_port: int = Field(9090, description="Prometheus /metrics port (0: off).")
     api_port: int = Field(8080, description="The checkpoint/trigger API's port.")
     api_host: str = Field("0.0.0.0", description="The API's bind address.")  # noqa: S104 - a server in a pod
-    log_format: str = Field("json", pattern="^(json|text)$")
-    log_level: str = Field("INFO")
+    log_format: str = Field("json", pattern="^(json|text)$", description="Log lines as `json` or `text`.")
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
     retention_default: str = Field("168h", description="Checkpoint retention for runs deleted before finishing.")
 
     @property
@@ -42,9 +47,27 @@ class Settings(BaseModel):
         env = dict(os.environ if env is None else env)
         values: dict[str, Any] = {}
         for name in cls.model_fields:
-            key = f"CAIRN_{name.upper()}"
+            key = env_name(name)
             if key in env and env[key] != "":
                 raw = env[key]
                 values[name] = [n.strip() for n in raw.split(",") if n.strip()] if name == "namespaces" else raw
         values.update(overrides)
         return cls.model_validate(values)
+
+
+def settings_table() -> str:
+    """The settings as a Markdown table (docs/configuration.md is this, checked by a test)."""
+    rows = ["| variable | default | what it sets |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        if field.is_required():
+            default = "(required)"
+        elif field.default_factory is not None:
+            default = "(empty)"
+        else:
+            default = f"`{field.default}`" if field.default is not None else "(unset)"
+        rows.append(f"| `{env_name(name)}` | {default} | {field.description or ''} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(settings_table(), end="")

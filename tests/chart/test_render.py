@@ -140,7 +140,11 @@ API_REVIEW_RULES = {
     ("authentication.k8s.io", "tokenreviews"): {"create"},
     ("authorization.k8s.io", "subjectaccessreviews"): {"create"},
 }
-API_RUN_RULES = {("cairn.dev", "taskruns"): {"create", "get", "list", "watch"}, ("cairn.dev", "tasks"): {"get"}}
+API_RUN_RULES = {
+    ("cairn.dev", "taskruns"): {"create", "get", "list", "watch"},
+    ("cairn.dev", "tasks"): {"get"},
+    ("cairn.dev", "queues"): {"get"},
+}
 TEST_RULES = {(g, r): {"create", "get", "delete"} for g, r in [("cairn.dev", "queues"), ("cairn.dev", "tasks")]} | {
     ("cairn.dev", "taskruns"): {"create", "get", "delete"}
 }

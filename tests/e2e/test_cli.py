@@ -396,7 +396,14 @@ def test_clear_errors_and_exit_codes(cluster_env: ClusterEnv, kube: Client, ns: 
     r = cli(cluster_env, ns, "trigger", "flaky", "--priority", "5000")
     assert r.code == 4 and "--priority" in r.err
     r = cli(cluster_env, "no-such-namespace", "trigger", "flaky")
-    assert r.code == 3 and "task 'flaky' not found in namespace 'no-such-namespace'" in r.err
+    assert r.code == 3 and "error: namespace 'no-such-namespace' not found" in r.err, r.err
+    # A Queue that does not exist: the run would wait forever, so none is created, and the fix is named.
+    r = cli(cluster_env, ns, "trigger", "flaky", "--queue", "no-such-queue")
+    assert r.code == 3, r.err
+    assert f"error: queue 'no-such-queue' not found in namespace '{ns}'" in r.err
+    assert "hint: queues there: default; create it (see examples/queue.yaml)" in r.err
+    queues = [run.to_dict()["spec"].get("queue") for run in kube.list(TaskRunResource, namespace=ns)]  # type: ignore[no-untyped-call]
+    assert "no-such-queue" not in queues, queues
 
     # --timeout: the wait gives up with 7, the run goes on.
     make_task(kube, ns, "sleepy", SLEEPY)

@@ -84,6 +84,7 @@ def test_the_trigger_api_refuses_callers_without_rights_and_bad_requests_clearly
         ("not-a-token", '{"task": "echo"}', 401, "refused by the Kubernetes API server"),
         (nobody, '{"task": "echo"}', 403, f'may not create taskruns.cairn.dev in namespace "{ns}"'),
         (allowed, '{"task": "missing"}', 404, 'Task "missing" does not exist'),
+        (allowed, '{"task": "echo", "queue": "nowhere"}', 422, 'Queue "nowhere" does not exist'),
         (allowed, '{"task": "echo"', 400, "the body is not valid JSON"),
         (allowed, '{"task": "echo", "priority": "high"}', 422, "priority"),
         (allowed, '{"task": "echo", "colour": "red"}', 422, "colour"),

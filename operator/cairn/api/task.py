@@ -29,6 +29,10 @@ def _both_durations(a: str, b: str) -> str:
     )
 
 
+# The Queue a Task names when it names none.
+DEFAULT_QUEUE = "default"
+
+
 class Backoff(Model):
     """How long to wait between attempts: initialDelay, then times factor each time, at most maxDelay,
     each delay randomised by ±jitter."""
@@ -135,7 +139,7 @@ class TaskSpec(Model):
 
     template: PodTemplate = Field(description="The pod that runs each attempt (as in a batch/v1 Job).")
     queue: str = Field(
-        "default",
+        DEFAULT_QUEUE,
         min_length=1,
         max_length=253,
         description="The Queue (in the same namespace) that admits this task's runs. Defaults to default.",

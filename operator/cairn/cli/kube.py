@@ -12,6 +12,7 @@ from typing import Any
 
 from lightkube import ApiError, Client, ConfigError
 from lightkube.resources.core_v1 import Event, Pod
+from lightkube.resources.core_v1 import Namespace as NamespaceResource
 from lightkube.types import PatchType
 from pydantic import ValidationError
 
@@ -180,10 +181,41 @@ class Kube:
             if e.code is not ExitCode.NOT_FOUND or "Cairn's resources" in e.message:
                 raise
             names = self.task_names()
+            if not names and not self.namespace_exists():
+                raise CliError(
+                    ExitCode.NOT_FOUND,
+                    f"namespace {self.namespace!r} not found",
+                    hint="check -n/--namespace, or your context's namespace",
+                ) from e
             raise CliError(
                 ExitCode.NOT_FOUND,
                 f"task {name!r} not found in namespace {self.namespace!r}",
                 hint=f"tasks there: {', '.join(names)}" if names else "there are no tasks in that namespace",
+            ) from e
+
+    def namespace_exists(self) -> bool:
+        """False only when the API server says there is no such namespace (a user who may not read
+        namespaces is given the benefit of the doubt)."""
+        try:
+            with self.calls(f"reading namespace {self.namespace}"):
+                self.client.get(NamespaceResource, self.namespace)
+        except CliError as e:
+            return not (isinstance(e.__cause__, ApiError) and e.__cause__.status.code == 404)
+        return True
+
+    def require_queue(self, name: str) -> None:
+        """Refuse a run that would wait forever in a Queue that does not exist."""
+        try:
+            self._get(QueueResource, "queue", name)
+        except CliError as e:
+            if e.code is not ExitCode.NOT_FOUND:
+                raise
+            queues = sorted(str(q["metadata"]["name"]) for q in self.list_queues())
+            raise CliError(
+                ExitCode.NOT_FOUND,
+                f"queue {name!r} not found in namespace {self.namespace!r}: a run there would wait until it is created",
+                hint=(f"queues there: {', '.join(queues)}; " if queues else "")
+                + "create it (see examples/queue.yaml), or choose one with --queue",
             ) from e
 
     def task_names(self) -> list[str]:

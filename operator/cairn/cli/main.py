@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 import traceback
 from collections.abc import Sequence
 
 import typer
+from pydantic import ValidationError
 
 from cairn import logs
 from cairn.cli import control, podlogs, runs, trigger
 from cairn.cli.errors import EXIT_CODES_HELP, CliError, ExitCode
 from cairn.cli.options import console
-from cairn.config import Settings
+from cairn.config import Settings, env_name
 
 EPILOG = "\b\n" + EXIT_CODES_HELP  # \b: click keeps the lines as written
 
@@ -41,12 +43,43 @@ app.command("wait", epilog=EPILOG)(trigger.wait)
 app.command("queues", epilog=EPILOG)(control.queues)
 
 
+def _settings() -> Settings:
+    """The CAIRN_* settings; a bad value is the user's to fix, named by its variable."""
+    try:
+        return Settings.from_env()
+    except ValidationError as e:
+        bad = "; ".join(f"{env_name(str(err['loc'][0]))}: {err['msg']}" for err in e.errors())
+        raise CliError(ExitCode.INVALID, f"bad setting: {bad}", hint="every setting: docs/configuration.md") from e
+
+
+def _claim_ports(config: Settings, *fields: str) -> None:
+    """A port another process holds is a configuration error, not a crash: name it and its setting."""
+    for name in fields:
+        port = getattr(config, name)
+        if not port:
+            continue
+        host = config.api_host if name == "api_port" else "0.0.0.0"  # noqa: S104 - what the server binds
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError as e:
+                off = "" if name == "api_port" else ", or 0 to turn it off"
+                raise CliError(
+                    ExitCode.INVALID,
+                    f"port {port} ({env_name(name)}) is not free on {host}: {e.strerror} "
+                    "(is another Cairn operator or API running on this machine?)",
+                    hint=f"set {env_name(name)} to a free port{off}",
+                ) from e
+
+
 @app.command()
 def operator() -> None:
     """Run the operator (reconciles Tasks, TaskRuns and Queues). Configured by CAIRN_* variables."""
     from cairn.handlers.run import run_operator
 
-    config = Settings.from_env()
+    config = _settings()
+    _claim_ports(config, "metrics_port", "liveness_port")
     logs.configure(config.log_format, config.log_level)
     from prometheus_client import start_http_server
 
@@ -60,7 +93,8 @@ def api() -> None:
     """Run the checkpoint and trigger HTTP API. Configured by CAIRN_* variables."""
     from cairn.server.app import serve
 
-    config = Settings.from_env()
+    config = _settings()
+    _claim_ports(config, "metrics_port", "api_port")
     logs.configure(config.log_format, config.log_level)
     serve(config)
 

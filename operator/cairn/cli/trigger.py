@@ -10,6 +10,7 @@ import typer
 from pydantic import ValidationError
 
 from cairn.api.common import API_VERSION
+from cairn.api.task import DEFAULT_QUEUE
 from cairn.api.taskrun import TaskRef, TaskRunSpec
 from cairn.cli.errors import CliError, ExitCode
 from cairn.cli.follow import follow
@@ -144,7 +145,8 @@ def trigger(
     text = read_payload(payload, payload_file)
     spec = build_spec(task, text, priority, key, queue)
     with session(namespace, context, kubeconfig) as kube:
-        kube.get_task(task)
+        found = kube.get_task(task)
+        kube.require_queue(queue or (found.get("spec") or {}).get("queue") or DEFAULT_QUEUE)
         create_and_report(kube, run_body(name, task, spec), output, wait=wait, timeout=timeout)
 
 

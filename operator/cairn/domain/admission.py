@@ -94,8 +94,10 @@ def explain(reason: WaitReason, queue: str, limits: Limits | None, key: str | No
     """The message a queued run shows for why it waits. It names no changing counts, so it changes
     only when the reason does (a status write per change, not per admission)."""
     if reason is WaitReason.QUEUE_MISSING:
+        # spec.queue is immutable once the run exists: the fix is the Queue, or a new run.
         return (
-            f'Queue "{queue}" does not exist in this namespace: create it (see examples/queue.yaml) or set spec.queue'
+            f'Queue "{queue}" does not exist in this namespace: create it (see examples/queue.yaml), '
+            "and the run is admitted; or cancel this run and create it again with another spec.queue"
         )
     if reason is WaitReason.QUEUE_PAUSED:
         return f'Queue "{queue}" is paused (spec.paused): the run is admitted when it is resumed'

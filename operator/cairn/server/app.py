@@ -18,7 +18,7 @@ from cairn.k8s.client import load_config
 from cairn.server.access import Access
 from cairn.server.auth import TokenVerifier
 from cairn.server.checkpoints import STEP_MAX_BYTES, Checkpoints
-from cairn.server.errors import ApiError, json_response
+from cairn.server.errors import ApiError, json_response, too_large
 from cairn.server.triggers import Triggers
 from cairn.store.faulty import make_store
 from cairn.store.postgres import PostgresStore, migrate
@@ -35,9 +35,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except ApiError as e:
         response = e.response()
     except web.HTTPException as e:
-        too_big = f"the request body is over the limit of {2 * STEP_MAX_BYTES} bytes"
-        message = too_big if e.status == 413 else e.reason
-        response = json_response({"error": e.reason.replace(" ", ""), "message": message}, status=e.status)
+        if e.status == 413:  # one code for every body over a cap, whoever noticed it
+            response = too_large(f"the request body is over the limit of {2 * STEP_MAX_BYTES} bytes").response()
+        else:
+            response = json_response({"error": e.reason.replace(" ", ""), "message": e.reason}, status=e.status)
     except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as e:
         log.warning("database unavailable: %s", e)
         response = json_response({"error": "Unavailable", "message": "the database is unavailable; retry"}, status=503)

@@ -14,7 +14,8 @@ from lightkube import AsyncClient
 from pydantic import BaseModel, ConfigDict, Field
 
 from cairn.api.common import PAYLOAD_MAX_BYTES
-from cairn.k8s.resources import TaskResource, TaskRunResource
+from cairn.api.task import DEFAULT_QUEUE
+from cairn.k8s.resources import QueueResource, TaskResource, TaskRunResource
 from cairn.server.access import Access
 from cairn.server.checkpoints import _parse
 from cairn.server.errors import ApiError, bad_request, json_response, not_found, too_large
@@ -106,10 +107,22 @@ class Triggers:
         if name is not None and (len(name) > 63 or not _DNS_LABEL.match(name)):
             raise bad_request(f"name {name!r} is not a valid TaskRun name (lowercase letters, digits and '-')")
         try:
-            await self.kube.get(TaskResource, req.task, namespace=namespace)
+            task = _body(await self.kube.get(TaskResource, req.task, namespace=namespace))
         except KubeError as e:
             if e.status.code == 404:
                 raise not_found(f'Task "{req.task}" does not exist in namespace "{namespace}"') from e
+            raise
+        queue = req.queue or (task.get("spec") or {}).get("queue") or DEFAULT_QUEUE
+        try:
+            await self.kube.get(QueueResource, queue, namespace=namespace)
+        except KubeError as e:
+            if e.status.code == 404:
+                raise ApiError(
+                    422,
+                    "QueueMissing",
+                    f'Queue "{queue}" does not exist in namespace "{namespace}": the run would wait forever; '
+                    "create the Queue first, or name another one in `queue`",
+                ) from e
             raise
         meta: dict[str, Any] = {"namespace": namespace}
         meta.update({"name": name} if name else {"generateName": f"{req.task[:50].rstrip('-.')}-"})
