@@ -914,3 +914,34 @@ def test_the_slot_of_a_finished_run_is_released_once_its_stopped_pod_has_ended()
     assert still.release is None
     gone = decide(view(run, t, adm, now=now + 4 * S, pods={}))
     assert gone.release == Finish(Phase.CANCELLED)
+
+
+def test_a_run_queued_before_its_task_was_edited_or_deleted_runs_the_task_as_it_was_when_queued() -> None:
+    # The Task is locked when the run is queued (as Trigger.dev locks the version at trigger time):
+    # the admission carries the snapshot registered then, whatever the Task has become since.
+    before = task(container_fields={"command": ["python3", "-m", "cairn.run", "old:main"]})
+    registered = decide(view(taskrun(), before, None))
+    assert registered.register is not None
+    adm = replace(admission(before, "admitted"), snapshot=registered.register.snapshot)
+    edited = task(generation=2, container_fields={"command": ["python3", "-m", "cairn.run", "new:main"]})
+    for current in (edited, None):
+        p = decide(view(taskrun(), current, adm))
+        assert p.create_pod is not None
+        assert p.create_pod["spec"]["containers"][0]["command"][-1] == "old:main"
+
+
+def test_attempt_whose_pod_no_node_can_take_is_not_shown_as_running_but_as_waiting_with_the_schedulers_reason() -> None:
+    t = task(startTimeout="2m")
+    run, adm = started(t)
+    why = "0/2 nodes are available: pod has unbound immediate PersistentVolumeClaims."
+    stuck = pod(1, phase="Pending", conditions=[condition("PodScheduled", "False", "Unschedulable", why)])
+    p = decide(view(run, t, adm, now=T0 + 20 * S, pods={1: stuck}))
+    assert p.status is not None
+    assert (p.status["reason"], p.status["message"]) == ("Unschedulable", f"attempt 1 waits: Unschedulable: {why}")
+    assert p.recheck_at == T0 + timedelta(minutes=2)
+    failed = decide(view(apply_status(run, p), t, adm, now=T0 + timedelta(minutes=2), pods={1: stuck}))
+    final = apply_status(apply_status(run, p), failed).status
+    assert final is not None
+    assert (final.phase, final.reason) == (Phase.FAILED, "Unschedulable")
+    assert final.message is not None and why in final.message
+    assert failed.delete_pods == [("video-42-1", False)]

@@ -473,3 +473,23 @@ def test_missing_pod_is_a_pod_deleted_disruption_at_now() -> None:
     assert missing(now) == Termination(
         Outcome.DISRUPTED, "PodDeleted", None, "the pod was deleted before it finished", frozenset(), now
     )
+
+
+def test_classify_a_pod_no_node_can_take_says_the_schedulers_reason_then_fails_at_start_timeout() -> None:
+    message = "0/2 nodes are available: pod has unbound immediate PersistentVolumeClaims."
+    body = pod_json(phase="Pending", conditions=[condition("PodScheduled", "False", "Unschedulable", message)])
+    pod = PodView.parse(body, 1)
+    assert pod.unschedulable == message
+    before = classify(pod, now=T0 + timedelta(minutes=1), started=T0, start_timeout=START_TIMEOUT)
+    assert before == StillRunning(recheck_at=T0 + START_TIMEOUT, stuck_on="Unschedulable", detail=message)
+
+    at = classify(pod, now=T0 + START_TIMEOUT, started=T0, start_timeout=START_TIMEOUT)
+    assert isinstance(at, Termination)
+    assert (at.outcome, at.reason, at.exit_code) == (Outcome.START_FAILED, "Unschedulable", None)
+    assert at.message == f"the pod was not scheduled for longer than startTimeout: {message}"
+
+
+def test_classify_a_scheduled_pending_pod_is_still_starting_with_nothing_to_report() -> None:
+    pod = PodView.parse(pod_json(phase="Pending"), 1)
+    assert pod.unschedulable is None
+    assert classify(pod, now=T0, started=T0, start_timeout=START_TIMEOUT) == StillRunning()

@@ -352,7 +352,8 @@ def _attempt_in_flight(
             attempts = [*(b.old.attempts or [])[:-1], current.model_copy(update={"node": pod.node})]
             b.set(attempts=attempts)
         if outcome.stuck_on and b.old.reason != outcome.stuck_on:
-            b.set(reason=outcome.stuck_on, message=f"attempt {current.number} waits: {outcome.stuck_on}")
+            detail = f": {outcome.detail}" if outcome.detail else ""
+            b.set(reason=outcome.stuck_on, message=f"attempt {current.number} waits: {outcome.stuck_on}{detail}")
         b.plan.recheck(outcome.recheck_at)
         b.plan.recheck(deadline)
         return b.done()

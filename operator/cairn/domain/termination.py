@@ -67,6 +67,7 @@ class PodView:
     waiting_message: str | None = None
     terminated: dict[str, Any] | None = None  # the task container's terminated state
     memory_limit: str | None = None
+    unschedulable: str | None = None  # the scheduler's message while no node can take the pod
 
     @staticmethod
     def parse(pod: dict[str, Any], attempt: int) -> PodView:
@@ -92,6 +93,14 @@ class PodView:
             waiting_message=(state.get("waiting") or {}).get("message"),
             terminated=state.get("terminated"),
             memory_limit=str(limits["memory"]) if "memory" in limits else None,
+            unschedulable=next(
+                (
+                    c.get("message") or "no node can take the pod"
+                    for c in status.get("conditions") or []
+                    if (c.get("type"), c.get("status"), c.get("reason")) == ("PodScheduled", "False", "Unschedulable")
+                ),
+                None,
+            ),
         )
 
     @property
@@ -108,6 +117,7 @@ class StillRunning:
 
     recheck_at: datetime | None = None
     stuck_on: str | None = None  # e.g. ImagePullBackOff, while start_timeout has not passed
+    detail: str | None = None  # what the kubelet or the scheduler says of it
 
 
 def _last_line(text: str | None) -> str:
@@ -189,6 +199,20 @@ def classify(pod: PodView, *, now: datetime, started: datetime, start_timeout: t
                 now,
             )
         return StillRunning(recheck_at=deadline, stuck_on=pod.waiting_reason)
+    if pod.phase == "Pending" and pod.unschedulable is not None and not pod.deleting:
+        # Not running is not Running: say why (a PVC without a StorageClass, no node with room) and
+        # give up at startTimeout, as for an image that cannot be pulled.
+        detail = _last_line(pod.unschedulable)
+        if now >= started + start_timeout:
+            return Termination(
+                Outcome.START_FAILED,
+                "Unschedulable",
+                None,
+                f"the pod was not scheduled for longer than startTimeout: {detail}",
+                _conds(pod),
+                now,
+            )
+        return StillRunning(recheck_at=started + start_timeout, stuck_on="Unschedulable", detail=detail)
     if pod.deleting and pod.disruption == "NodeLost":
         # Its node is gone: the pod will never report again. (The lifecycle force-deletes it.)
         return Termination(Outcome.DISRUPTED, "NodeLost", None, "the pod's node stopped responding", _conds(pod), now)
