@@ -132,6 +132,11 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         'spec.template.spec.volumes[0]: Invalid value: "object": hostPath volumes are not allowed in task pods',
     ),
     (
+        "a volume with two sources",
+        with_path(_T, "spec.template.spec.volumes", [{"name": "v", "emptyDir": {}, "secret": {"secretName": "s"}}]),
+        'spec.template.spec.volumes[0]: Invalid value: "object": set exactly one volume source: configMap',
+    ),
+    (
         "reserved env name",
         with_path(_T, f"{_C}.env", [{"name": "CAIRN_RUN", "value": "x"}]),
         'spec.template.spec.containers[0].env[0]: Invalid value: "object": names starting with CAIRN_ are reserved',
@@ -213,6 +218,14 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         'spec.concurrencyKey: Invalid value: "": spec.concurrencyKey in body should be at least 1 chars long',
     ),
 ]
+
+
+def test_a_hostpath_volume_is_refused_for_what_it_is_and_nothing_contradictory(crds: Path, namespace: str) -> None:
+    code, out = _apply(
+        crds, namespace, with_path(_T, "spec.template.spec.volumes", [{"name": "h", "hostPath": {"path": "/"}}])
+    )
+    assert code != 0 and "hostPath volumes are not allowed in task pods" in out, out
+    assert "set exactly one volume source" not in out, out
 
 
 @pytest.mark.parametrize(("case", "manifest", "message"), INVALID, ids=[c[0] for c in INVALID])

@@ -155,7 +155,8 @@ class Volume(Model):
         "!has(self.hostPath)",
         "hostPath volumes are not allowed in task pods (Pod Security Standard restricted): use a "
         "persistentVolumeClaim or an emptyDir",
-        exactly_one(*_VOLUME_SOURCES),
+        # A hostPath volume has been refused above: saying "set exactly one source" too would contradict it.
+        f"has(self.hostPath) || {exactly_one(*_VOLUME_SOURCES)}",
         "set exactly one volume source: " + ", ".join(_VOLUME_SOURCES),
     )
     name: str = Field(description="Name, referenced by volumeMounts.")
