@@ -202,3 +202,19 @@ def test_the_exit_codes_are_documented_in_help(capsys: pytest.CaptureFixture[str
         assert EXIT_CODES_HELP.splitlines()[3] in out, command
     documented = {int(line.split()[0]) for line in EXIT_CODES_HELP.splitlines()[1:]}
     assert documented == {int(code) for code in ExitCode}
+
+
+def test_a_short_option_means_the_same_thing_in_every_command() -> None:
+    import typer
+
+    from cairn.cli.main import app
+
+    meaning: dict[str, set[str]] = {}
+    for command in typer.main.get_command(app).commands.values():  # type: ignore[attr-defined]
+        for param in command.params:
+            for opt in param.opts + param.secondary_opts:
+                if len(opt) == 2:
+                    meaning.setdefault(opt, set()).add(param.opts[0])
+    assert meaning.get("-f") == {"--follow"}, meaning
+    assert len(meaning) >= 3, meaning
+    assert {opt: longs for opt, longs in meaning.items() if len(longs) > 1} == {}

@@ -104,7 +104,6 @@ def trigger(
         str | None,
         typer.Option(
             "--payload-file",
-            "-f",
             metavar="FILE",
             help="Read the payload (JSON) from this file; - reads stdin.",
             show_default=False,
