@@ -14,7 +14,7 @@ lua5.1 lua5.4"
 CACHE=${CAIRN_CACHE:-$HOME/.cache/cairn}
 mkdir -p "$CACHE"
 exec 9>"$CACHE/.setup.lock"
-flock 9
+flock -n 9 || { echo "[setup] waiting for another setup on this machine to finish"; flock 9; }
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
@@ -25,8 +25,9 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" = 0 ] || { echo "setup: installing ${missing[*]} needs root" >&2; exit 1; }
   log "apt-get install ${missing[*]}"
-  apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  # 9>&-: a daemon a package starts must not inherit (and hold forever) the setup lock.
+  apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null 9>&-
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}" >/dev/null 9>&-
 fi
 # Debian's packages start no daemons here (no systemd), but make sure a stray one does not hold the
 # default sockets the harness avoids anyway.

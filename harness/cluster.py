@@ -114,7 +114,7 @@ class Cluster:
             self.control_plane.stop()
         with contextlib.suppress(AttributeError):
             self._clean_slot()
-            HOST_DIRS.remove(lambda: not _only_slot_in_use(self.slot))
+            HOST_DIRS.remove(lambda: bool(net.held_slots() - {self.slot.index}))
             procs.set_registry(None)
             self.lock.release()
         if self.root is not None:
@@ -137,17 +137,6 @@ def clean_slot(slot: net.Slot) -> None:
         roots.unlink()
 
 
-def slots_in_use() -> list[int]:
-    """The slots another harness holds right now."""
-    busy = []
-    for i in range(net.MAX_SLOTS):
-        try:
-            net.SlotLock(i).release()
-        except procs.HarnessError:
-            busy.append(i)
-    return busy
-
-
 def sweep_dead_harnesses() -> list[int]:
     """Clean every slot no live harness holds (one that died, e.g. SIGKILLed, leaves its nodes'
     namespaces and the host paths behind), then the host paths if no harness is left. Returns the
@@ -161,19 +150,5 @@ def sweep_dead_harnesses() -> list[int]:
             clean_slot(lock.slot)
         finally:
             lock.release()
-    HOST_DIRS.remove(lambda: bool(slots_in_use()))
-    return slots_in_use()
-
-
-def _only_slot_in_use(mine: net.Slot) -> bool:
-    others = []
-    try:
-        for i in range(net.MAX_SLOTS):
-            if i != mine.index:
-                others.append(net.SlotLock(i))
-        return True
-    except procs.HarnessError:  # another harness holds a slot
-        return False
-    finally:
-        for lock in others:
-            lock.release()
+    HOST_DIRS.remove(lambda: bool(net.held_slots()))
+    return sorted(net.held_slots())

@@ -71,25 +71,41 @@ class HostDirs:
         with machine_lock(self.lock):
             entries = self._read()
             made: list[str] = []
-            for d in [*dirs, *shared_mounts]:
-                for path in [*reversed(Path(d).parents), Path(d)]:
-                    try:
-                        os.mkdir(path)
-                    except FileExistsError:
-                        continue
-                    made.append(f"dir {path}")
-            for m in shared_mounts:
-                if not is_mountpoint(Path(m)):
-                    run(["mount", "--bind", str(m), str(m)])
-                    made.append(f"mount {m}")
-                run(["mount", "--make-shared", str(m)])
-            if made:
-                self._write(entries + made)
+            try:
+                for d in [*dirs, *shared_mounts]:
+                    for path in [*reversed(Path(d).parents), Path(d)]:
+                        try:
+                            os.mkdir(path)
+                        except FileExistsError:
+                            continue
+                        made.append(f"dir {path}")
+                for m in shared_mounts:
+                    if self._make_shared_mount(Path(m)):
+                        made.append(f"mount {m}")
+            finally:  # what was made before a failure is recorded too, so that it is removed
+                if made:
+                    self._write(entries + made)
             return made
+
+    @staticmethod
+    def _make_shared_mount(path: Path) -> bool:
+        """Make `path` a shared mount of itself, as `ip netns add` does for /run/netns (and under the
+        same lock it takes, a flock on the directory, so the two never stack two mounts)."""
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            made = not is_mountpoint(path)
+            if made:
+                run(["mount", "--rbind", str(path), str(path)])
+            run(["mount", "--make-rshared", str(path)])
+            return made
+        finally:
+            os.close(fd)
 
     def remove(self, others_in_use: Callable[[], bool]) -> list[str]:
         """Undo what `ensure` recorded (mounts first, deepest directories first), unless another
-        harness is still using them; a directory someone has filled meanwhile stays."""
+        harness is still using them. What cannot be removed yet (a directory someone has filled, a
+        busy mount) stays recorded, for the next harness out to try again."""
         with machine_lock(self.lock):
             entries = self._read()
             if not entries or others_in_use():
@@ -98,12 +114,22 @@ class HostDirs:
             for entry in reversed(entries):
                 kind, _, path = entry.partition(" ")
                 if kind == "mount":
-                    if is_mountpoint(Path(path)) and not any(Path(path).iterdir()):
+                    if not is_mountpoint(Path(path)):
+                        removed.append(entry)  # already gone
+                    elif not any(Path(path).iterdir()):
                         run(["umount", path], check=False)
-                        removed.append(entry)
-                else:
-                    with contextlib.suppress(OSError):
-                        os.rmdir(path)
-                        removed.append(entry)
-            self.record.unlink(missing_ok=True)
+                        if not is_mountpoint(Path(path)):
+                            removed.append(entry)
+                    continue
+                if not os.path.lexists(path):
+                    removed.append(entry)
+                    continue
+                with contextlib.suppress(OSError):
+                    os.rmdir(path)
+                    removed.append(entry)
+            left = [e for e in entries if e not in removed]
+            if left:
+                self._write(left)
+            else:
+                self.record.unlink(missing_ok=True)
             return removed

@@ -77,6 +77,25 @@ class SlotLock:
             os.close(self.fd)
 
 
+def held_slots() -> set[int]:
+    """The slots some harness holds now, read from /proc/locks: looking takes no lock, so it can never
+    make a harness that is starting find its slot taken."""
+    by_file: dict[str, int] = {}
+    for i in range(MAX_SLOTS):
+        try:
+            st = os.stat(LOCK_DIR / f"slot{i}.lock")
+        except FileNotFoundError:
+            continue
+        by_file[f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"] = i
+    held = set()
+    with open("/proc/locks") as f:
+        for line in f:
+            fields = line.split()  # "1: FLOCK ADVISORY WRITE <pid> <maj>:<min>:<inode> 0 EOF"; waiters say "->"
+            if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] in by_file:
+                held.add(by_file[fields[5]])
+    return held
+
+
 def _ip(*args: str, netns: str | None = None, check: bool = True) -> str:
     argv = ["ip", *(["-n", netns] if netns else []), *args]
     return run(argv, check=check)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from harness import net
 from harness.cluster import Cluster, sweep_dead_harnesses
+from harness.hostdirs import is_mountpoint
 from harness.node import NETNS_DIR, NODE_MOUNTS, _cgroup_controllers, _cgroup_pids, _mnt_ns, _net_ns_inode
 from harness.postgres import Postgres
 from harness.procs import _session_of, pids_where, start_time
@@ -70,7 +71,8 @@ class Made:
     slot: int
     dirs: list[str]
     processes: set[str] = field(default_factory=set)  # "pid:start-time:program"
-    ports: set[str] = field(default_factory=set)  # local addresses its processes listened on
+    ports: dict[str, str] = field(default_factory=dict)  # socket inode -> address, of its listening sockets
+    sessions: set[int] = field(default_factory=set)  # the sessions its processes were started in
 
     def prefixes(self) -> tuple[str, ...]:
         return (*self.dirs, f"/run/netns/cairn{self.slot}n")
@@ -101,16 +103,23 @@ class Made:
         return {d for d in self.dirs if Path(d).exists()}
 
     def live_processes(self) -> set[str]:
-        return {p for p in self.processes if start_time(int(p.split(":")[0])) == p.split(":")[1]}
+        seen = {p for p in self.processes if start_time(int(p.split(":")[0])) == p.split(":")[1]}
+        # Anything started in its sessions after it was observed counts too.
+        late = pids_where(lambda p: _session_of(p) in self.sessions)
+        return seen | {f"{pid}:{start_time(pid)}:{_program(pid)}" for pid in late}
 
     def live_ports(self) -> set[str]:
-        return self.ports & set(_listening().values())
+        listening = _listening()
+        return {address for inode, address in self.ports.items() if inode in listening}
 
     def observe(self, cluster: Cluster, pg: Postgres) -> None:
         """Collect the processes and ports of the running harness."""
-        roots = {int(ln.split()[0]) for ln in (net.LOCK_DIR / f"slot{self.slot}.pids").read_text().splitlines()}
+        registry = (net.LOCK_DIR / f"slot{self.slot}.pids").read_text().splitlines()
+        # A registered process that has exited may have left its pid to someone else's.
+        roots = {int(pid) for pid, started in (ln.split() for ln in registry) if start_time(int(pid)) == started}
         assert pg.proc is not None
         roots.add(pg.proc.pid)
+        self.sessions = roots
         pids = set(pids_where(lambda p: p in roots or _session_of(p) in roots))
         for node in cluster.node_list:
             pids |= set(_cgroup_pids(node.cgroup_root))
@@ -120,7 +129,7 @@ class Made:
         listening = _listening()
         for pid in pids:
             self.processes.add(f"{pid}:{start_time(pid)}:{_program(pid)}")
-            self.ports |= {listening[i] for i in _socket_inodes(pid) if i in listening}
+            self.ports |= {i: listening[i] for i in _socket_inodes(pid) if i in listening}
 
     def left(self) -> dict[str, list[str]]:
         found = {
@@ -139,6 +148,15 @@ def _in_namespaces(netns: int, mnt: str | None) -> Callable[[int], bool]:
     return lambda pid: _net_ns_inode(pid) == netns or (mnt is not None and _mnt_ns(pid) == mnt)
 
 
+def _shared_mount(path: Path) -> bool:
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if fields[4] == str(path):
+            optional = fields[6 : fields.index("-")]
+            return any(f.startswith("shared:") for f in optional)
+    return False
+
+
 def _existing(paths: list[str]) -> set[str]:
     return {p for p in paths if os.path.lexists(p)}
 
@@ -148,6 +166,7 @@ def test_harness_starts_and_stops_ten_times_without_leaving_anything_behind() ->
     in_ci = bool(os.environ.get("CI"))
     assert not (in_ci and others), f"in CI this test runs before any other harness, but slots {others} are in use"
     shared_before = _existing(SHARED_HOST_PATHS)
+    netns_mounted_before = is_mountpoint(NETNS_DIR) if NETNS_DIR.exists() else False
     if in_ci:
         assert not shared_before, f"a new machine has none of these, and no harness is running: {sorted(shared_before)}"
     seen = {"processes": 0, "ports": 0, "namespaces": 0, "mounts": 0}
@@ -166,7 +185,16 @@ def test_harness_starts_and_stops_ten_times_without_leaving_anything_behind() ->
             made.observe(cluster, pg)
             assert made.processes, "the harness started no process?"
             assert made.ports, "its processes listen on no port?"
-            assert made.namespaces() and made.mounts(), "no network namespace or mount was found for it"
+            found = {
+                "network namespaces": made.namespaces(),
+                "mounts": made.mounts(),
+                "interfaces": made.interfaces(),
+                "cgroups": made.cgroups(),
+                "directories": made.directories(),
+            }
+            assert all(found.values()), f"some of what it makes was not found while it ran: {found}"
+            assert len(found["directories"]) == 3, found["directories"]
+            assert _shared_mount(NETNS_DIR), "/run/netns is not a shared mount while the harness runs"
             if not others:
                 assert _existing(SHARED_HOST_PATHS) >= set(NODE_MOUNTS), "its nodes' bind targets are missing"
             seen["processes"] += len(made.processes)
@@ -182,6 +210,8 @@ def test_harness_starts_and_stops_ten_times_without_leaving_anything_behind() ->
         if not others:
             shared_left = _existing(SHARED_HOST_PATHS) - shared_before
             assert not shared_left, f"cycle {cycle + 1} left host paths it made: {sorted(shared_left)}"
+            mounted = is_mountpoint(NETNS_DIR) if NETNS_DIR.exists() else False
+            assert mounted == netns_mounted_before, f"cycle {cycle + 1} left /run/netns mounted: {mounted}"
     shared = (
         f"shared host paths: {len(SHARED_HOST_PATHS) - len(shared_before)} made and removed each cycle"
         if not others

@@ -91,3 +91,9 @@ def test_a_directory_filled_meanwhile_is_left_in_place(tmp_path: Path) -> None:
     assert (root / "var/lib/kubelet/someone-elses").exists()
     assert f"dir {root / 'var/lib/kubelet'}" not in removed
     assert f"dir {root / 'var/lib/containerd'}" in removed
+    # Still recorded as the harness's: the next harness out tries again once it is empty.
+    left = (state / "created-host-paths").read_text().splitlines()
+    assert f"dir {root / 'var/lib/kubelet'}" in left and f"dir {root / 'var/lib/containerd'}" not in left
+    (root / "var/lib/kubelet/someone-elses").unlink()
+    assert f"dir {root / 'var/lib/kubelet'}" in dirs.remove(lambda: False)
+    assert not root.exists() and not (state / "created-host-paths").exists()
