@@ -30,9 +30,9 @@ class Settings(BaseModel):
         30, ge=0, description="Seconds a run must have been registered before a sweep may reclaim its slot."
     )
     resync_interval: float = Field(300, gt=0, description="Seconds between full re-reconciles of every run.")
-    liveness_port: int = Field(8081, description="kopf's /healthz port (0: off).")
-    metrics_port: int = Field(9090, description="Prometheus /metrics port (0: off).")
-    api_port: int = Field(8080, description="The checkpoint/trigger API's port.")
+    liveness_port: int = Field(8081, ge=0, le=65535, description="kopf's /healthz port (0: off).")
+    metrics_port: int = Field(9090, ge=0, le=65535, description="Prometheus /metrics port (0: off).")
+    api_port: int = Field(8080, ge=1, le=65535, description="The checkpoint/trigger API's port.")
     api_host: str = Field("0.0.0.0", description="The API's bind address.")  # noqa: S104 - a server in a pod
     log_format: str = Field("json", pattern="^(json|text)$", description="Log lines as `json` or `text`.")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")

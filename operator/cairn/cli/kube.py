@@ -208,6 +208,8 @@ class Kube:
         try:
             self._get(QueueResource, "queue", name)
         except CliError as e:
+            if e.code is ExitCode.REFUSED:
+                return  # may create runs but not read Queues: it cannot tell, so it does not refuse
             if e.code is not ExitCode.NOT_FOUND:
                 raise
             queues = sorted(str(q["metadata"]["name"]) for q in self.list_queues())

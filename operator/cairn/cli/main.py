@@ -59,10 +59,14 @@ def _claim_ports(config: Settings, *fields: str) -> None:
         if not port:
             continue
         host = config.api_host if name == "api_port" else "0.0.0.0"  # noqa: S104 - what the server binds
-        with socket.socket() as s:
+        try:
+            family, kind, _proto, _name, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        except OSError as e:
+            raise CliError(ExitCode.INVALID, f"{env_name('api_host')}={host!r} is not an address: {e}") from e
+        with socket.socket(family, kind) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                s.bind((host, port))
+                s.bind(address)
             except OSError as e:
                 off = "" if name == "api_port" else ", or 0 to turn it off"
                 raise CliError(

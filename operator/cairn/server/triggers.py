@@ -112,18 +112,7 @@ class Triggers:
             if e.status.code == 404:
                 raise not_found(f'Task "{req.task}" does not exist in namespace "{namespace}"') from e
             raise
-        queue = req.queue or (task.get("spec") or {}).get("queue") or DEFAULT_QUEUE
-        try:
-            await self.kube.get(QueueResource, queue, namespace=namespace)
-        except KubeError as e:
-            if e.status.code == 404:
-                raise ApiError(
-                    422,
-                    "QueueMissing",
-                    f'Queue "{queue}" does not exist in namespace "{namespace}": the run would wait forever; '
-                    "create the Queue first, or name another one in `queue`",
-                ) from e
-            raise
+        await self._require_queue(namespace, req.queue or (task.get("spec") or {}).get("queue") or DEFAULT_QUEUE, name)
         meta: dict[str, Any] = {"namespace": namespace}
         meta.update({"name": name} if name else {"generateName": f"{req.task[:50].rstrip('-.')}-"})
         if req.idempotency_key:
@@ -152,6 +141,33 @@ class Triggers:
                 f'a TaskRun "{name}" already exists for another request: use another name or idempotency key',
             )
         return json_response(summary(existing), status=200)
+
+    async def _require_queue(self, namespace: str, queue: str, name: str | None) -> None:
+        """Refuse a new run that would wait forever in a Queue that does not exist. A retry of a request
+        that already made its run is answered with that run (below), whatever became of the Queue;
+        when the API may not read Queues (a custom role), it cannot tell, and lets the run through."""
+        try:
+            await self.kube.get(QueueResource, queue, namespace=namespace)
+            return
+        except KubeError as e:
+            if e.status.code != 404:
+                if e.status.code == 403:
+                    return
+                raise
+            missing = e
+        if name is not None:
+            try:
+                await self.kube.get(TaskRunResource, name, namespace=namespace)
+                return
+            except KubeError as e:
+                if e.status.code != 404:
+                    raise
+        raise ApiError(
+            422,
+            "QueueMissing",
+            f'Queue "{queue}" does not exist in namespace "{namespace}": the run would wait forever; '
+            "create the Queue first, or name another one in `queue`",
+        ) from missing
 
     async def get(self, request: web.Request) -> web.Response:
         namespace = self._namespace(request)
