@@ -17,9 +17,15 @@ lint: setup ## ruff, mypy --strict, and the layer contracts
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-test: setup ## everything CI runs: lint, then every test against a real cluster and PostgreSQL
+# The suites side by side: TEST_WORKERS pytest-xdist workers, each with a cluster and a PostgreSQL of
+# its own (harness slots). The pure tests and the harness lifecycle test (which needs the machine to
+# itself) run first, alone. PYTEST_ARGS (e.g. -m faults, -k queue) go to the cluster suites.
+TEST_WORKERS ?= 2
+test: setup ## everything CI runs: lint, then every test against real clusters and PostgreSQL
 	$(MAKE) --no-print-directory lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -p no:xdist tests/unit tests/integration/test_harness_lifecycle.py
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder \
+		--ignore=tests/unit --ignore=tests/integration/test_harness_lifecycle.py $(PYTEST_ARGS)
 
 unit: setup ## the pure tests only (no cluster, no database)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import sys
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -20,14 +19,13 @@ from lightkube.resources.core_v1 import Namespace
 
 from harness.cluster import Cluster
 from harness.postgres import Postgres, create_database, drop_database
+from tests.support import summary
 from tests.support.cairn import CairnProcesses
 from tests.support.crds import install_crds
 from tests.support.env import ClusterEnv, external_dsn, external_kubeconfig
-from tests.support.figures import FIGURES
 from tests.support.kube import client
 from tests.support.runs import StepCounter, counter_at
-
-_timings: dict[str, float] = {}
+from tests.support.summary import TIMINGS
 
 
 @pytest.fixture(scope="session")
@@ -38,14 +36,14 @@ def cluster_env() -> Iterator[ClusterEnv]:
         return
     t0 = time.monotonic()
     cluster = Cluster(nodes=2).start()
-    _timings["cluster start (s)"] = time.monotonic() - t0
-    _timings.update({f"  {k} (s)": v for k, v in cluster.timings.items()})
+    TIMINGS["cluster start (s)"] = time.monotonic() - t0
+    TIMINGS.update({f"  {k} (s)": v for k, v in cluster.timings.items()})
     try:
         yield ClusterEnv(cluster.kubeconfig, cluster.slot.host_ip, cluster)
     finally:
         t1 = time.monotonic()
         cluster.stop()
-        _timings["cluster stop (s)"] = time.monotonic() - t1
+        TIMINGS["cluster stop (s)"] = time.monotonic() - t1
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +86,7 @@ def pg_server() -> Iterator[Postgres | None]:
         return
     t0 = time.monotonic()
     server = Postgres().start()
-    _timings["postgres start (s)"] = time.monotonic() - t0
+    TIMINGS["postgres start (s)"] = time.monotonic() - t0
     try:
         yield server
     finally:
@@ -149,12 +147,50 @@ def counter(cluster_env: ClusterEnv) -> Iterator[StepCounter]:
 _cairn_for_reports: list[CairnProcesses] = []
 
 
-@pytest.hookimpl(trylast=True)
+# Test files by how long they take (longest first), so that side by side (pytest-xdist, one cluster
+# per worker) the long ones start first and the workers end together. Measured with --durations
+# (seconds in one process on the 2-core CI machine): faults 565, queues 440, durable steps 157, the
+# 1,000-run burst 114, the CLI 99, nodes 64, operator restarts 58, examples 57, e2e lifecycle 57.
+LONGEST_FIRST: list[str] = [
+    f"tests/{name}.py"
+    for name in (
+        "e2e/test_faults",
+        "e2e/test_queues",
+        "e2e/test_durable_steps",
+        "e2e/test_queue_burst",
+        "e2e/test_cli",
+        "integration/test_nodes",
+        "e2e/test_operator_restarts",
+        "e2e/test_examples",
+        "e2e/test_lifecycle",
+        "e2e/test_checkpoint_api",
+        "e2e/test_observability",
+        "integration/test_store",
+    )
+]
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The harness lifecycle test goes first: it checks the host paths every harness shares, which it
-    can do only while no other harness (the session's cluster included) is running."""
-    first = [item for item in items if item.nodeid.startswith("tests/integration/test_harness_lifecycle.py")]
-    items[:] = first + [item for item in items if item not in first]
+    """The order of the run, and its units of work for pytest-xdist (--dist loadgroup).
+
+    The harness lifecycle test goes first: it checks the host paths every harness shares, which it can
+    do only while no other harness (the session's cluster included) is running. Then the chart's files,
+    one unit together (their cluster-wide operator must be gone before a worker starts Cairn's own:
+    tests/chart/conftest.py), then every other file, one unit each, longest first."""
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group("chart" if path.startswith("tests/chart/") else path))
+
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        if path == "tests/integration/test_harness_lifecycle.py":
+            return -2
+        if path.startswith("tests/chart/"):
+            return -1
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a file is kept
 
 
 @pytest.hookimpl(wrapper=True)
@@ -164,24 +200,29 @@ def pytest_runtest_makereport(
     report = yield
     if report.failed and "cairn" in getattr(item, "fixturenames", ()) and _cairn_for_reports:
         report.sections.append(("cairn logs", _cairn_for_reports[0].log_tail(80)))
+    if hasattr(item.config, "workerinput"):  # a pytest-xdist worker: its controller prints the summary
+        summary.attach(report)
     return report
 
 
+def _distributed(config: pytest.Config) -> bool:
+    """This process is the controller of pytest-xdist workers."""
+    return config.getoption("dist", "no") != "no" and not hasattr(config, "workerinput")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    if _distributed(config):
+        config.pluginmanager.register(_Collector(), "cairn-summary-collector")
+
+
+class _Collector:
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        summary.collect(report)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    faults = sys.modules.get("tests.e2e.test_faults")
-    totals = getattr(faults, "TOTALS", None)
-    if totals and totals.get("scenarios"):
-        terminalreporter.section("fault suite")
-        for key, value in totals.items():
-            terminalreporter.write_line(f"{key:<40} {value}")
-    if FIGURES:
-        terminalreporter.section("figures measured by the tests")
-        for test, line in FIGURES:
-            terminalreporter.write_line(f"{test}\n    {line}")
-    if _timings:
-        terminalreporter.section("harness timings")
-        for key, value in _timings.items():
-            terminalreporter.write_line(f"{key:<28} {value:7.1f}")
+    summary.write(terminalreporter, _distributed(terminalreporter.config))
 
 
 def harness_cluster(env: ClusterEnv) -> Cluster:
