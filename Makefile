@@ -24,7 +24,7 @@ TEST_WORKERS ?= 2
 test: setup ## everything CI runs: lint, then every test against real clusters and PostgreSQL
 	$(MAKE) --no-print-directory lint
 	$(PY) -m pytest -p no:xdist tests/unit tests/integration/test_harness_lifecycle.py
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder \
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder \
 		--ignore=tests/unit --ignore=tests/integration/test_harness_lifecycle.py $(PYTEST_ARGS)
 
 unit: setup ## the pure tests only (no cluster, no database)

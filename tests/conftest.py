@@ -10,6 +10,7 @@ import secrets
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -170,27 +171,41 @@ LONGEST_FIRST: list[str] = [
 ]
 
 
+def _unit_of_work(nodeid: str) -> str:
+    """What one pytest-xdist worker takes whole: a test file, or all the chart's files together
+    (their cluster-wide operator must be gone before a worker starts Cairn's own:
+    tests/chart/conftest.py)."""
+    path = nodeid.split("::", 1)[0]
+    return "tests/chart" if path.startswith("tests/chart/") else path
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The order of the run, and its units of work for pytest-xdist (--dist loadgroup).
-
-    The harness lifecycle test goes first: it checks the host paths every harness shares, which it can
-    do only while no other harness (the session's cluster included) is running. Then the chart's files,
-    one unit together (their cluster-wide operator must be gone before a worker starts Cairn's own:
-    tests/chart/conftest.py), then every other file, one unit each, longest first."""
-    for item in items:
-        path = item.nodeid.split("::", 1)[0]
-        item.add_marker(pytest.mark.xdist_group("chart" if path.startswith("tests/chart/") else path))
+    """The order of the run: the harness lifecycle test first (it checks the host paths every harness
+    shares, which it can do only while no other harness, the session's cluster included, is running),
+    then the chart's files, then every other file, longest first; within a file, the order is kept."""
 
     def rank(item: pytest.Item) -> int:
-        path = item.nodeid.split("::", 1)[0]
-        if path == "tests/integration/test_harness_lifecycle.py":
+        unit = _unit_of_work(item.nodeid)
+        if unit == "tests/integration/test_harness_lifecycle.py":
             return -2
-        if path.startswith("tests/chart/"):
+        if unit == "tests/chart":
             return -1
-        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+        return LONGEST_FIRST.index(unit) if unit in LONGEST_FIRST else len(LONGEST_FIRST)
 
-    items.sort(key=rank)  # stable: the order within a file is kept
+    items.sort(key=rank)  # stable
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Workers take whole units of work (_unit_of_work), in the run's order (--no-loadscope-reorder)."""
+    from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
+
+    class ByUnitOfWork(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit_of_work(nodeid)
+
+    return ByUnitOfWork(config, log)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -14,16 +14,18 @@ from tests.support.kube import wait_for
 from tests.support.runs import StepCounter, create_run, make_task, pods_of, wait_phase, wait_steps
 
 FIVE_STEPS = """
-def work(ctx, i):
+def work(ctx, i, hold):
     hit(ctx, "step%d" % i)
-    time.sleep(float(os.environ.get("STEP_SECONDS", "1")))
+    # The test crashes attempt 1 from outside during step 4: it holds there until then, so that the
+    # crash lands in step 4 however slowly the test gets to it on a busy machine.
+    time.sleep(180 if hold and i == 4 and ctx.attempt == 1 else float(os.environ.get("STEP_SECONDS", "1")))
     return {"i": i, "square": i * i}
 
 def main(ctx):
     crash = (ctx.payload or {}).get("crash")
     results = []
     for i in range(1, 6):
-        results.append(ctx.step("work", work, ctx, i))
+        results.append(ctx.step("work", work, ctx, i, crash is None))
         if i == 3 and ctx.attempt == 1 and crash == "exit":
             print("crashing with exit code 1 after step 3")
             sys.exit(1)
