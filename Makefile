@@ -19,11 +19,12 @@ lint: setup ## ruff, mypy --strict, and the layer contracts
 
 # The suites side by side: TEST_WORKERS pytest-xdist workers, each with a cluster and a PostgreSQL of
 # its own (harness slots). The pure tests and the harness lifecycle test (which needs the machine to
-# itself) run first, alone. PYTEST_ARGS (e.g. -m faults, -k queue) go to the cluster suites.
-TEST_WORKERS ?= 2
+# itself: no other harness) run first, in two workers of their own that start no cluster.
+# PYTEST_ARGS (e.g. -m faults, -k queue) go to the cluster suites.
+TEST_WORKERS ?= 3
 test: setup ## everything CI runs: lint, then every test against real clusters and PostgreSQL
 	$(MAKE) --no-print-directory lint
-	$(PY) -m pytest -p no:xdist tests/unit tests/integration/test_harness_lifecycle.py
+	$(PY) -m pytest -n 2 --dist loadscope --no-loadscope-reorder tests/unit tests/integration/test_harness_lifecycle.py
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder \
 		--ignore=tests/unit --ignore=tests/integration/test_harness_lifecycle.py $(PYTEST_ARGS)
 

@@ -148,42 +148,53 @@ def counter(cluster_env: ClusterEnv) -> Iterator[StepCounter]:
 _cairn_for_reports: list[CairnProcesses] = []
 
 
-# Test files by how long they take (longest first), so that side by side (pytest-xdist, one cluster
-# per worker) the long ones start first and the workers end together. Measured with --durations
-# (seconds in one process on the 2-core CI machine): faults 565, queues 440, durable steps 157, the
-# 1,000-run burst 114, the CLI 99, nodes 64, operator restarts 58, examples 57, e2e lifecycle 57.
+# Units of work by how long they take (longest first), so that side by side (pytest-xdist, one cluster
+# per worker) the long ones start first and the workers end together; an entry is a test file or the
+# start of a test's node id. Measured with --durations (seconds on the 2-core CI machine, two workers):
+# PostgreSQL chaos 239, the 1,000-run burst 160, durable steps 157, the operator killed ten times 101,
+# the CLI 99, the other fault scenarios 44-89 each, the 200 runs through a limit of 5 on a simulated
+# node ~110, nodes 64, operator restarts 58, examples 57, e2e lifecycle 57, the other queue tests 10-36.
 LONGEST_FIRST: list[str] = [
-    f"tests/{name}.py"
+    f"tests/{name}"
     for name in (
-        "e2e/test_faults",
-        "e2e/test_queues",
-        "e2e/test_durable_steps",
-        "e2e/test_queue_burst",
-        "e2e/test_cli",
-        "integration/test_nodes",
-        "e2e/test_operator_restarts",
-        "e2e/test_examples",
-        "e2e/test_lifecycle",
-        "e2e/test_checkpoint_api",
-        "e2e/test_observability",
-        "integration/test_store",
+        "e2e/test_faults.py::test_postgresql_restarted_every_few_seconds_loses_nothing",
+        "e2e/test_queue_burst.py",
+        "e2e/test_durable_steps.py",
+        "e2e/test_faults.py::test_the_operator_killed_ten_times_at_random_loses_nothing",
+        "e2e/test_cli.py",
+        "e2e/test_queues.py::test_two_hundred_runs",
+        "e2e/test_faults.py",
+        "integration/test_nodes.py",
+        "e2e/test_operator_restarts.py",
+        "e2e/test_examples.py",
+        "e2e/test_lifecycle.py",
+        "e2e/test_queues.py",
+        "e2e/test_checkpoint_api.py",
+        "e2e/test_observability.py",
+        "integration/test_store.py",
     )
 ]
 
+# Files whose tests share nothing but the session's cluster and Cairn: each test is a unit of its own,
+# so that two workers can share their long tests.
+SPLIT_BY_TEST = {"tests/e2e/test_faults.py", "tests/e2e/test_queues.py"}
+
 
 def _unit_of_work(nodeid: str) -> str:
-    """What one pytest-xdist worker takes whole: a test file, or all the chart's files together
-    (their cluster-wide operator must be gone before a worker starts Cairn's own:
-    tests/chart/conftest.py)."""
+    """What one pytest-xdist worker takes whole: a test file, one test of a file in SPLIT_BY_TEST, or
+    all the chart's files together (their cluster-wide operator must be gone before a worker starts
+    Cairn's own: tests/chart/conftest.py)."""
     path = nodeid.split("::", 1)[0]
-    return "tests/chart" if path.startswith("tests/chart/") else path
+    if path.startswith("tests/chart/"):
+        return "tests/chart"
+    return nodeid if path in SPLIT_BY_TEST else path
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """The order of the run: the harness lifecycle test first (it checks the host paths every harness
     shares, which it can do only while no other harness, the session's cluster included, is running),
-    then the chart's files, then every other file, longest first; within a file, the order is kept."""
+    then the chart's files, then every other unit of work, longest first; within a unit, the order is kept."""
 
     def rank(item: pytest.Item) -> int:
         unit = _unit_of_work(item.nodeid)
@@ -191,7 +202,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             return -2
         if unit == "tests/chart":
             return -1
-        return LONGEST_FIRST.index(unit) if unit in LONGEST_FIRST else len(LONGEST_FIRST)
+        return next((i for i, start in enumerate(LONGEST_FIRST) if unit.startswith(start)), len(LONGEST_FIRST))
 
     items.sort(key=rank)  # stable
 

@@ -16,8 +16,7 @@ from lightkube import Client
 from lightkube.types import PatchType
 
 from cairn.k8s.resources import QueueResource, TaskResource, TaskRunResource
-from harness.kwok import NODE_SELECTOR, TOLERATION
-from tests.support.builders import queue_body
+from tests.support.builders import queue_body, simulated_task_body
 from tests.support.cairn import CairnProcesses
 from tests.support.env import ClusterEnv
 from tests.support.figures import report
@@ -30,27 +29,9 @@ QPS = 300
 
 def _simulated_task(ns: str) -> Any:
     """A Task whose pods land on KWOK's nodes and succeed 1 s after they start."""
-    return TaskResource.from_dict(
-        {
-            "apiVersion": "cairn.dev/v1alpha1",
-            "kind": "Task",
-            "metadata": {"name": "sim", "namespace": ns},
-            "spec": {
-                "queue": "burst",
-                "template": {
-                    "metadata": {
-                        "labels": {"kwok.cairn.dev/finish": "true"},
-                        "annotations": {"kwok.cairn.dev/exit-code": "0", "kwok.cairn.dev/delay": "1s"},
-                    },
-                    "spec": {
-                        "containers": [{"name": "task", "image": "localhost/simulated:1"}],
-                        "tolerations": [TOLERATION],
-                        "nodeSelector": dict(NODE_SELECTOR),
-                    },
-                },
-            },
-        }
-    )
+    body = simulated_task_body("sim", queue="burst")
+    body["metadata"]["namespace"] = ns  # type: ignore[index]
+    return TaskResource.from_dict(body)
 
 
 def _run(ns: str, i: int, priority: int) -> Any:

@@ -1,5 +1,6 @@
 """Queues on a real cluster: limits never exceeded, priority then age, per-key limits that do not
-block other keys, pause and resume, limit changes, and slots released on every path."""
+block other keys, pause and resume, limit changes, and slots released on every path. The 200-run test
+runs its pods on a simulated (KWOK) node; the others on the real ones."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import pytest
 from lightkube import Client
 from lightkube.types import PatchType
 
-from cairn.k8s.resources import QueueResource, TaskRunResource
-from tests.support.builders import queue_body
+from cairn.k8s.resources import QueueResource, TaskResource, TaskRunResource
+from tests.support.builders import queue_body, simulated_task_body
 from tests.support.cairn import CairnProcesses
+from tests.support.env import ClusterEnv
 from tests.support.figures import report
 from tests.support.kube import as_dict, wait_for
 from tests.support.observe import PodObserver
@@ -173,25 +175,25 @@ def test_deleting_a_queue_leaves_its_waiting_runs_queue_missing(kube: Client, ns
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1200)
+@pytest.mark.timeout(900)
 def test_two_hundred_runs_through_a_queue_of_five_never_run_more_than_five_even_across_operator_restarts(
-    kube: Client, ns: str, cairn: CairnProcesses
+    cluster_env: ClusterEnv, kube: Client, ns: str, cairn: CairnProcesses
 ) -> None:
+    # On a simulated (KWOK) node: what is proved is the operator's admission and release under restarts,
+    # which a pod that a kubelet runs for real would prove no better, 250 times slower.
+    cluster_env.require_harness().fake_nodes(1)
     _queue(kube, ns, "five", concurrencyLimit=5)
-    make_task(
-        kube,
-        ns,
-        "many",
-        SLEEPER,
-        queue="five",
-        retry={"maxAttempts": 3, "backoff": {"initialDelay": "1s", "maxDelay": "2s"}},
-    )
-    observer = PodObserver(kube, ns, "many")
-    time.sleep(1)
+    retry = {"maxAttempts": 3, "backoff": {"initialDelay": "1s", "maxDelay": "2s"}}
+    for name, fail_attempt in (("many", None), ("flaky", 1)):
+        body = simulated_task_body(name, fail_attempt=fail_attempt, queue="five", retry=retry)
+        body["metadata"]["namespace"] = ns  # type: ignore[index]
+        kube.create(TaskResource.from_dict(body))
+    observer = PodObserver(kube, ns)
     names = [f"r{i:03d}" for i in range(200)]
+    flaky = [n for i, n in enumerate(names) if i % 4 == 0]
     try:
-        for i, name in enumerate(names):
-            create_run(kube, ns, "many", name, payload={"fail_first": i % 4 == 0})
+        for name in names:
+            create_run(kube, ns, "flaky" if name in flaky else "many", name)
         for _restart in range(3):
             time.sleep(12)
             cairn.kill_operator()
@@ -207,10 +209,10 @@ def test_two_hundred_runs_through_a_queue_of_five_never_run_more_than_five_even_
     assert set(final.values()) == {"Succeeded"}
     assert observer.max_live <= 5
     assert observer.max_live == 5  # and the queue was used to its limit
-    retried = [n for i, n in enumerate(names) if i % 4 == 0]
-    assert all(len(status(kube, ns, n)["attempts"]) == 2 for n in retried[:5])
+    assert all(len(status(kube, ns, n)["attempts"]) == 2 for n in flaky)
+    assert all(len(status(kube, ns, n)["attempts"]) == 1 for n in names if n not in flaky)
     st = wait_for(
         "no slot left held",
         lambda: s if (s := _queue_status(kube, ns, "five")).get("running") == 0 and s.get("queued") == 0 else None,
     )
-    assert st["admittedTotal"] >= 250  # 200 first attempts and 50 retries
+    assert st["admittedTotal"] == 250  # 200 first attempts and 50 retries

@@ -21,6 +21,7 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Pod, Service
 
 from harness.images import BUSYBOX
+from harness.kwok import NODE_SELECTOR, TOLERATION
 
 
 def restricted_container_context() -> SecurityContext:
@@ -109,6 +110,32 @@ def task_body(
         "kind": "Task",
         "metadata": {"name": name},
         "spec": {"template": {"spec": {"containers": [container]}}, **spec},
+    }
+
+
+def simulated_task_body(
+    name: str, *, fail_attempt: int | None = None, delay: str = "1s", **spec: object
+) -> dict[str, object]:
+    """A Task whose pods land on KWOK's simulated nodes and end `delay` after they start: with exit code
+    1 in attempt `fail_attempt`, 0 otherwise (harness/kwok/cairn-pod-finish.yaml)."""
+    annotations = {"kwok.cairn.dev/exit-code": "0", "kwok.cairn.dev/delay": delay}
+    if fail_attempt is not None:
+        annotations["kwok.cairn.dev/fail-attempt"] = str(fail_attempt)
+    return {
+        "apiVersion": "cairn.dev/v1alpha1",
+        "kind": "Task",
+        "metadata": {"name": name},
+        "spec": {
+            "template": {
+                "metadata": {"labels": {"kwok.cairn.dev/finish": "true"}, "annotations": annotations},
+                "spec": {
+                    "containers": [{"name": "task", "image": "localhost/simulated:1"}],
+                    "tolerations": [dict(TOLERATION)],
+                    "nodeSelector": dict(NODE_SELECTOR),
+                },
+            },
+            **spec,
+        },
     }
 
 
