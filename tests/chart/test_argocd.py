@@ -63,6 +63,11 @@ TASKRUNS = [
     (None, "Progressing", "Waiting for Cairn to admit the run"),
     ({"phase": "Queued", "reason": "QueueFull", "observedGeneration": 1}, "Progressing", "Queued: QueueFull"),
     (
+        {"phase": "Starting", "attempt": 1, "reason": "Unschedulable", "observedGeneration": 1},
+        "Progressing",
+        "Starting (attempt 1): Unschedulable",
+    ),
+    (
         {"phase": "Running", "attempt": 2, "progress": {"stepsCompleted": 3}, "observedGeneration": 1},
         "Progressing",
         "Running (attempt 2, 3 steps)",

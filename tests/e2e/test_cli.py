@@ -409,7 +409,7 @@ def test_clear_errors_and_exit_codes(cluster_env: ClusterEnv, kube: Client, ns: 
     make_task(kube, ns, "sleepy", SLEEPY)
     r = cli(cluster_env, ns, "trigger", "sleepy", "--name", "slow", "--wait", "--timeout", "2")
     assert r.code == 7 and "run 'slow' has not ended after 2s" in r.err
-    assert get_run(kube, ns, "slow")["status"]["phase"] in ("Queued", "Running")
+    assert get_run(kube, ns, "slow")["status"]["phase"] in ("Queued", "Starting", "Running")
 
     # The exit codes are in --help.
     r = cli(cluster_env, None, "trigger", "--help")

@@ -218,7 +218,7 @@ def test_queued_run_that_still_waits_for_the_same_reason_writes_nothing() -> Non
 
 
 # -- starting an attempt ---------------------------------------------------------------------------
-def test_admitted_run_creates_the_pod_of_attempt_one_and_is_running() -> None:
+def test_admitted_run_creates_the_pod_of_attempt_one_and_is_starting() -> None:
     t = task(container_fields={"memory": "512Mi"})
     run = taskrun()
     p = decide(view(run, t, admission(t, "admitted")))
@@ -227,7 +227,8 @@ def test_admitted_run_creates_the_pod_of_attempt_one_and_is_running() -> None:
     )
     assert p.create_pod["metadata"]["name"] == "video-42-1"
     assert p.status is not None
-    assert (p.status["phase"], p.status["reason"], p.status["attempt"]) == ("Running", "Started", 1)
+    assert (p.status["phase"], p.status["reason"], p.status["attempt"]) == ("Starting", "Started", 1)
+    assert p.status["message"] == "attempt 1 is starting in pod video-42-1"
     assert compact(p.status["attempts"]) == [
         {"number": 1, "pod": "video-42-1", "startTime": ts(T0), "memoryLimit": "512Mi"}
     ]
@@ -251,6 +252,21 @@ def test_admitted_run_adopts_the_pod_it_created_before_a_crash() -> None:
     assert p.status["attempts"][0]["startTime"] == ts(T0 - timedelta(seconds=12))
     assert p.status["startTime"] == ts(T0 - timedelta(seconds=12))
     assert p.status["phase"] == "Running"
+
+
+def test_starting_attempt_is_running_once_its_pod_runs_and_not_before() -> None:
+    t = task()
+    run, adm = started(t)
+    pending = pod(1, phase="Pending", waiting={"reason": "ContainerCreating", "message": ""})
+    before = decide(view(run, t, adm, now=T0 + 2 * S, pods={1: pending})).status
+    assert before is not None and set(before) == {"attempts"}  # its node; still Starting
+    p = decide(view(run, t, adm, now=T0 + 3 * S, pods={1: running_pod(1)}))
+    now = apply_status(run, p)
+    assert now.status is not None
+    assert (now.status.phase, now.status.reason) == (Phase.RUNNING, "Started")
+    assert now.status.message == "attempt 1 is running in pod video-42-1"
+    assert cond(now, "Succeeded")["reason"] == "Running"
+    assert p.events == []  # the Started event was given when the pod was created
 
 
 def test_running_attempt_with_its_pod_running_writes_nothing_new() -> None:
@@ -451,7 +467,7 @@ def test_next_attempt_is_attempt_two_in_its_own_pod_and_keeps_the_first_start_ti
     assert p.create_pod is not None
     assert p.create_pod["metadata"]["name"] == "video-42-2"
     assert p.status is not None
-    assert (p.status["phase"], p.status["reason"], p.status["attempt"]) == ("Running", "Retried", 2)
+    assert (p.status["phase"], p.status["reason"], p.status["attempt"]) == ("Starting", "Retried", 2)
     assert "startTime" not in p.status  # unchanged: the run's first start
     assert run.status is not None
     assert run.status.start_time == ts(T0)
@@ -748,6 +764,7 @@ def test_planning_the_same_view_twice_gives_the_same_plan(index: int) -> None:
 def test_observed_generation_rides_along_with_a_real_status_change() -> None:
     t = task()
     run, adm = started(t)
+    run = apply_status(run, decide(view(run, t, adm, now=T0 + 3 * S, pods={1: running_pod(1)})))
     bumped = run.model_copy(update={"metadata": run.metadata.model_copy(update={"generation": 2})})
     p = decide(view(bumped, t, adm, now=T0 + 5 * S, pods={1: running_pod(1, node="worker-b")}))
     assert p.status is not None

@@ -83,7 +83,7 @@ KINDS = [
             _col(
                 "Phase",
                 ".status.phase",
-                description="Queued, Running, Retrying, Succeeded, Failed, Cancelled.",
+                description="Queued, Starting, Running, Retrying, Succeeded, Failed, Cancelled.",
             ),
             # Why a run waits (TaskNotFound, QueueFull, QueueMissing, ...) belongs in the default view.
             _col("Reason", ".status.reason", description="Why it is in its phase."),

@@ -22,6 +22,7 @@ from cairn.api.task import TaskSpec
 
 class Phase(StrEnum):
     QUEUED = "Queued"
+    STARTING = "Starting"  # the attempt's pod exists but its container is not running yet
     RUNNING = "Running"
     RETRYING = "Retrying"
     SUCCEEDED = "Succeeded"
@@ -158,7 +159,9 @@ class TaskRunStatus(Model):
     """What happened to the run so far."""
 
     phase: Phase | None = Field(
-        None, description="Queued, Running, Retrying (waiting out a backoff), Succeeded, Failed or Cancelled."
+        None,
+        description="Queued, Starting (its pod exists, its container does not run yet), Running, Retrying "
+        "(waiting out a backoff), Succeeded, Failed or Cancelled.",
     )
     reason: str | None = Field(None, description="Why it is in this phase, in one word (e.g. QueueFull, OOMKilled).")
     message: str | None = Field(None, max_length=1024, description="Why, for a person.")

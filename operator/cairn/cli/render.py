@@ -22,6 +22,7 @@ from cairn.domain.timefmt import parse_time
 NONE = "<none>"
 PHASE_STYLES = {
     Phase.QUEUED: "blue",
+    Phase.STARTING: "bright_cyan",
     Phase.RUNNING: "cyan",
     Phase.RETRYING: "magenta",
     Phase.SUCCEEDED: "green",

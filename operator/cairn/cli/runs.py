@@ -38,7 +38,7 @@ def runs(
         typer.Option(
             "--phase",
             metavar="PHASE",
-            help="Only runs in this phase (Queued, Running, Failed, ...).",
+            help="Only runs in this phase (Queued, Starting, Running, Failed, ...).",
             show_default=False,
         ),
     ] = None,

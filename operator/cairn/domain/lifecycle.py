@@ -6,7 +6,7 @@ queue, create or delete a pod, release or requeue its slot, patch its status, po
 to look again. The controller applies the plan; applying it twice is harmless, so a crash at any
 point is repaired by the next reconcile, which sees the same world and decides the same thing.
 
-Phases: Queued -> Running -> (Retrying -> Running)* -> Succeeded | Failed | Cancelled.
+Phases: Queued -> Starting -> Running -> (Retrying -> Starting -> Running)* -> Succeeded | Failed | Cancelled.
 """
 
 from __future__ import annotations
@@ -300,10 +300,11 @@ def _start_attempt(b: _Builder, settings: Settings, adm: Admission, number: int)
         memory_limit=from_bytes(memory) if memory is not None else None,
     )
     first = number == 1
+    running = existing is not None and existing.phase == "Running"
     b.set(
-        phase=Phase.RUNNING,
+        phase=Phase.RUNNING if running else Phase.STARTING,
         reason="Started" if first else "Retried",
-        message=f"attempt {number} is running in pod {pod_name}",
+        message=f"attempt {number} is {'running' if running else 'starting'} in pod {pod_name}",
         queue=adm.queue,
         task=adm.snapshot,
         attempt=number,
@@ -312,7 +313,10 @@ def _start_attempt(b: _Builder, settings: Settings, adm: Admission, number: int)
         next_attempt_time=None,
     )
     b.condition(ADMITTED, "True", "Admitted", f'holds a slot in queue "{adm.queue}"')
-    b.condition(SUCCEEDED, "Unknown", "Running", f"attempt {number} is running")
+    if running:
+        b.condition(SUCCEEDED, "Unknown", "Running", f"attempt {number} is running")
+    else:
+        b.condition(SUCCEEDED, "Unknown", "Starting", f"attempt {number} is starting")
     b.event("Normal", "Started" if first else "Retried", f"attempt {number} started in pod {pod_name}")
     b.plan.recheck(view.now + settings.pod_appear_grace)
     return b.done()
@@ -351,7 +355,14 @@ def _attempt_in_flight(
         if pod is not None and pod.node and current.node != pod.node:
             attempts = [*(b.old.attempts or [])[:-1], current.model_copy(update={"node": pod.node})]
             b.set(attempts=attempts)
-        if outcome.stuck_on and b.old.reason != outcome.stuck_on:
+        if pod is not None and pod.phase == "Running" and b.old.phase is not Phase.RUNNING:
+            b.set(
+                phase=Phase.RUNNING,
+                reason="Started" if current.number == 1 else "Retried",
+                message=f"attempt {current.number} is running in pod {pod.name}",
+            )
+            b.condition(SUCCEEDED, "Unknown", "Running", f"attempt {current.number} is running")
+        elif outcome.stuck_on and b.old.reason != outcome.stuck_on:
             detail = f": {outcome.detail}" if outcome.detail else ""
             b.set(reason=outcome.stuck_on, message=f"attempt {current.number} waits: {outcome.stuck_on}{detail}")
         b.plan.recheck(outcome.recheck_at)

@@ -1,5 +1,5 @@
 -- Argo CD health of a Cairn TaskRun (cairn.dev/v1alpha1), from its status, which only Cairn writes.
--- Succeeded: Healthy. Failed or Cancelled: Degraded. Queued, Running, Retrying: Progressing.
+-- Succeeded: Healthy. Failed or Cancelled: Degraded. Queued, Starting, Running, Retrying: Progressing.
 -- Waiting (a durable wait for a signal or a time): Suspended. Written for Argo CD's Lua (5.1).
 local hs = {}
 local status = obj.status
@@ -33,7 +33,7 @@ elseif phase == "Cancelled" then
 elseif phase == "Waiting" then
   hs.status = "Suspended"
   hs.message = "Waiting: " .. why
-elseif phase == "Queued" or phase == "Running" or phase == "Retrying" then
+elseif phase == "Queued" or phase == "Starting" or phase == "Running" or phase == "Retrying" then
   hs.status = "Progressing"
   hs.message = phase
   if status.attempt ~= nil then
