@@ -22,6 +22,7 @@ _shipped = 0
 _figures: list[tuple[str, str]] = []
 _totals: dict[str, dict[str, int]] = {}
 _timings: dict[str, dict[str, float]] = {}
+_busy: dict[str, dict[str, float]] = {}  # worker -> test file -> seconds spent in its tests
 
 
 def _fault_totals() -> dict[str, int]:
@@ -43,7 +44,12 @@ def attach(report: pytest.TestReport) -> None:
 
 
 def collect(report: pytest.TestReport) -> None:
-    """In the controller: take what a worker's report carries."""
+    """In the controller: take what a worker's report carries, and the time its worker spent."""
+    gateway = getattr(getattr(report, "node", None), "gateway", None)
+    if gateway is not None:
+        files = _busy.setdefault(str(gateway.id), {})
+        path = report.nodeid.split("::", 1)[0]
+        files[path] = files.get(path, 0.0) + report.duration
     for key, value in report.user_properties:
         pair = cast(list[Any], value)
         if key == _FIGURE:
@@ -76,3 +82,11 @@ def write(terminalreporter: pytest.TerminalReporter, distributed: bool) -> None:
                 terminalreporter.write_line(f"[{worker}]")
             for key, value in values.items():
                 terminalreporter.write_line(f"{key:<28} {value:7.1f}")
+    if _busy:
+        # How the workers shared the run: if one was busy much longer than the others, the order of
+        # LONGEST_FIRST (tests/conftest.py) or the units of work need another look.
+        terminalreporter.section("time each worker spent in tests (s), by file")
+        for worker, files in sorted(_busy.items()):
+            terminalreporter.write_line(f"[{worker}] {sum(files.values()):7.1f}")
+            for path, seconds in sorted(files.items(), key=lambda kv: -kv[1]):
+                terminalreporter.write_line(f"    {seconds:7.1f}  {path}")
