@@ -167,6 +167,7 @@ LONGEST_FIRST: list[str] = [
         "integration/test_nodes.py",
         "e2e/test_operator_restarts.py",
         "e2e/test_examples.py",
+        "e2e/test_docs.py",
         "e2e/test_lifecycle.py",
         "e2e/test_queues.py",
         "e2e/test_checkpoint_api.py",

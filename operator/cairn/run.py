@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import importlib
 import inspect
+import io
 import json
 import logging
 import os
@@ -68,6 +69,17 @@ def _context(args: argparse.Namespace) -> tuple[Context, SyncApi | None]:
     return ctx, api
 
 
+def _one_stream() -> None:
+    """In a pod: stderr into stdout's pipe, both flushed at each line. containerd reads a container's
+    two pipes apart and writes the log in the order it read them, so a line on stderr (the SDK's, a
+    traceback) could land before a stdout line written earlier; one pipe keeps the order of writing."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(sys.stdout.fileno(), sys.stderr.fileno())
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m cairn.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -79,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     # As PID 1 (without tini) SIGTERM would be ignored: turn it into an orderly stop.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if os.environ.get("CAIRN_API_URL"):
+        _one_stream()
     sys.path.insert(0, os.getcwd())
     fn = _load(args.target)
     ctx, api = _context(args)

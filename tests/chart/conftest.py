@@ -17,8 +17,10 @@ import pytest
 from lightkube import Client
 from lightkube.resources.core_v1 import Namespace, PersistentVolume
 
+from tests.chart import docs
 from tests.chart.release import Release, Storage, restricted_namespace, wait_gone
 from tests.support.env import ClusterEnv
+from tests.support.kube import kubectl
 
 _releases: list[Release] = []
 
@@ -44,7 +46,14 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 @pytest.fixture(scope="package")
 def release(cluster_env: ClusterEnv, kube: Client, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
     suffix = secrets.token_hex(3)
-    namespace = restricted_namespace(kube, f"cairn-system-{suffix}")
+    namespace = f"cairn-system-{suffix}"
+    # docs/helm.md's quick start, as written, in a namespace of the test's own.
+    quick_start = docs.commands(docs.sh_block("## Quick start"), {"cairn-system": namespace})
+    kubectl_steps = [c for c in quick_start if c[0] == "kubectl"]
+    install = next(c for c in quick_start if c[:2] == ["helm", "install"])
+    for step in kubectl_steps:
+        kubectl(cluster_env.kubeconfig, *step[1:])
+    kubectl(cluster_env.kubeconfig, "label", "namespace", namespace, "cairn.dev/test=true")
     workspace = restricted_namespace(kube, f"cairn-work-{suffix}")
     values: dict[str, object] = {"operator": {"resyncInterval": 30, "sweepInterval": 5}}
     storage = None
@@ -55,7 +64,7 @@ def release(cluster_env: ClusterEnv, kube: Client, tmp_path_factory: pytest.Temp
     _releases.append(rel)
     rel.adopt_existing_crds()
     try:
-        rel.install()
+        rel.install(install)
         yield rel
     finally:
         # Also after a failed install, whose cluster-wide objects the namespaces' deletion would not remove.

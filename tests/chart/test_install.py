@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
+import shlex
+import subprocess
+import threading
 import time
 from typing import Any
 
@@ -17,7 +21,9 @@ from lightkube import Client
 from lightkube.resources.core_v1 import Namespace, Secret
 
 from harness import config
+from tests.chart import docs
 from tests.chart.gate import gate_at
+from tests.chart.helm import helm
 from tests.chart.release import CRDS, Release, pods_in, restricted_namespace, wait_gone
 from tests.support.env import ClusterEnv
 from tests.support.kube import kubectl, kubectl_json, wait_for
@@ -140,10 +146,15 @@ def test_cluster_wide_mode_permissions_are_least_privilege(release: Release, wor
 
 
 def test_the_hello_example_runs_to_success(kube: Client, release: Release, workspace: str) -> None:
-    kubectl(release.kubeconfig, "apply", "-n", workspace, "-f", str(EXAMPLES / "hello" / "task.yaml"))
-    out = kubectl(release.kubeconfig, "create", "-n", workspace, "-f", str(EXAMPLES / "hello" / "taskrun.yaml"))
-    name = out.stdout.split()[0].split("/")[1]
-    st = wait_phase(kube, workspace, name, timeout=120)
+    """docs/helm.md's "Then, in any namespace" commands, as written, in the release's user namespace."""
+    block = docs.sh_block("## Quick start", index=1)
+    *steps, watch = docs.commands(block, {"demo": workspace})
+    outputs = [kubectl(release.kubeconfig, *step[1:]).stdout for step in steps]
+    name = next(out.split()[0].split("/")[1] for out in outputs if "taskrun.cairn.dev/" in out and "created" in out)
+    assert watch[:2] == ["kubectl", "get"] and "--watch" in watch, watch
+    seen = _watch_until(release, watch[1:], f"{name} .*Succeeded", timeout=120)
+    print(f"\n$ {shlex.join(watch)}\n{seen}")
+    st = wait_phase(kube, workspace, name, timeout=10)
     assert st["phase"] == "Succeeded", st
     assert st["progress"]["stepsCompleted"] == 3 and st["progress"]["lastStep"] == "stamp#0"
     result = json.loads(st["result"])
@@ -159,6 +170,30 @@ def test_the_hello_example_runs_to_success(kube: Client, release: Release, works
     assert [s["serviceAccountToken"]["audience"] for s in sources] == ["cairn.dev"]
     env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
     assert env["CAIRN_API_URL"] == f"http://{release.fullname}-api.{release.namespace}.svc:8080"
+
+
+def _watch_until(release: Release, args: list[str], pattern: str, timeout: float) -> str:
+    """Run `kubectl ARGS` (a --watch) until a line of its output matches `pattern`; what it printed."""
+    proc = subprocess.Popen(
+        [str(config.kubectl()), "--kubeconfig", str(release.kubeconfig), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if re.search(pattern, line):
+                return "".join(lines)
+        raise AssertionError(f"`kubectl {shlex.join(args)}` never printed /{pattern}/:\n{''.join(lines)}")
+    finally:
+        timer.cancel()
+        proc.kill()
+        proc.wait()
 
 
 def test_a_run_killed_after_step_three_resumes_at_step_four(
@@ -240,10 +275,26 @@ def test_helm_upgrade_to_the_namespaced_mode_while_a_run_is_in_flight_does_not_f
     assert kubectl(release.kubeconfig, "get", "clusterrole", f"{release.fullname}-operator", check=False).returncode
 
 
+def test_the_external_database_commands_of_the_docs_are_accepted_as_written(release: Release) -> None:
+    """docs/helm.md's "use PostgreSQL you operate" commands, as written: the Secret passes a server-side
+    dry run, and the install's values pass the chart's schema and render (`helm template`: a second
+    release of the chart could not own the CRDs the first one owns)."""
+    block = docs.sh_block("## The database")
+    create_secret, install = docs.commands(block, {"cairn-system": release.namespace})
+    assert create_secret[:2] == ["kubectl", "-n"] and "secret" in create_secret, create_secret
+    kubectl(release.kubeconfig, *create_secret[1:], "--dry-run=server")
+    assert install[:2] == ["helm", "install"], install
+    rendered = helm("template", *install[2:]).stdout
+    assert "existingSecret" not in rendered and "name: cairn-db" in rendered, rendered[:2000]
+    assert "kind: StatefulSet" not in rendered  # no bundled PostgreSQL
+
+
 def test_helm_test_runs_a_task_end_to_end(release: Release) -> None:
     test_ns = release.user_values().get("watchNamespaces", [release.namespace])[0]
     t0 = time.monotonic()
-    out = release.helm("test", release.name, "-n", release.namespace, "--timeout", "5m")
+    quick_start = docs.commands(docs.sh_block("## Quick start"), {"cairn-system": release.namespace})
+    command = next(c for c in quick_start if c[:2] == ["helm", "test"])  # docs/helm.md's, as written
+    out = release.helm(*command[1:], "--timeout", "5m")
     print(f"\nhelm test: {time.monotonic() - t0:.1f}s")
     assert "TEST SUITE:     cairn-test" in out and "Phase:          Succeeded" in out, out
     events = kubectl_json(

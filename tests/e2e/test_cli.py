@@ -502,3 +502,23 @@ def test_it_works_as_a_kubectl_plugin(cluster_env: ClusterEnv, kube: Client, ns:
     )
     assert "kubectl-cairn" in proc.stdout
     assert wait_phase(kube, ns, "k1")["phase"] == "Succeeded"
+
+
+INTERLEAVED = """
+def main(ctx):
+    for i in range(300):
+        print(f"line {i} on {'stderr' if i % 2 else 'stdout'}", file=sys.stderr if i % 2 else sys.stdout)
+"""
+
+
+def test_logs_keep_the_order_lines_were_written_in_across_stdout_and_stderr(
+    cluster_env: ClusterEnv, kube: Client, ns: str
+) -> None:
+    # containerd reads a container's two pipes apart: without one stream, lines written alternately
+    # to stdout (buffered) and stderr came out of order in the pod's log.
+    make_task(kube, ns, "chatty", INTERLEAVED)
+    r = cli(cluster_env, ns, "trigger", "chatty", "--name", "c1", "--wait")
+    assert r.code == 0, r
+    r = cli(cluster_env, ns, "logs", "c1", "--attempt", "1")
+    lines = [ln for ln in r.out.splitlines() if ln.startswith("line ")]
+    assert lines == [f"line {i} on {'stderr' if i % 2 else 'stdout'}" for i in range(300)], lines[:20]

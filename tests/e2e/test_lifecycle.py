@@ -1,13 +1,14 @@
 """A TaskRun's life on a real cluster: pods per attempt, retries with backoff, OOM kills with more
-memory, timeouts, cancellation, unpullable images, malformed input."""
+memory, timeouts, cancellation, unpullable images, pods that cannot be scheduled, malformed input."""
 
 from __future__ import annotations
 
 from lightkube import Client
 from lightkube.types import PatchType
 
-from cairn.k8s.resources import TaskRunResource
-from tests.support.runs import StepCounter, create_run, make_task, pods_of, seconds_between, wait_phase
+from cairn.k8s.resources import TaskResource, TaskRunResource
+from tests.support.kube import wait_for
+from tests.support.runs import StepCounter, create_run, make_task, pods_of, seconds_between, status, wait_phase
 
 SUCCEED = """
 def main(ctx):
@@ -165,6 +166,27 @@ def test_a_run_whose_image_cannot_be_pulled_fails_with_a_clear_reason(kube: Clie
     assert st["phase"] == "Failed"
     assert st["reason"] == "ImagePullFailed"
     assert "no-such-image" in st["message"] or "ErrImageNeverPull" in st["message"]
+
+
+def test_a_run_whose_pod_cannot_be_scheduled_is_starting_with_the_schedulers_reason_until_start_timeout(
+    kube: Client, ns: str
+) -> None:
+    make_task(kube, ns, "nowhere", "def main(ctx):\n    pass\n", startTimeout="20s", retry={"maxAttempts": 1})
+    no_node = {"spec": {"template": {"spec": {"nodeSelector": {"cairn.dev/no-such-node": "true"}}}}}
+    kube.patch(TaskResource, "nowhere", no_node, namespace=ns, patch_type=PatchType.MERGE)
+    create_run(kube, ns, "nowhere", "r1")
+    waiting = wait_for(
+        "the run to say why its pod waits",
+        lambda: st if (st := status(kube, ns, "r1")).get("reason") == "Unschedulable" else None,
+        timeout=60,
+    )
+    assert waiting["phase"] == "Starting", waiting  # not Running: no container runs
+    assert waiting["message"].startswith("attempt 1 waits: Unschedulable: 0/"), waiting  # the scheduler's words
+    assert "node" in waiting["message"], waiting
+    st = wait_phase(kube, ns, "r1", timeout=90)
+    assert (st["phase"], st["reason"]) == ("Failed", "Unschedulable"), st
+    assert "not scheduled for longer than startTimeout" in st["message"], st
+    assert wait_for("its pod to be removed", lambda: not pods_of(kube, ns, "r1"), timeout=60)
 
 
 def test_a_run_naming_a_missing_task_waits_and_starts_when_the_task_appears(kube: Client, ns: str) -> None:

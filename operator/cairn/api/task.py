@@ -158,8 +158,9 @@ class TaskSpec(Model):
         default=None,
     )
     start_timeout: DurationStr = Duration(
-        "Longest an attempt may wait for its image or configuration (pull errors, a missing Secret) before "
-        "the run fails.",
+        "Longest an attempt's pod may take to start: waiting for its image or configuration (pull errors, "
+        "a missing Secret) or for a node to schedule it on (the run is Starting meanwhile, with the reason); "
+        "then the run fails.",
         default="5m",
     )
     ttl_seconds_after_finished: int | None = Field(
