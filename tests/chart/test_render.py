@@ -543,3 +543,39 @@ def test_the_scripts_the_chart_ships_type_check_strictly() -> None:
         cwd=config.REPO,
     )
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def _gitops_page_manifest(kind: str) -> Doc:
+    text = (config.REPO / "docs" / "gitops.md").read_text()
+    found = [
+        doc
+        for block in re.findall(r"```yaml\n(.*?)```", text, re.S)
+        for doc in yaml.safe_load_all(block)
+        if isinstance(doc, dict) and doc.get("kind") == kind
+    ]
+    assert len(found) == 1, f"docs/gitops.md shows {len(found)} {kind} manifests"
+    return found[0]
+
+
+@pytest.mark.parametrize("kind", ["Application", "HelmRelease"])
+def test_the_gitops_pages_argo_cd_and_flux_manifests_install_this_chart_with_values_it_accepts(kind: str) -> None:
+    """Argo CD and Flux are not run here: what docs/gitops.md gives them (the chart's path and its
+    values) is checked the way they use it, `helm template` against values.schema.json."""
+    spec = _gitops_page_manifest(kind)["spec"]
+    if kind == "Application":
+        path, values = spec["source"]["path"], spec["source"]["helm"]["valuesObject"]
+        namespace = spec["destination"]["namespace"]
+    else:
+        path, values, namespace = spec["chart"]["spec"]["chart"], spec["values"], "cairn-system"
+    assert (config.REPO / path).resolve() == CHART.resolve(), path
+    docs = template(values, namespace=namespace)
+    assert of_kind(docs, "StatefulSet") == []  # the bundled PostgreSQL is off, as the page says
+    secrets = {
+        ref["secretKeyRef"]["name"]
+        for _, pod in pod_specs(docs)
+        for c in pod.get("containers", [])
+        for e in c.get("env", [])
+        if (ref := e.get("valueFrom"))
+        if "secretKeyRef" in ref
+    }
+    assert values["database"]["existingSecret"] in secrets, secrets
