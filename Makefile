@@ -25,18 +25,21 @@ lint: setup ## ruff, mypy --strict, and the layer contracts
 # suites.
 TEST_WORKERS ?= 2
 LINT_LOG := .cairn/lint.log
+# No cluster, no database: the domain, the CLI's rendering, the chart rendered by helm template.
+PURE_TESTS := tests/unit tests/chart/test_render.py tests/chart/test_argocd.py tests/chart/test_images.py
+ALONE_TESTS := tests/integration/test_harness_lifecycle.py
 test: setup ## everything CI runs: lint, then every test against real clusters and PostgreSQL
 	@mkdir -p $(dir $(LINT_LOG))
 	@$(MAKE) --no-print-directory lint > $(LINT_LOG) 2>&1 & lint=$$!; \
-	$(PY) -m pytest -n 2 --dist loadscope --no-loadscope-reorder tests/unit tests/integration/test_harness_lifecycle.py; \
+	$(PY) -m pytest -n 2 --dist loadscope --no-loadscope-reorder $(ALONE_TESTS) $(PURE_TESTS); \
 	pure=$$?; wait $$lint; linted=$$?; cat $(LINT_LOG); \
 	if [ $$linted -ne 0 ]; then echo "lint failed (exit $$linted)"; fi; \
 	[ $$linted -eq 0 ] && [ $$pure -eq 0 ]
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder \
-		--ignore=tests/unit --ignore=tests/integration/test_harness_lifecycle.py $(PYTEST_ARGS)
+		$(addprefix --ignore=,$(ALONE_TESTS) $(PURE_TESTS)) $(PYTEST_ARGS)
 
 unit: setup ## the pure tests only (no cluster, no database)
-	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+	$(PY) -m pytest $(PURE_TESTS) $(PYTEST_ARGS)
 
 dev-cluster: setup ## start a local cluster (2 real nodes) and PostgreSQL for you to use with kubectl
 	$(PY) -m harness up
