@@ -106,6 +106,20 @@ def finish(proc: subprocess.Popen[str], args: list[str], timeout: float = 180) -
     return result
 
 
+def dead_kubeconfig(path: Path, port: int) -> Path:
+    """A kubeconfig whose only context, "gone", names a server on a port where nothing listens."""
+    config_ = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "gone", "cluster": {"server": f"https://127.0.0.1:{port}"}}],
+        "users": [{"name": "me", "user": {"token": "t"}}],
+        "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "me"}}],
+        "current-context": "gone",
+    }
+    path.write_text(yaml.safe_dump(config_))
+    return path
+
+
 def table(text: str) -> list[list[str]]:
     """A kubectl-style table as rows of cells (cells are separated by at least two spaces)."""
     import re
@@ -349,19 +363,7 @@ def test_clear_errors_and_exit_codes(cluster_env: ClusterEnv, kube: Client, ns: 
 
     # A cluster that cannot be reached: which server, and that it could not connect.
     port = free_port()
-    dead = tmp_path / "dead-kubeconfig"
-    dead.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "gone", "cluster": {"server": f"https://127.0.0.1:{port}"}}],
-                "users": [{"name": "me", "user": {"token": "t"}}],
-                "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "me"}}],
-                "current-context": "gone",
-            }
-        )
-    )
+    dead = dead_kubeconfig(tmp_path / "dead-kubeconfig", port)
     started = time.monotonic()
     r = cli(cluster_env, ns, "runs", kubeconfig=dead)
     assert r.code == 5 and time.monotonic() - started < 30

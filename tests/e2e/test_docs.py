@@ -16,13 +16,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from lightkube import Client
 
 from cairn.k8s.resources import QueueResource
 from harness import config
 from harness.controlplane import free_port
-from tests.e2e.test_cli import DOOMED, FAST_RETRY, FLAKY, SLEEPY, cairn_env
+from tests.e2e.test_cli import DOOMED, FAST_RETRY, FLAKY, SLEEPY, cairn_env, dead_kubeconfig
 from tests.support.builders import queue_body
 from tests.support.env import ClusterEnv
 from tests.support.runs import make_task
@@ -132,15 +131,7 @@ def test_every_command_of_docs_cli_md_runs_as_the_page_shows(
 def _files_the_page_uses(where: Path) -> None:
     """payload.json (not JSON: a comma is missing) and dead-kubeconfig (a cluster that is not there)."""
     (where / "payload.json").write_text('{\n  "n": 7\n  "m": 8\n}\n')
-    dead = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "gone", "cluster": {"server": f"https://127.0.0.1:{free_port()}"}}],
-        "users": [{"name": "gone", "user": {"token": "none"}}],
-        "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "gone"}}],
-        "current-context": "gone",
-    }
-    (where / "dead-kubeconfig").write_text(yaml.safe_dump(dead))
+    dead_kubeconfig(where / "dead-kubeconfig", free_port())
 
 
 class _Runner:
