@@ -300,11 +300,7 @@ def _start_attempt(b: _Builder, settings: Settings, adm: Admission, number: int)
         memory_limit=from_bytes(memory) if memory is not None else None,
     )
     first = number == 1
-    running = existing is not None and existing.phase == "Running"
     b.set(
-        phase=Phase.RUNNING if running else Phase.STARTING,
-        reason="Started" if first else "Retried",
-        message=f"attempt {number} is {'running' if running else 'starting'} in pod {pod_name}",
         queue=adm.queue,
         task=adm.snapshot,
         attempt=number,
@@ -313,13 +309,21 @@ def _start_attempt(b: _Builder, settings: Settings, adm: Admission, number: int)
         next_attempt_time=None,
     )
     b.condition(ADMITTED, "True", "Admitted", f'holds a slot in queue "{adm.queue}"')
-    if running:
-        b.condition(SUCCEEDED, "Unknown", "Running", f"attempt {number} is running")
-    else:
-        b.condition(SUCCEEDED, "Unknown", "Starting", f"attempt {number} is starting")
+    _attempt_phase(b, number, pod_name, running=existing is not None and existing.phase == "Running")
     b.event("Normal", "Started" if first else "Retried", f"attempt {number} started in pod {pod_name}")
     b.plan.recheck(view.now + settings.pod_appear_grace)
     return b.done()
+
+
+def _attempt_phase(b: _Builder, number: int, pod_name: str, *, running: bool) -> None:
+    """Starting until the attempt's pod runs, then Running; the reason says which attempt it is."""
+    word = "running" if running else "starting"
+    b.set(
+        phase=Phase.RUNNING if running else Phase.STARTING,
+        reason="Started" if number == 1 else "Retried",
+        message=f"attempt {number} is {word} in pod {pod_name}",
+    )
+    b.condition(SUCCEEDED, "Unknown", word.capitalize(), f"attempt {number} is {word}")
 
 
 def _attempt_in_flight(
@@ -356,12 +360,7 @@ def _attempt_in_flight(
             attempts = [*(b.old.attempts or [])[:-1], current.model_copy(update={"node": pod.node})]
             b.set(attempts=attempts)
         if pod is not None and pod.phase == "Running" and b.old.phase is not Phase.RUNNING:
-            b.set(
-                phase=Phase.RUNNING,
-                reason="Started" if current.number == 1 else "Retried",
-                message=f"attempt {current.number} is running in pod {pod.name}",
-            )
-            b.condition(SUCCEEDED, "Unknown", "Running", f"attempt {current.number} is running")
+            _attempt_phase(b, current.number, pod.name, running=True)
         elif outcome.stuck_on and b.old.reason != outcome.stuck_on:
             detail = f": {outcome.detail}" if outcome.detail else ""
             b.set(reason=outcome.stuck_on, message=f"attempt {current.number} waits: {outcome.stuck_on}{detail}")
