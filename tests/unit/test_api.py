@@ -269,7 +269,6 @@ def test_task_reads_a_manifest_as_kubectl_returns_it() -> None:
             "kind": "Task",
             "metadata": {"name": "transcode", "namespace": "media", "uid": "u", "generation": 3, "labels": {"a": "b"}},
             "spec": task_spec_dict(queue="gpu"),
-            "status": {"observedGeneration": 3},
         }
     )
     assert (t.metadata.name, t.metadata.generation, t.spec.queue) == ("transcode", 3, "gpu")

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from cairn.api.common import GROUP, VERSION
 from cairn.api.queue import QueueSpec, QueueStatus
-from cairn.api.task import TaskSpec, TaskStatus
+from cairn.api.task import TaskSpec
 from cairn.api.taskrun import TaskRunSpec, TaskRunStatus
 
 JSON = dict[str, Any]
@@ -31,7 +31,7 @@ class KindInfo:
     short_names: list[str]
     description: str
     spec: type[BaseModel]
-    status: type[BaseModel]
+    status: type[BaseModel] | None  # None: nothing writes a status (no status subresource)
     columns: list[JSON] = field(default_factory=list)
 
     @property
@@ -59,7 +59,7 @@ KINDS = [
             "resumes in a new pod from its last completed step."
         ),
         spec=TaskSpec,
-        status=TaskStatus,
+        status=None,
         columns=[
             _col("Queue", ".spec.queue", description="The Queue that admits its runs."),
             _col("Image", ".spec.template.spec.containers[0].image", description="The task's image."),
@@ -186,12 +186,19 @@ def _convert(node: JSON, defs: JSON, defaults: bool) -> JSON:
 
 def crd(info: KindInfo) -> JSON:
     spec = structural(info.spec)
-    status = structural(info.status, defaults=False)
     spec["description"] = (info.spec.__doc__ or "").strip()
     spec_optional = all(not f.is_required() for f in info.spec.model_fields.values())
     if spec_optional:
         spec["default"] = {}
-    status["description"] = (info.status.__doc__ or "").strip()
+    properties: JSON = {
+        "apiVersion": {"type": "string", "description": "cairn.dev/v1alpha1"},
+        "kind": {"type": "string", "description": info.kind},
+        "metadata": {"type": "object"},
+        "spec": spec,
+    }
+    if info.status is not None:
+        properties["status"] = structural(info.status, defaults=False)
+        properties["status"]["description"] = (info.status.__doc__ or "").strip()
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -215,20 +222,14 @@ def crd(info: KindInfo) -> JSON:
                     "name": VERSION,
                     "served": True,
                     "storage": True,
-                    "subresources": {"status": {}},
+                    "subresources": {"status": {}} if info.status is not None else {},
                     "additionalPrinterColumns": info.columns,
                     "schema": {
                         "openAPIV3Schema": {
                             "type": "object",
                             "description": info.description,
                             **({} if spec_optional else {"required": ["spec"]}),
-                            "properties": {
-                                "apiVersion": {"type": "string", "description": "cairn.dev/v1alpha1"},
-                                "kind": {"type": "string", "description": info.kind},
-                                "metadata": {"type": "object"},
-                                "spec": spec,
-                                "status": status,
-                            },
+                            "properties": properties,
                         }
                     },
                 }

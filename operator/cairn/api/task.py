@@ -7,9 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from cairn.api.common import (
-    CONDITIONS_LIST,
     DURATION_PATTERN,
-    Condition,
     Duration,
     DurationStr,
     Model,
@@ -173,15 +171,6 @@ class TaskSpec(Model):
     )
 
 
-class TaskStatus(Model):
-    """What Cairn observed of the Task."""
-
-    observed_generation: int | None = Field(None, description="The generation this status reflects.")
-    conditions: list[Condition] | None = Field(
-        None, description="Ready: the Task can start runs.", json_schema_extra=CONDITIONS_LIST
-    )
-
-
 class Task(Model):
     """A Task as stored in Kubernetes."""
 
@@ -189,4 +178,3 @@ class Task(Model):
     kind: Literal["Task"] = "Task"
     metadata: ObjectMeta
     spec: TaskSpec
-    status: TaskStatus | None = None

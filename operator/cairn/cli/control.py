@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
+from cairn.api.common import GROUP
 from cairn.api.queue import Queue
 from cairn.cli.errors import CliError, ExitCode
-from cairn.cli.follow import utcnow
 from cairn.cli.kube import as_run
 from cairn.cli.options import (
     AllNamespaces,
@@ -23,7 +23,7 @@ from cairn.cli.options import (
 )
 from cairn.cli.render import Output, as_list, dump, queues_table
 from cairn.cli.trigger import Wait, follow_to_end
-from cairn.domain.naming import GROUP
+from cairn.clock import utcnow
 
 
 def cancel(

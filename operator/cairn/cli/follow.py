@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from rich.console import Console
 from rich.live import Live
@@ -15,13 +14,10 @@ from cairn.api.taskrun import TaskRun
 from cairn.cli.errors import CliError, ExitCode
 from cairn.cli.kube import Kube, as_run
 from cairn.cli.progress import changes, finished, live_view, summary
+from cairn.clock import utcnow
 
 POLL_SECONDS = 0.5
 OUTAGE_SECONDS = 60.0  # keep polling through an API server outage this long
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class Poller:

@@ -6,11 +6,11 @@ from typing import Annotated, Any
 
 import typer
 
-from cairn.cli.follow import utcnow
 from cairn.cli.kube import as_run
 from cairn.cli.options import AllNamespaces, Context, Kubeconfig, Namespace, OutputFormat, console, session, show
 from cairn.cli.render import Output, as_list, dump, runs_table
 from cairn.cli.timeline import describe as describe_text
+from cairn.clock import utcnow
 
 RunName = Annotated[str, typer.Argument(metavar="RUN", help="The TaskRun's name.", show_default=False)]
 

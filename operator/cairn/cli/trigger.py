@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from cairn.api.common import API_VERSION
+from cairn.api.common import API_VERSION, GROUP
 from cairn.api.task import DEFAULT_QUEUE
 from cairn.api.taskrun import TaskRef, TaskRunSpec
 from cairn.cli.errors import CliError, ExitCode
@@ -19,7 +19,6 @@ from cairn.cli.options import Context, Kubeconfig, Namespace, OutputFormat, Time
 from cairn.cli.payload import read_payload
 from cairn.cli.progress import outcome_code
 from cairn.cli.render import Output, dump
-from cairn.domain.naming import GROUP
 
 ANNOTATION_RERUN_OF = f"{GROUP}/rerun-of"
 

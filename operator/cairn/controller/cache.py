@@ -24,7 +24,6 @@ def key_of(body: Body) -> Key:
 @dataclass
 class Cache:
     taskruns: dict[str, Body] = field(default_factory=dict)  # by uid
-    run_uids: dict[Key, str] = field(default_factory=dict)
     tasks: dict[Key, Body] = field(default_factory=dict)
     queues: dict[Key, Body] = field(default_factory=dict)
     pods: dict[str, dict[int, Body]] = field(default_factory=lambda: defaultdict(dict))  # run uid -> attempt -> pod
@@ -32,14 +31,11 @@ class Cache:
     def put_taskrun(self, body: Body) -> str:
         uid: str = body["metadata"]["uid"]
         self.taskruns[uid] = body
-        self.run_uids[key_of(body)] = uid
         return uid
 
     def drop_taskrun(self, body: Body) -> str:
         uid: str = body["metadata"]["uid"]
         self.taskruns.pop(uid, None)
-        if self.run_uids.get(key_of(body)) == uid:
-            self.run_uids.pop(key_of(body), None)
         self.pods.pop(uid, None)
         return uid
 
@@ -72,11 +68,3 @@ class Cache:
             if body["metadata"].get("namespace") == namespace
             and (body.get("spec") or {}).get("taskRef", {}).get("name") == task
         ]
-
-    def runs_of_queue(self, namespace: str, queue: str) -> list[str]:
-        out = []
-        for uid, body in self.taskruns.items():
-            status = body.get("status") or {}
-            if body["metadata"].get("namespace") == namespace and status.get("queue") == queue:
-                out.append(uid)
-        return out

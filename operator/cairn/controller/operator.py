@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import psycopg
 
 from cairn import metrics
 from cairn.api.common import parse_duration
+from cairn.clock import Clock, utcnow
 from cairn.config import Settings
 from cairn.controller.admission import AdmissionScheduler
 from cairn.controller.cache import Body, Cache, key_of
@@ -26,16 +26,13 @@ from cairn.k8s.client import Kube, load_config
 from cairn.k8s.ops import taskrun_exists
 from cairn.store.faulty import make_store
 from cairn.store.postgres import migrate
+from cairn.store.queries import LISTEN_PROGRESS
 
 log = logging.getLogger(__name__)
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class Operator:
-    def __init__(self, settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, settings: Settings, *, clock: Clock = utcnow) -> None:
         self.settings = settings
         self.clock = clock
         self.cache = Cache()
@@ -196,7 +193,7 @@ class Operator:
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(self.settings.dsn, autocommit=True) as conn:
-                    await conn.execute("LISTEN cairn_progress")
+                    await conn.execute(LISTEN_PROGRESS)
                     async for note in conn.notifies():
                         if note.payload in self.cache.taskruns:
                             self.runs.add_after(note.payload, 1.0)

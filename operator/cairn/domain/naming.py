@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
-GROUP = "cairn.dev"
+from cairn.api.common import GROUP
+
 LABEL_RUN_UID = f"{GROUP}/run-uid"
 LABEL_RUN = f"{GROUP}/run"
 LABEL_TASK = f"{GROUP}/task"

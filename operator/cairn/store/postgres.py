@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import select
 from collections.abc import AsyncIterator, Sequence
@@ -201,10 +200,6 @@ class PostgresStore:
             for r in rows
         }
 
-    async def set_priority(self, uid: str, priority: int) -> None:
-        async with self.pool.connection() as conn:
-            await conn.execute(q.SET_PRIORITY, (priority, uid, priority))
-
     async def requeue(self, uid: str, not_before: datetime) -> tuple[str, str] | None:
         async with self.pool.connection() as conn:
             row = await (await conn.execute(q.REQUEUE, (not_before, uid))).fetchone()
@@ -292,6 +287,7 @@ class PostgresStore:
                         "key": key,
                         "result": Jsonb(result),
                         "started": started,
+                        "channel": q.PROGRESS_CHANNEL,
                     },
                 )
             ).fetchone()
@@ -325,7 +321,7 @@ class PostgresStore:
                 )
             ).fetchone()
             if row:
-                await conn.execute(q.NOTIFY_PROGRESS, (uid,))
+                await conn.execute(q.NOTIFY_PROGRESS, (q.PROGRESS_CHANNEL, uid))
             return row is not None
 
     async def record_result(self, uid: str, attempt: int, result: Any) -> bool:
@@ -334,7 +330,3 @@ class PostgresStore:
                 await conn.execute(q.RECORD_RESULT, {"uid": uid, "attempt": attempt, "result": Jsonb(result)})
             ).fetchone()
             return row is not None
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 from typing import LiteralString
 
+# Pods' progress wakes the operator through this NOTIFY channel (the checkpoint API notifies, the
+# operator listens).
+PROGRESS_CHANNEL: LiteralString = "cairn_progress"
+LISTEN_PROGRESS: LiteralString = "LISTEN " + PROGRESS_CHANNEL
+
 # -- migrations -------------------------------------------------------------------------------------
 MIGRATIONS_TABLE: LiteralString = """
 CREATE TABLE IF NOT EXISTS cairn_migrations (
@@ -70,8 +75,6 @@ GET_RUN: LiteralString = """
 SELECT state, queue, snapshot, wait_reason, attempt FROM runs WHERE uid = %s"""
 GET_RUNS: LiteralString = """
 SELECT uid::text, state, queue, snapshot, wait_reason, attempt FROM runs WHERE uid = ANY(%s::uuid[])"""
-SET_PRIORITY: LiteralString = """
-UPDATE runs SET priority = %s, updated_at = now() WHERE uid = %s AND state = 'queued' AND priority <> %s"""
 REQUEUE: LiteralString = """
 UPDATE runs SET state = 'queued', not_before = %s, wait_reason = NULL, updated_at = now()
 WHERE uid = %s AND state = 'admitted'
@@ -150,11 +153,11 @@ WITH current AS (
     ON CONFLICT (run_uid, step_key) DO NOTHING
     RETURNING 1
 ), notified AS (
-    SELECT pg_notify('cairn_progress', %(uid)s::text) FROM inserted
+    SELECT pg_notify(%(channel)s, %(uid)s::text) FROM inserted
 )
 SELECT (SELECT count(*) FROM current) AS allowed, (SELECT count(*) FROM inserted) AS inserted,
        (SELECT count(*) FROM notified) AS notified"""
-NOTIFY_PROGRESS: LiteralString = "SELECT pg_notify('cairn_progress', %s)"
+NOTIFY_PROGRESS: LiteralString = "SELECT pg_notify(%s, %s)"
 SAVE_STATE: LiteralString = """
 INSERT INTO run_state (run_uid, state, note, attempt)
 SELECT %(uid)s, %(state)s, %(note)s, %(attempt)s
