@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from cairn.api.common import GoDuration
+
 
 def env_name(field: str) -> str:
     """The environment variable that sets a Settings field."""
@@ -36,7 +38,9 @@ class Settings(BaseModel):
     api_host: str = Field("0.0.0.0", description="The API's bind address.")  # noqa: S104 - a server in a pod
     log_format: str = Field("json", pattern="^(json|text)$", description="Log lines as `json` or `text`.")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
-    retention_default: str = Field("168h", description="Checkpoint retention for runs deleted before finishing.")
+    retention_default: GoDuration = Field(
+        GoDuration("168h"), description="Checkpoint retention for runs deleted before finishing."
+    )
 
     @property
     def dsn(self) -> str:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cairn.api.common import parse_duration
+from cairn.api.common import GoDuration, parse_duration
 from cairn.api.task import Backoff, RetryPolicy
 from cairn.domain.retry import Fail, Retry, Spent, Succeed, backoff_delay, decide, next_memory_limit
 from cairn.domain.termination import Outcome, Termination
@@ -59,7 +59,7 @@ def test_backoff_with_zero_initial_delay_retries_at_once() -> None:
 
 def test_backoff_with_max_delay_below_initial_delay_never_exceeds_max_delay() -> None:
     # The CRD rejects this, but the function must stay within maxDelay for any model it is given.
-    b = Backoff.model_construct(initial_delay="1m", factor=2.0, max_delay="20s", jitter=0.1)
+    b = Backoff.model_construct(initial_delay=GoDuration("1m"), factor=2.0, max_delay=GoDuration("20s"), jitter=0.1)
     assert backoff_delay(b, 1, 0.99) <= timedelta(seconds=20)
 
 

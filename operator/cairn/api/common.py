@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
 from pydantic.alias_generators import to_camel
+from pydantic_core import CoreSchema, core_schema
 
 GROUP = "cairn.dev"
 VERSION = "v1alpha1"
@@ -37,9 +38,22 @@ def parse_duration(value: str) -> timedelta:
     return timedelta(seconds=total)
 
 
-def _check_duration(value: str) -> str:
-    parse_duration(value)
-    return value
+class GoDuration(str):
+    """A duration as the user wrote it (it stays that text on the wire and in status), parsed once,
+    when it is read: `.delta`. Nothing downstream parses durations again."""
+
+    delta: timedelta
+
+    def __new__(cls, value: str) -> GoDuration:
+        self = super().__new__(cls, value)
+        self.delta = parse_duration(value)
+        return self
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(
+            cls, core_schema.str_schema(), serialization=core_schema.plain_serializer_function_ser_schema(str)
+        )
 
 
 def duration_rules(path: str = "self") -> list[dict[str, str]]:
@@ -52,7 +66,7 @@ def Duration(description: str, **kw: Any) -> Any:
     return Field(description=f"{description} Written as {DURATION_HELP}.", json_schema_extra=extra, **kw)
 
 
-DurationStr = Annotated[str, AfterValidator(_check_duration)]
+DurationStr = GoDuration
 
 
 def cel(*rule_message_pairs: str, field_paths: dict[int, str] | None = None) -> ConfigDict:

@@ -10,6 +10,7 @@ from cairn.api.common import (
     DURATION_PATTERN,
     Duration,
     DurationStr,
+    GoDuration,
     Model,
     ObjectMeta,
     cel,
@@ -41,9 +42,9 @@ class Backoff(Model):
         field_paths={0: ".maxDelay"},
     )
 
-    initial_delay: DurationStr = Duration("Delay before the second attempt.", default="10s")
+    initial_delay: DurationStr = Duration("Delay before the second attempt.", default=GoDuration("10s"))
     factor: float = Field(2.0, ge=1, le=10, description="Each delay is the previous one times this (1 to 10).")
-    max_delay: DurationStr = Duration("The longest delay between two attempts.", default="5m")
+    max_delay: DurationStr = Duration("The longest delay between two attempts.", default=GoDuration("5m"))
     jitter: float = Field(
         0.1, ge=0, le=1, description="Randomise each delay by up to this fraction either way (0.1 = ±10%)."
     )
@@ -159,7 +160,7 @@ class TaskSpec(Model):
         "Longest an attempt's pod may take to start: waiting for its image or configuration (pull errors, "
         "a missing Secret) or for a node to schedule it on (the run is Starting meanwhile, with the reason); "
         "then the run fails.",
-        default="5m",
+        default=GoDuration("5m"),
     )
     ttl_seconds_after_finished: int | None = Field(
         None,
@@ -167,7 +168,7 @@ class TaskSpec(Model):
         description="Delete a finished TaskRun (and its pods) this long after it ends. Unset: keep.",
     )
     checkpoint_retention: DurationStr = Duration(
-        "How long a finished run's steps, state and result stay in PostgreSQL.", default="168h"
+        "How long a finished run's steps, state and result stay in PostgreSQL.", default=GoDuration("168h")
     )
 
 

@@ -11,7 +11,6 @@ from typing import Any
 import psycopg
 
 from cairn import metrics
-from cairn.api.common import parse_duration
 from cairn.clock import Clock, utcnow
 from cairn.config import Settings
 from cairn.controller.admission import AdmissionScheduler
@@ -96,7 +95,7 @@ class Operator:
 
     async def _forget(self, uid: str) -> None:
         """A TaskRun was deleted: release its slot (its pods go with it, by owner reference)."""
-        released = await self.store.forget(uid, parse_duration(self.settings.retention_default))
+        released = await self.store.forget(uid, self.settings.retention_default.delta)
         if released:
             self.admission.kick(*released)
 
@@ -166,7 +165,7 @@ class Operator:
             # Not in the cache is only a hint (the watch may still be listing): ask the API server.
             if uid in self.cache.taskruns or await taskrun_exists(self.kube, ns, name, uid):
                 continue
-            released = await self.store.forget(uid, parse_duration(self.settings.retention_default))
+            released = await self.store.forget(uid, self.settings.retention_default.delta)
             if released:
                 reclaimed += 1
                 message = f"repaired: reclaimed the slot of run {name}: its TaskRun no longer exists"

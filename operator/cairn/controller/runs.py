@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from cairn import faults, metrics
-from cairn.api.common import parse_duration
 from cairn.api.queue import Queue
 from cairn.api.task import Task
 from cairn.api.taskrun import Phase, TaskRun
@@ -190,8 +189,8 @@ class RunReconciler:
     def _retention(self, view: lifecycle.RunView) -> timedelta:
         snapshot = view.admission.snapshot if view.admission else None
         if snapshot is not None:
-            return parse_duration(snapshot.spec.checkpoint_retention)
-        return parse_duration(self.op.settings.retention_default)
+            return snapshot.spec.checkpoint_retention.delta
+        return self.op.settings.retention_default.delta
 
     def _observe_admission_wait(self, run: TaskRun, now: datetime) -> None:
         if run.metadata.creation_timestamp:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from cairn.api.common import RESULT_STATUS_MAX_BYTES, parse_duration
+from cairn.api.common import RESULT_STATUS_MAX_BYTES
 from cairn.api.task import Task
 from cairn.api.taskrun import Attempt, Phase, Progress, StepEntry, TaskRun, TaskRunStatus, TaskSnapshot
 from cairn.domain import naming, retry
@@ -347,7 +347,7 @@ def _attempt_in_flight(
             "the attempt is ended as PodDeleted and the run goes on",
         )
     else:
-        outcome = classify(pod, now=view.now, started=started, start_timeout=parse_duration(spec.start_timeout))
+        outcome = classify(pod, now=view.now, started=started, start_timeout=spec.start_timeout.delta)
     # A success stands even when it is seen after maxDuration: the work is done.
     if past_deadline and not (isinstance(outcome, Termination) and outcome.outcome is Outcome.SUCCEEDED):
         if pod is not None and pod.phase not in ("Succeeded", "Failed"):
@@ -525,7 +525,7 @@ def _ttl(view: RunView, status: TaskRunStatus) -> int | None:
 def _run_deadline(snapshot: TaskSnapshot, status: TaskRunStatus) -> datetime | None:
     if not snapshot.spec.max_duration or not status.start_time:
         return None
-    return parse_time(status.start_time) + parse_duration(snapshot.spec.max_duration)
+    return parse_time(status.start_time) + snapshot.spec.max_duration.delta
 
 
 def _max_duration_message(snapshot: TaskSnapshot) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cairn.api.common import API_VERSION, parse_duration
+from cairn.api.common import API_VERSION
 from cairn.api.task import TaskSpec
 from cairn.domain import naming, quantity
 
@@ -127,7 +127,7 @@ def render_pod(
         }
     )
     if spec.attempt_timeout:
-        pod_spec["activeDeadlineSeconds"] = max(1, int(parse_duration(spec.attempt_timeout).total_seconds()))
+        pod_spec["activeDeadlineSeconds"] = max(1, int(spec.attempt_timeout.delta.total_seconds()))
 
     meta = template.get("metadata", {})
     labels = {

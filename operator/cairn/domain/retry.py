@@ -6,7 +6,6 @@ import math
 from dataclasses import dataclass
 from datetime import timedelta
 
-from cairn.api.common import parse_duration
 from cairn.api.task import Backoff, PodFailureRule, RetryPolicy
 from cairn.domain import quantity
 from cairn.domain.termination import Outcome, Termination
@@ -45,8 +44,8 @@ def backoff_delay(backoff: Backoff, retry: int, jitter_sample: float) -> timedel
     """Delay before retry number `retry` (1 = the second attempt): initialDelay x factor^(retry-1),
     capped at maxDelay, then moved by up to ±jitter. `jitter_sample` in [0, 1) is the randomness,
     passed in so that the decision stays a pure function."""
-    initial = parse_duration(backoff.initial_delay).total_seconds()
-    cap = parse_duration(backoff.max_delay).total_seconds()
+    initial = backoff.initial_delay.delta.total_seconds()
+    cap = backoff.max_delay.delta.total_seconds()
     if initial <= 0 or cap <= initial or backoff.factor == 1:
         base = min(initial, cap)
     else:
