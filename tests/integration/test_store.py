@@ -5,6 +5,7 @@ released on every terminal path, and a step is written once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import threading
 import time
@@ -21,8 +22,10 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from cairn.api.task import TaskSpec
 from cairn.api.taskrun import TaskSnapshot
+from cairn.domain.admission import Limits, WaitReason
+from cairn.domain.lifecycle import Recorded, Register
 from cairn.store import queries as q
-from cairn.store.base import NewRun, QueueRow
+from cairn.store.base import QueueRow
 from cairn.store.postgres import PostgresStore, migrate
 from harness.postgres import create_database, drop_database
 from tests.support.figures import report
@@ -66,12 +69,11 @@ def test_migrations_produce_exactly_the_declared_schema(pg_admin_dsn: str, datab
         drop_database(pg_admin_dsn, declared.rsplit("/", 1)[-1])
 
 
-def _run(queue: str, priority: int = 0, key: str | None = None, created: datetime = NOW) -> NewRun:
-    return NewRun(
+def _run(queue: str, priority: int = 0, key: str | None = None, created: datetime = NOW) -> Register:
+    return Register(
         uid=str(uuid.uuid4()),
         namespace="ns",
         name=f"r-{uuid.uuid4().hex[:6]}",
-        task="t",
         queue=queue,
         priority=priority,
         key=key,
@@ -368,6 +370,92 @@ def test_every_terminal_path_releases_the_slot(database: str, path: str) -> None
         else:
             await store.forget(a.uid, timedelta(days=1))
         assert (await store.admission_round("ns", "r", NOW)).admitted == [b.uid]
+        await store.close()
+
+    asyncio.run(go())
+
+
+def test_a_runs_admission_carries_its_queues_limits_and_what_its_pods_recorded_comes_back_as_the_domain_reads_it(
+    database: str,
+) -> None:
+    asyncio.run(migrate(database))
+
+    async def go() -> None:
+        store = PostgresStore(database, name="views")
+        await store.open()
+        run, orphan = _run("lim"), _run("gone")
+        await store.register_run(run)
+        await store.register_run(orphan)
+        assert await store.admission(str(uuid.uuid4())) is None  # not registered
+        before = await store.admission(run.uid)
+        assert before is not None and (before.state, before.queue, before.limits) == ("queued", "lim", None)
+        await store.upsert_queue(QueueRow("ns", "lim", "uid", 1, 1, True))
+        await store.admission_round("ns", "lim", NOW)
+        paused = await store.admission(run.uid)
+        assert paused is not None and paused.limits == Limits(1, 1, True)
+        assert paused.wait_reason is WaitReason.QUEUE_PAUSED
+        assert paused.snapshot == run.snapshot
+        await store.upsert_queue(QueueRow("ns", "lim", "uid", 1, None, False))
+        await store.admission_round("ns", "lim", NOW)
+        assert await store.recorded(run.uid) == Recorded()  # nothing recorded yet
+        await store.begin_attempt(run.uid, 1, "ns", "p-1")
+        await store.record_step(run.uid, 1, "fetch#0", {"v": 1}, NOW)
+        await store.save_state(run.uid, 1, {"at": 1}, "one of two")
+        await store.record_result(run.uid, 1, {"done": True})
+        rec = await store.recorded(run.uid)
+        assert (rec.steps_completed, rec.last_step, rec.state_note, rec.result) == (
+            1,
+            "fetch#0",
+            "one of two",
+            '{"done": true}',
+        )
+        assert [(key, attempt, started) for key, attempt, started, _ in rec.recent] == [("fetch#0", 1, NOW)]
+        assert rec.updated is not None
+        await store.close()
+
+    asyncio.run(go())
+
+
+def test_progress_notifications_name_the_run_whose_pod_recorded_a_step_or_its_state(database: str) -> None:
+    asyncio.run(migrate(database))
+
+    async def go() -> None:
+        store = PostgresStore(database, name="progress")
+        await store.open()
+        await store.upsert_queue(QueueRow("ns", "p", "uid", 5, None, False))
+        a, b = _run("p"), _run("p")
+        for run in (a, b):
+            await store.register_run(run)
+        await store.admission_round("ns", "p", NOW)
+        for run in (a, b):
+            await store.begin_attempt(run.uid, 1, "ns", f"{run.name}-1")
+        got: asyncio.Queue[str] = asyncio.Queue()
+
+        async def listen() -> None:
+            async for uid in store.progress():
+                await got.put(uid)
+
+        listener = asyncio.ensure_future(listen())
+        # LISTEN is issued once the iterator starts: notify until the first notification arrives.
+        for _ in range(100):
+            await store.save_state(b.uid, 1, {"n": 0}, None)
+            with contextlib.suppress(TimeoutError):
+                assert await asyncio.wait_for(got.get(), 0.2) == b.uid
+                break
+        else:
+            raise AssertionError("no progress notification arrived in 20 s")
+        await asyncio.sleep(0.5)
+        while not got.empty():
+            got.get_nowait()
+        await store.record_step(a.uid, 1, "a#0", 1, None)
+        await store.record_step(a.uid, 1, "a#0", 1, None)  # recorded already: no notification
+        await store.save_state(b.uid, 1, {"n": 1}, None)
+        # Delivered in commit order: a notification of the retried step would come before b's.
+        seen = [await asyncio.wait_for(got.get(), 10) for _ in range(2)]
+        assert seen == [a.uid, b.uid]
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
         await store.close()
 
     asyncio.run(go())

@@ -9,7 +9,7 @@ from typing import Any
 
 from cairn.api.task import Task, TaskSpec
 from cairn.api.taskrun import TaskRun, TaskRunStatus, TaskSnapshot
-from cairn.domain.admission import WaitReason
+from cairn.domain.admission import Limits, WaitReason
 from cairn.domain.lifecycle import Admission, Plan, Recorded, RunView, Settings
 from cairn.domain.podspec import Runtime
 from cairn.domain.termination import PodView
@@ -138,7 +138,7 @@ def admission(
     *,
     queue: str | None = None,
     wait_reason: WaitReason | None = None,
-    wait_message: str | None = None,
+    limits: Limits | None = None,
 ) -> Admission:
     assert state in ("queued", "admitted", "finished")
     return Admission(
@@ -146,7 +146,7 @@ def admission(
         queue=queue or t.spec.queue,
         snapshot=snapshot(t),
         wait_reason=wait_reason,
-        wait_message=wait_message,
+        limits=limits,
     )
 
 
@@ -159,6 +159,7 @@ def view(
     pods: Mapping[int, PodView] | None = None,
     recorded: Recorded | None = None,
     jitter: float = 0.5,
+    rejected_pod: tuple[int, str] | None = None,
 ) -> RunView:
     return RunView(
         run=run,
@@ -168,6 +169,7 @@ def view(
         recorded=recorded or Recorded(),
         now=now,
         jitter=jitter,
+        rejected_pod=rejected_pod,
     )
 
 

@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 
 from cairn.api.task import Task
 from cairn.api.taskrun import Phase, TaskRun
-from cairn.domain.admission import WaitReason
+from cairn.domain.admission import Limits, WaitReason
 from cairn.domain.lifecycle import (
     Admission,
+    CreatePod,
     Event,
     Finish,
     Plan,
@@ -152,7 +153,17 @@ def test_valid_run_is_registered_in_its_tasks_queue_with_a_snapshot_of_the_task(
     t = task(queue="media-queue")
     run = taskrun(payload='{"url": "https://example.com/a.mp4"}', priority=7, concurrencyKey="tenant-a")
     p = decide(view(run, t, None, now=T0 + timedelta(seconds=3)))
-    assert p.register == Register(queue="media-queue", priority=7, key="tenant-a", created=T0, snapshot=snapshot(t))
+    assert p.register == Register(
+        uid=RUN_UID,
+        namespace=NAMESPACE,
+        name="video-42",
+        payload='{"url": "https://example.com/a.mp4"}',
+        queue="media-queue",
+        priority=7,
+        key="tenant-a",
+        created=T0,
+        snapshot=snapshot(t),
+    )
     assert p.create_pod is None
     assert p.release is None
 
@@ -181,9 +192,7 @@ def test_run_waiting_for_its_task_is_registered_once_the_task_exists() -> None:
 # -- waiting ---------------------------------------------------------------------------------------
 def test_queued_run_shows_why_it_waits() -> None:
     t = task()
-    adm = admission(
-        t, "queued", wait_reason=WaitReason.QUEUE_FULL, wait_message='Queue "default" is full: all 3 slots are in use'
-    )
+    adm = admission(t, "queued", wait_reason=WaitReason.QUEUE_FULL, limits=Limits(concurrency_limit=3))
     p = decide(view(taskrun(), t, adm))
     assert p.create_pod is None
     assert p.release is None
@@ -212,7 +221,7 @@ def test_queued_run_without_a_wait_reason_yet_says_queued() -> None:
 
 def test_queued_run_that_still_waits_for_the_same_reason_writes_nothing() -> None:
     t = task()
-    adm = admission(t, "queued", wait_reason=WaitReason.KEY_FULL, wait_message="key busy")
+    adm = admission(t, "queued", wait_reason=WaitReason.KEY_FULL)
     run = apply_status(taskrun(), decide(view(taskrun(), t, adm)))
     assert decide(view(run, t, adm, now=T0 + timedelta(minutes=1))).status is None
 
@@ -222,10 +231,13 @@ def test_admitted_run_creates_the_pod_of_attempt_one_and_is_starting() -> None:
     t = task(container_fields={"memory": "512Mi"})
     run = taskrun()
     p = decide(view(run, t, admission(t, "admitted")))
-    assert p.create_pod == render_pod(
-        RunRef(NAMESPACE, "video-42", RUN_UID, "transcode"), t.spec, 1, RUNTIME, memory_limit_bytes=512 * 2**20
+    assert p.create_pod == CreatePod(
+        1,
+        render_pod(
+            RunRef(NAMESPACE, "video-42", RUN_UID, "transcode"), t.spec, 1, RUNTIME, memory_limit_bytes=512 * 2**20
+        ),
     )
-    assert p.create_pod["metadata"]["name"] == "video-42-1"
+    assert p.create_pod.name == "video-42-1"
     assert p.status is not None
     assert (p.status["phase"], p.status["reason"], p.status["attempt"]) == ("Starting", "Started", 1)
     assert p.status["message"] == "attempt 1 is starting in pod video-42-1"
@@ -450,7 +462,7 @@ def test_retrying_run_waits_out_its_backoff_in_phase_retrying() -> None:
     now = T0 + 30 * S
     p = decide(view(run, t, adm, now=now, pods={1: failed_pod(1)}))
     run = apply_status(run, p)
-    waiting = admission(t, "queued", wait_reason=WaitReason.BACKING_OFF, wait_message="waiting out the delay")
+    waiting = admission(t, "queued", wait_reason=WaitReason.BACKING_OFF)
     p2 = decide(view(run, t, waiting, now=now + S))
     assert p2.create_pod is None
     assert p2.release is None
@@ -465,7 +477,7 @@ def test_next_attempt_is_attempt_two_in_its_own_pod_and_keeps_the_first_start_ti
     run, adm = started(t)
     run, p = retried(run, t, adm, failed_pod(1), at=T0 + 30 * S)
     assert p.create_pod is not None
-    assert p.create_pod["metadata"]["name"] == "video-42-2"
+    assert p.create_pod.body["metadata"]["name"] == "video-42-2"
     assert p.status is not None
     assert (p.status["phase"], p.status["reason"], p.status["attempt"]) == ("Starting", "Retried", 2)
     assert "startTime" not in p.status  # unchanged: the run's first start
@@ -548,7 +560,7 @@ def test_oom_killed_attempt_is_retried_with_the_raised_memory_limit_up_to_max_me
     for n in (1, 2, 3):
         run, p = retried(run, t, adm, failed_pod(n, 137, "OOMKilled"), at=at)
         assert p.create_pod is not None
-        resources = p.create_pod["spec"]["containers"][0]["resources"]
+        resources = p.create_pod.body["spec"]["containers"][0]["resources"]
         limits.append(resources["limits"]["memory"])
         requests.append(resources["requests"]["memory"])
         at += timedelta(minutes=2)
@@ -563,7 +575,7 @@ def test_oom_killed_attempt_without_an_out_of_memory_policy_keeps_the_memory_lim
     run, adm = started(t)
     _, p = retried(run, t, adm, failed_pod(1, 137, "OOMKilled"), at=T0 + 10 * S)
     assert p.create_pod is not None
-    assert p.create_pod["spec"]["containers"][0]["resources"]["limits"]["memory"] == "512Mi"
+    assert p.create_pod.body["spec"]["containers"][0]["resources"]["limits"]["memory"] == "512Mi"
 
 
 def test_raised_memory_limit_is_kept_after_a_later_disruption() -> None:
@@ -572,7 +584,7 @@ def test_raised_memory_limit_is_kept_after_a_later_disruption() -> None:
     run, _ = retried(run, t, adm, failed_pod(1, 137, "OOMKilled"), at=T0 + 10 * S)
     _, p = retried(run, t, adm, failed_pod(2, 143, deleting=T0 + 50 * S), at=T0 + 60 * S)
     assert p.create_pod is not None
-    assert p.create_pod["spec"]["containers"][0]["resources"]["limits"]["memory"] == "1Gi"
+    assert p.create_pod.body["spec"]["containers"][0]["resources"]["limits"]["memory"] == "1Gi"
 
 
 # -- deadlines -------------------------------------------------------------------------------------
@@ -782,14 +794,14 @@ def test_observed_generation_alone_is_not_worth_a_status_write() -> None:
 
 def test_reconcile_with_nothing_new_writes_no_status() -> None:
     t = task()
-    adm = admission(t, "queued", wait_reason=WaitReason.QUEUE_FULL, wait_message="full")
+    adm = admission(t, "queued", wait_reason=WaitReason.QUEUE_FULL)
     run = apply_status(taskrun(), decide(view(taskrun(), t, adm)))
     assert decide(view(run, t, adm, now=T0 + 60 * S)).status is None
 
 
 def test_generation_bump_is_reflected_in_the_conditions_it_rewrites() -> None:
     t = task()
-    adm = admission(t, "queued", wait_reason=WaitReason.QUEUE_FULL, wait_message="full")
+    adm = admission(t, "queued", wait_reason=WaitReason.QUEUE_FULL)
     run = apply_status(taskrun(), decide(view(taskrun(), t, adm)))
     bumped = run.model_copy(update={"metadata": run.metadata.model_copy(update={"generation": 5})})
     p = decide(view(bumped, t, adm, now=T0 + 60 * S))
@@ -801,9 +813,9 @@ def test_generation_bump_is_reflected_in_the_conditions_it_rewrites() -> None:
 
 def test_condition_transition_time_is_kept_while_its_status_stays() -> None:
     t = task()
-    full = admission(t, "queued", wait_reason=WaitReason.QUEUE_FULL, wait_message="full")
+    full = admission(t, "queued", wait_reason=WaitReason.QUEUE_FULL)
     run = apply_status(taskrun(), decide(view(taskrun(), t, full)))
-    key_full = admission(t, "queued", wait_reason=WaitReason.KEY_FULL, wait_message="key")
+    key_full = admission(t, "queued", wait_reason=WaitReason.KEY_FULL)
     p = decide(view(run, t, key_full, now=T0 + 60 * S))
     assert cond(p, "Admitted")["reason"] == "KeyFull"
     assert cond(p, "Admitted")["lastTransitionTime"] == format_time(T0)
@@ -884,7 +896,7 @@ def test_a_run_driven_through_plans_respects_its_retry_policy_and_holds_one_pod_
         assert run.status is not None and run.status.attempts
         number = run.status.attempts[-1].number
         assert number == len(run.status.attempts) == run.status.attempt
-        assert p.create_pod["metadata"]["name"] == f"video-42-{number}"
+        assert p.create_pod.body["metadata"]["name"] == f"video-42-{number}"
 
         # The attempt ends.
         now += timedelta(minutes=1)
@@ -944,7 +956,7 @@ def test_a_run_queued_before_its_task_was_edited_or_deleted_runs_the_task_as_it_
     for current in (edited, None):
         p = decide(view(taskrun(), current, adm))
         assert p.create_pod is not None
-        assert p.create_pod["spec"]["containers"][0]["command"][-1] == "old:main"
+        assert p.create_pod.body["spec"]["containers"][0]["command"][-1] == "old:main"
 
 
 def test_attempt_whose_pod_no_node_can_take_is_not_shown_as_running_but_as_waiting_with_the_schedulers_reason() -> None:

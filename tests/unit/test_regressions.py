@@ -104,11 +104,11 @@ def test_cairn_env_names_are_reserved_in_python_as_in_the_crd() -> None:
 
 
 def test_a_pod_the_api_server_refuses_fails_the_run_with_its_message_and_releases_the_slot() -> None:
-    from cairn.domain.lifecycle import pod_rejected
-
     t = task()
     run = taskrun()
-    p = pod_rejected(view(run, t, admission(t, "admitted")), 'pods "r-1" is forbidden: violates PodSecurity')
+    refused = (1, 'pods "r-1" is forbidden: violates PodSecurity')
+    p = plan_of(view(run, t, admission(t, "admitted"), rejected_pod=refused))
+    assert p.create_pod is None
     assert p.release == Finish(Phase.FAILED)
     assert p.status is not None and p.status["reason"] == "PodRejected"
     assert "violates PodSecurity" in p.status["message"]

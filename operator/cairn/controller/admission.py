@@ -1,49 +1,34 @@
 """Admission rounds, one queue at a time: kicked when a run arrives or a slot frees up, when a
-queue changes, and when a backoff ends. A round admits as many runs as there are free slots."""
+queue changes, and when a backoff ends. A round admits as many runs as there are free slots (the
+decision is the domain's, taken inside the store's transaction with the queue's row locked)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import datetime
-from typing import TYPE_CHECKING
 
 from cairn import faults, metrics
-from cairn.controller.workqueue import WorkQueue
-
-if TYPE_CHECKING:
-    from cairn.controller.operator import Operator
+from cairn.controller.cache import Key
+from cairn.controller.deps import Deps
 
 log = logging.getLogger(__name__)
-QueueKey = tuple[str, str]
 
 
-class AdmissionScheduler:
-    def __init__(self, op: Operator, clock: Callable[[], datetime]) -> None:
-        self.op = op
-        self.clock = clock
-        self.queue: WorkQueue[QueueKey] = WorkQueue("admission")
+class AdmissionReconciler:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
 
-    def kick(self, namespace: str, queue: str) -> None:
-        self.queue.add((namespace, queue))
-
-    def kick_at(self, namespace: str, queue: str, when: datetime) -> None:
-        self.queue.add_after((namespace, queue), max(0.0, (when - self.clock()).total_seconds()) + 0.01)
-
-    async def round(self, key: QueueKey) -> None:
+    async def reconcile(self, key: Key) -> None:
+        deps = self.deps
         namespace, queue = key
-        now = self.clock()
         with metrics.RECONCILE_SECONDS.labels("admission").time():
-            result = await self.op.store.admission_round(namespace, queue, now)
+            result = await deps.store.admission_round(namespace, queue, deps.clock())
         if result.admitted:
             faults.point("operator.after_slot_taken")
-        for uid in result.admitted:
-            self.op.runs.add(uid)
-        for uid in result.reason_changed:
-            self.op.runs.add(uid)
+        for uid in (*result.admitted, *result.reason_changed):
+            deps.reconcile_run(uid)
         if result.admitted:
             metrics.ADMISSIONS.inc(len(result.admitted))
             log.debug("queue %s/%s admitted %d", namespace, queue, len(result.admitted))
         if result.next_due is not None:
-            self.kick_at(namespace, queue, result.next_due)
-        self.op.queue_status.kick(namespace, queue)
+            deps.kick(namespace, queue, at=result.next_due)
+        deps.queue_status(namespace, queue)

@@ -27,16 +27,22 @@ class Cache:
     tasks: dict[Key, Body] = field(default_factory=dict)
     queues: dict[Key, Body] = field(default_factory=dict)
     pods: dict[str, dict[int, Body]] = field(default_factory=lambda: defaultdict(dict))  # run uid -> attempt -> pod
+    # Deleted, and what they held not yet released in the store: the uids of TaskRuns, and of
+    # Queues by key (a Queue of the same name may be created before the delete is applied).
+    deleted_runs: set[str] = field(default_factory=set)
+    deleted_queues: dict[Key, str] = field(default_factory=dict)
 
     def put_taskrun(self, body: Body) -> str:
         uid: str = body["metadata"]["uid"]
         self.taskruns[uid] = body
+        self.deleted_runs.discard(uid)
         return uid
 
     def drop_taskrun(self, body: Body) -> str:
         uid: str = body["metadata"]["uid"]
         self.taskruns.pop(uid, None)
         self.pods.pop(uid, None)
+        self.deleted_runs.add(uid)
         return uid
 
     def put_pod(self, body: Body) -> str | None:

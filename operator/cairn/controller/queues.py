@@ -1,41 +1,67 @@
-"""Queue objects: kept in the store (their limits) and their status kept current."""
+"""Queues: the store keeps a copy of each Queue's limits (admission reads them there, under a row
+lock), and each Queue's status says how many runs wait and run.
+
+Also the intake of what the watch sees of Queues."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
 from cairn import metrics
 from cairn.api.queue import Queue, QueueStatus
-from cairn.controller.workqueue import WorkQueue
+from cairn.controller.cache import Body, Key, key_of
+from cairn.controller.deps import QUEUES, Deps
 from cairn.domain.conditions import set_condition
 from cairn.domain.timefmt import format_time
-from cairn.k8s import ops
 from cairn.store.base import QueueRow
 
-if TYPE_CHECKING:
-    from cairn.controller.operator import Operator
-
 log = logging.getLogger(__name__)
-QueueKey = tuple[str, str]
-STATUS_COALESCE = 0.5  # seconds: bursts of admissions make one status write
 
 
-class QueueStatusWriter:
-    def __init__(self, op: Operator, clock: Callable[[], datetime]) -> None:
-        self.op = op
-        self.clock = clock
-        self.queue: WorkQueue[QueueKey] = WorkQueue("queue-status")
+def on_queue(deps: Deps, event: str | None, body: Body) -> None:
+    key = key_of(body)
+    if event == "DELETED":
+        deps.cache.queues.pop(key, None)
+        deps.cache.deleted_queues[key] = body["metadata"]["uid"]
+    else:
+        deps.cache.queues[key] = body
+    deps.enqueue(QUEUES, key)
 
-    def kick(self, namespace: str, queue: str) -> None:
-        self.queue.add_after((namespace, queue), STATUS_COALESCE)
 
-    async def update(self, key: QueueKey) -> None:
-        body = self.op.cache.queues.get(key)
+class QueueReconciler:
+    """Keeps the store's row of a Queue as the Queue is: written when it changes, removed with it."""
+
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    async def reconcile(self, key: Key) -> None:
+        deps = self.deps
+        namespace, name = key
+        deleted = deps.cache.deleted_queues.get(key)
+        if deleted is not None:
+            # Only the row of the deleted Queue (its uid): a new Queue of the same name stays.
+            await deps.store.delete_queue(namespace, name, deleted)
+            if deps.cache.deleted_queues.get(key) == deleted:
+                del deps.cache.deleted_queues[key]
+        body = deps.cache.queues.get(key)
+        if body is not None:
+            await deps.store.upsert_queue(queue_row(body))
+            deps.queue_status(namespace, name)
+        deps.kick(namespace, name)
+
+
+class QueueStatusReconciler:
+    """Writes what changed in a Queue's status: counts from the store, its Active condition."""
+
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    async def reconcile(self, key: Key) -> None:
+        deps = self.deps
+        body = deps.cache.queues.get(key)
         if body is None:
             return
         try:
@@ -43,7 +69,7 @@ class QueueStatusWriter:
         except ValidationError as e:
             log.error("Queue %s/%s does not parse: %s", *key, e)
             return
-        stats = await self.op.store.queue_stats(*key)
+        stats = await deps.store.queue_stats(*key)
         metrics.QUEUE_DEPTH.labels(key[0], key[1]).set(stats.queued)
         metrics.QUEUE_RUNNING.labels(key[0], key[1]).set(stats.running)
         old = q.status or QueueStatus()
@@ -54,7 +80,7 @@ class QueueStatusWriter:
             "True" if active else "False",
             "Admitting" if active else "Paused",
             "admitting runs" if active else "paused: running runs finish, none are admitted",
-            now=self.clock(),
+            now=deps.clock(),
             generation=q.metadata.generation,
         )
         new = QueueStatus(
@@ -70,10 +96,10 @@ class QueueStatusWriter:
         after: dict[str, Any] = new.model_dump(mode="json", by_alias=True)
         patch = {k: v for k, v in after.items() if before.get(k) != v}
         if patch:
-            await ops.patch_queue_status(self.op.kube, key[0], key[1], patch)
+            await deps.kube.patch_queue_status(key[0], key[1], patch)
 
 
-def queue_row(body: dict[str, Any]) -> QueueRow:
+def queue_row(body: Body) -> QueueRow:
     q = Queue.model_validate(body)
     return QueueRow(
         namespace=q.metadata.namespace or "",

@@ -21,7 +21,7 @@ from cairn.api.common import RESULT_STATUS_MAX_BYTES
 from cairn.api.task import Task
 from cairn.api.taskrun import Attempt, Phase, Progress, StepEntry, TaskRun, TaskRunStatus, TaskSnapshot
 from cairn.domain import naming, retry
-from cairn.domain.admission import WaitReason
+from cairn.domain.admission import Limits, WaitReason, explain
 from cairn.domain.conditions import set_condition
 from cairn.domain.podspec import RunRef, Runtime, memory_limit, render_pod
 from cairn.domain.quantity import from_bytes, to_bytes
@@ -37,15 +37,19 @@ SUCCEEDED = "Succeeded"
 
 
 # -- inputs ----------------------------------------------------------------------------------------
+RunState = Literal["queued", "admitted", "finished"]
+TASK_NOT_FOUND = "TaskNotFound"
+
+
 @dataclass(frozen=True)
 class Admission:
-    """The run's row in the store."""
+    """The run's row in the store, with the limits of its queue (None: the Queue does not exist)."""
 
-    state: Literal["queued", "admitted", "finished"]
+    state: RunState
     queue: str
     snapshot: TaskSnapshot
     wait_reason: WaitReason | None = None
-    wait_message: str | None = None
+    limits: Limits | None = None
 
 
 @dataclass(frozen=True)
@@ -69,11 +73,19 @@ class RunView:
     recorded: Recorded
     now: datetime
     jitter: float = 0.5  # in [0, 1): the randomness of the next backoff
+    # The API server refused the pod of this attempt (its message): seen by the last apply.
+    rejected_pod: tuple[int, str] | None = None
 
 
 # -- outputs ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Register:
+    """Put the run in its queue's line (what the store keeps of it)."""
+
+    uid: str
+    namespace: str
+    name: str
+    payload: str | None
     queue: str
     priority: int
     key: str | None
@@ -100,10 +112,20 @@ class Event:
     message: str
 
 
+@dataclass(frozen=True)
+class CreatePod:
+    attempt: int
+    body: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.body["metadata"]["name"])
+
+
 @dataclass
 class Plan:
     register: Register | None = None
-    create_pod: dict[str, Any] | None = None
+    create_pod: CreatePod | None = None
     delete_pods: list[tuple[str, bool]] = field(default_factory=list)  # (name, force)
     release: Requeue | Finish | None = None
     status: dict[str, Any] | None = None  # a merge patch of .status
@@ -237,10 +259,10 @@ def _register(b: _Builder) -> Plan:
             f'Task "{run.spec.task_ref.name}" does not exist in namespace {run.metadata.namespace}; '
             "the run starts when it is created"
         )
-        if b.old.reason != "TaskNotFound":
-            b.event("Warning", "TaskNotFound", message)
-        b.set(phase=Phase.QUEUED, reason="TaskNotFound", message=message)
-        b.condition(ADMITTED, "False", "TaskNotFound", message)
+        if b.old.reason != TASK_NOT_FOUND:
+            b.event("Warning", TASK_NOT_FOUND, message)
+        b.set(phase=Phase.QUEUED, reason=TASK_NOT_FOUND, message=message)
+        b.condition(ADMITTED, "False", TASK_NOT_FOUND, message)
         return b.done()
     if run.spec.payload is not None:
         try:
@@ -254,20 +276,28 @@ def _register(b: _Builder) -> Plan:
     queue = run.spec.queue or task.spec.queue
     created = parse_time(run.metadata.creation_timestamp) if run.metadata.creation_timestamp else b.view.now
     b.plan.register = Register(
+        uid=run.metadata.uid or "",
+        namespace=run.metadata.namespace or "",
+        name=run.metadata.name,
+        payload=run.spec.payload,
         queue=queue,
         priority=run.spec.priority,
         key=run.spec.concurrency_key,
         created=created,
         snapshot=snapshot,
     )
-    if b.old.reason == "TaskNotFound":
+    if b.old.reason == TASK_NOT_FOUND:
         b.set(reason="Queued", message=f'waiting for a slot in queue "{queue}"')
     return b.done()
 
 
 def _waiting(b: _Builder, adm: Admission, deadline: datetime | None) -> Plan:
     reason = adm.wait_reason.value if adm.wait_reason else "Queued"
-    message = adm.wait_message or f'waiting for a slot in queue "{adm.queue}"'
+    message = (
+        explain(adm.wait_reason, adm.queue, adm.limits, b.run.spec.concurrency_key)
+        if adm.wait_reason
+        else f'waiting for a slot in queue "{adm.queue}"'
+    )
     retrying = bool(b.old.attempts)
     if retrying and adm.wait_reason is WaitReason.BACKING_OFF:
         message = f"waiting until {b.old.next_attempt_time} before attempt {len(b.old.attempts or []) + 1}"
@@ -285,13 +315,19 @@ def _start_attempt(b: _Builder, settings: Settings, adm: Admission, number: int)
         uid=run.metadata.uid or "",
         task=adm.snapshot.name,
     )
+    if view.rejected_pod is not None and view.rejected_pod[0] == number:
+        # The API server will never accept this pod (an invalid spec, or the namespace's Pod
+        # Security level): the run fails, its slot is released, no pod exists.
+        message = f"the API server refused the attempt's pod: {view.rejected_pod[1]}"
+        return _finish(b, Phase.FAILED, "PodRejected", message)
     memory = _next_memory(adm.snapshot, b.old.attempts or [])
     pod_name = naming.pod_name(run.metadata.name, number)
     existing = view.pods.get(number)
     if existing is not None:
         started = existing.created or view.now  # adopted: created before a crash, never recorded
     else:
-        b.plan.create_pod = render_pod(ref, adm.snapshot.spec, number, settings.runtime, memory_limit_bytes=memory)
+        body = render_pod(ref, adm.snapshot.spec, number, settings.runtime, memory_limit_bytes=memory)
+        b.plan.create_pod = CreatePod(number, body)
         started = view.now
     record = Attempt(
         number=number,
@@ -470,11 +506,22 @@ def _finish(b: _Builder, phase: Phase, reason: str, message: str) -> Plan:
     return b.done()
 
 
-def pod_rejected(view: RunView, message: str) -> Plan:
-    """The API server refused the pod of the attempt being started (an invalid spec, or the
-    namespace's Pod Security level): the run fails, its slot is released, no pod exists."""
-    b = _Builder(view)
-    return _finish(b, Phase.FAILED, "PodRejected", f"the API server refused the attempt's pod: {message}")
+def unreadable(status: Mapping[str, Any], where: str, problem: str) -> Plan:
+    """A TaskRun that does not parse (the API server should have refused it; an older CRD, or a
+    write that skipped validation): it fails once, loudly, and the others are served."""
+    if status.get("phase") == Phase.FAILED.value:
+        return Plan()
+    message = f"the TaskRun cannot be read: {where}: {problem}"[:1024]
+    return Plan(
+        status={"phase": Phase.FAILED.value, "reason": "InvalidSpec", "message": message},
+        events=[Event("Warning", "InvalidSpec", message)],
+    )
+
+
+def waits_for_task(status: Mapping[str, Any]) -> bool:
+    """Whether a run (its status as stored) is one a newly created Task may start: not seen yet, or
+    queued because its Task was missing."""
+    return not status or status.get("reason") == TASK_NOT_FOUND
 
 
 def _cancel(b: _Builder) -> Plan:

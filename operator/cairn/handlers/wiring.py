@@ -14,10 +14,10 @@ from typing import Any
 
 import kopf
 
-from cairn.api.common import GROUP, VERSION
+from cairn.api.common import GROUP
 from cairn.config import Settings
-from cairn.controller.operator import Operator
-from cairn.domain import naming
+from cairn.controller import registry
+from cairn.controller.runtime import Runtime, start_operator
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +43,14 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # objects a second (a burst of 10,000 TaskRuns took 13 minutes to be seen).
     settings.queueing.worker_limit = 256
     settings.queueing.idle_timeout = 0.5
-    op = Operator(config)
-    await op.start()
-    memo["operator"] = op
+    memo["runtime"] = await start_operator(config)
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    op: Operator | None = memo.get("operator")
-    if op is not None:
-        await op.stop()
+    runtime: Runtime | None = memo.get("runtime")
+    if runtime is not None:
+        await runtime.stop()
 
 
 @kopf.on.login()
@@ -64,21 +62,13 @@ def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
     return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
 
-@kopf.on.event(GROUP, VERSION, "taskruns")
-async def taskrun_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo["operator"].on_taskrun(event.get("type"), event["object"])
+def _watch(watch: registry.Watch) -> None:
+    async def handler(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        memo["runtime"].intake(watch.plural, event.get("type"), event["object"])
+
+    labels = {label: kopf.PRESENT for label in watch.present} or None
+    kopf.on.event(watch.group, watch.version, watch.plural, labels=labels, id=f"watch-{watch.plural}")(handler)
 
 
-@kopf.on.event(GROUP, VERSION, "tasks")
-async def task_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo["operator"].on_task(event.get("type"), event["object"])
-
-
-@kopf.on.event(GROUP, VERSION, "queues")
-async def queue_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo["operator"].on_queue(event.get("type"), event["object"])
-
-
-@kopf.on.event("", "v1", "pods", labels={naming.LABEL_RUN_UID: kopf.PRESENT})
-async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo["operator"].on_pod(event.get("type"), event["object"])
+for _w in registry.WATCHES:
+    _watch(_w)

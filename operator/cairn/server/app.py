@@ -20,8 +20,8 @@ from cairn.server.auth import TokenVerifier
 from cairn.server.checkpoints import STEP_MAX_BYTES, Checkpoints
 from cairn.server.errors import ApiError, json_response, too_large
 from cairn.server.triggers import Triggers
-from cairn.store.faulty import make_store
-from cairn.store.postgres import PostgresStore, migrate
+from cairn.store.faulty import with_commit_faults
+from cairn.store.postgres import PostgresStore, make_store, migrate
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -75,7 +75,7 @@ def make_app(store: PostgresStore, verifier: TokenVerifier, kube: AsyncClient) -
 
 async def run_api(config: Settings, *, ready: asyncio.Event | None = None) -> None:
     await migrate(config.dsn)
-    store = make_store(config.dsn, max_size=20, name="cairn-api")
+    store = with_commit_faults(make_store(config.dsn, max_size=20, name="cairn-api"))
     await store.open(wait=False)
     kube = AsyncClient(load_config(config.kubeconfig), trust_env=False, field_manager="cairn-api")
     verifier = TokenVerifier(kube, config.token_audience)

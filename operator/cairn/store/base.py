@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-from cairn.api.taskrun import TaskSnapshot
-from cairn.domain.admission import WaitReason
-
-RunState = Literal["queued", "admitted", "finished"]
+from cairn.domain.lifecycle import Admission, Recorded, Register, RunState
 
 
 @dataclass(frozen=True)
@@ -21,30 +18,6 @@ class QueueRow:
     concurrency_limit: int
     per_key_limit: int | None
     paused: bool
-
-
-@dataclass(frozen=True)
-class NewRun:
-    uid: str
-    namespace: str
-    name: str
-    task: str
-    queue: str
-    priority: int
-    key: str | None
-    created: datetime
-    snapshot: TaskSnapshot
-    payload: str | None
-
-
-@dataclass(frozen=True)
-class RunRow:
-    uid: str
-    state: RunState
-    queue: str
-    snapshot: TaskSnapshot
-    wait_reason: WaitReason | None
-    attempt: int
 
 
 @dataclass(frozen=True)
@@ -62,17 +35,6 @@ class QueueStats:
     running: int
     oldest_queued: datetime | None
     admitted_total: int
-
-
-@dataclass(frozen=True)
-class RecordedRow:
-    steps_completed: int
-    last_step: str | None
-    last_step_at: datetime | None
-    state_note: str | None
-    state_at: datetime | None
-    result: str | None
-    recent: list[tuple[str, int, datetime | None, datetime]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -97,18 +59,25 @@ class StepWrite:
     result: Any = None  # the recorded result (the first one)
 
 
-class ControllerStore(Protocol):
-    """What the operator needs."""
+class Store(Protocol):
+    """What the operator's reconcilers need of the store (PostgresStore; an in-memory fake in tests).
+    It takes and returns the domain's types: what the domain decides is what gets written."""
 
     async def upsert_queue(self, row: QueueRow) -> None: ...
     async def delete_queue(self, namespace: str, name: str, uid: str) -> None: ...
-    async def register_run(self, run: NewRun) -> None: ...
-    async def get_runs(self, uids: Sequence[str]) -> dict[str, RunRow]: ...
+    async def queues_with_waiting_runs(self) -> list[tuple[str, str]]: ...
     async def admission_round(self, namespace: str, queue: str, now: datetime) -> RoundResult: ...
+    async def queue_stats(self, namespace: str, queue: str) -> QueueStats: ...
+    async def register_run(self, run: Register) -> None: ...
+    async def admission(self, uid: str) -> Admission | None: ...
     async def requeue(self, uid: str, not_before: datetime) -> tuple[str, str] | None: ...
     async def finish(self, uid: str, phase: str, retention: timedelta) -> tuple[str, str] | None: ...
     async def forget(self, uid: str, retention: timedelta) -> tuple[str, str] | None: ...
+    async def live_runs(self, older_than: datetime) -> list[tuple[str, str, str, str]]: ...
+    async def purge_expired(self) -> int: ...
     async def begin_attempt(self, uid: str, attempt: int, namespace: str, pod: str) -> None: ...
     async def end_attempt(self, uid: str, attempt: int, exit_code: int | None, reason: str) -> None: ...
-    async def recorded(self, uid: str) -> RecordedRow | None: ...
-    async def queue_stats(self, namespace: str, queue: str) -> QueueStats: ...
+    async def recorded(self, uid: str) -> Recorded: ...
+    def progress(self) -> AsyncIterator[str]:
+        """The uids of runs whose pods recorded progress, as they do (ends when the connection does)."""
+        ...

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from functools import wraps
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 import psycopg
 
@@ -43,13 +43,9 @@ def _committed_then_lost(method: Callable[P, Awaitable[R]]) -> Callable[P, Await
     return wrapper
 
 
-class FaultyStore(PostgresStore):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+def with_commit_faults(store: PostgresStore) -> PostgresStore:
+    """The store itself, its writes wrapped when a test armed `store.after_commit` (else unchanged)."""
+    if faults.enabled("store.after_commit"):
         for name in WRITES:
-            setattr(self, name, _committed_then_lost(getattr(self, name)))
-
-
-def make_store(dsn: str, **kwargs: Any) -> PostgresStore:
-    """The real store, or its faulty twin when a test asked for store faults."""
-    return FaultyStore(dsn, **kwargs) if faults.enabled("store.after_commit") else PostgresStore(dsn, **kwargs)
+            setattr(store, name, _committed_then_lost(getattr(store, name)))
+    return store

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import select
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from importlib import resources
@@ -18,17 +18,9 @@ from psycopg_pool import AsyncConnectionPool
 from cairn.api.taskrun import TaskSnapshot
 from cairn.domain import admission
 from cairn.domain.admission import WaitReason
+from cairn.domain.lifecycle import Admission, Recorded, Register
 from cairn.store import queries as q
-from cairn.store.base import (
-    NewRun,
-    PodIdentity,
-    QueueRow,
-    QueueStats,
-    RecordedRow,
-    RoundResult,
-    RunRow,
-    StepWrite,
-)
+from cairn.store.base import PodIdentity, QueueRow, QueueStats, RoundResult, StepWrite
 
 log = logging.getLogger(__name__)
 CANDIDATE_LIMIT = 20_000  # queued runs considered per admission round
@@ -65,6 +57,11 @@ async def migrate(dsn: str) -> list[int]:
 
 def _snapshot(value: Any) -> TaskSnapshot:
     return TaskSnapshot.model_validate(value)
+
+
+def _limits(limit: int | None, per_key: int | None, paused: bool | None) -> admission.Limits | None:
+    """A queue's limits from its row (None: no row, the Queue does not exist)."""
+    return admission.Limits(limit, per_key, bool(paused)) if limit is not None else None
 
 
 async def check_connection(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -134,7 +131,7 @@ class PostgresStore:
         operator or another) waits for the lock and then sees these admissions."""
         async with self._tx() as conn:
             row = await (await conn.execute(q.LOCK_QUEUE, (namespace, queue))).fetchone()
-            limits = admission.Limits(row[0], row[1], row[2]) if row else None
+            limits = _limits(row[0], row[1], row[2]) if row else None
             by_key: dict[str, int] = {}
             total = 0
             for key, count in await (await conn.execute(q.QUEUE_USAGE, (namespace, queue))).fetchall():
@@ -165,7 +162,7 @@ class PostgresStore:
         return QueueStats(queued=row[0], running=row[1], oldest_queued=row[2], admitted_total=row[3] or 0)
 
     # -- runs ------------------------------------------------------------------------------------
-    async def register_run(self, run: NewRun) -> None:
+    async def register_run(self, run: Register) -> None:
         async with self.pool.connection() as conn:
             await conn.execute(
                 q.REGISTER_RUN,
@@ -173,7 +170,7 @@ class PostgresStore:
                     "uid": run.uid,
                     "namespace": run.namespace,
                     "name": run.name,
-                    "task": run.task,
+                    "task": run.snapshot.name,
                     "queue": run.queue,
                     "priority": run.priority,
                     "key": run.key,
@@ -183,22 +180,19 @@ class PostgresStore:
                 },
             )
 
-    async def get_runs(self, uids: Sequence[str]) -> dict[str, RunRow]:
-        if not uids:
-            return {}
+    async def admission(self, uid: str) -> Admission | None:
+        """The run's place in its queue, with the queue's limits; None: not registered."""
         async with self.pool.connection() as conn:
-            rows = await (await conn.execute(q.GET_RUNS, (list(uids),))).fetchall()
-        return {
-            r[0]: RunRow(
-                uid=r[0],
-                state=r[1],
-                queue=r[2],
-                snapshot=_snapshot(r[3]),
-                wait_reason=WaitReason(r[4]) if r[4] else None,
-                attempt=r[5],
-            )
-            for r in rows
-        }
+            r = await (await conn.execute(q.GET_RUN, (uid,))).fetchone()
+        if r is None:
+            return None
+        return Admission(
+            state=r[0],
+            queue=r[1],
+            snapshot=_snapshot(r[2]),
+            wait_reason=WaitReason(r[3]) if r[3] else None,
+            limits=_limits(r[4], r[5], r[6]),
+        )
 
     async def requeue(self, uid: str, not_before: datetime) -> tuple[str, str] | None:
         async with self.pool.connection() as conn:
@@ -236,21 +230,28 @@ class PostgresStore:
         async with self.pool.connection() as conn:
             await conn.execute(q.END_ATTEMPT, (exit_code, reason, uid, attempt))
 
-    async def recorded(self, uid: str, recent: int = 50) -> RecordedRow | None:
+    async def recorded(self, uid: str, recent: int = 50) -> Recorded:
+        """What the run's pods recorded: steps (the last `recent` of them listed), state, result."""
         async with self.pool.connection() as conn:
             row = await (await conn.execute(q.RECORDED, (uid,))).fetchone()
             if row is None:
-                return None
+                return Recorded()
             steps = await (await conn.execute(q.RECENT_STEPS, (uid, recent))).fetchall()
-        return RecordedRow(
+        return Recorded(
             steps_completed=row[0],
             last_step=row[1],
-            last_step_at=row[2],
             state_note=row[3],
-            state_at=row[4],
+            updated=max((t for t in (row[2], row[4]) if t), default=None),
             result=row[5],
-            recent=[(s[0], s[1], s[2], s[3]) for s in steps],
+            recent=tuple((s[0], s[1], s[2], s[3]) for s in steps),
         )
+
+    async def progress(self) -> AsyncIterator[str]:
+        # Its own connection, not the pool's: LISTEN lasts as long as the connection.
+        async with await psycopg.AsyncConnection.connect(self.dsn, autocommit=True) as conn:
+            await conn.execute(q.LISTEN_PROGRESS)
+            async for note in conn.notifies():
+                yield note.payload
 
     # -- the checkpoint API ----------------------------------------------------------------------
     async def resolve_pod(self, namespace: str, pod: str) -> PodIdentity | None:
@@ -330,3 +331,9 @@ class PostgresStore:
                 await conn.execute(q.RECORD_RESULT, {"uid": uid, "attempt": attempt, "result": Jsonb(result)})
             ).fetchone()
             return row is not None
+
+
+def make_store(dsn: str, *, max_size: int, name: str) -> PostgresStore:
+    """The store of a process (the operator's, the API's): a pool named after it, so that
+    pg_stat_activity says whose connections they are."""
+    return PostgresStore(dsn, min_size=1, max_size=max_size, name=name)

@@ -72,9 +72,9 @@ VALUES (%(uid)s, %(namespace)s, %(name)s, %(task)s, %(queue)s, %(priority)s, %(k
         %(snapshot)s, %(payload)s)
 ON CONFLICT (uid) DO NOTHING"""
 GET_RUN: LiteralString = """
-SELECT state, queue, snapshot, wait_reason, attempt FROM runs WHERE uid = %s"""
-GET_RUNS: LiteralString = """
-SELECT uid::text, state, queue, snapshot, wait_reason, attempt FROM runs WHERE uid = ANY(%s::uuid[])"""
+SELECT r.state, r.queue, r.snapshot, r.wait_reason, q.concurrency_limit, q.per_key_limit, q.paused
+FROM runs r LEFT JOIN queues q ON q.namespace = r.namespace AND q.name = r.queue
+WHERE r.uid = %s"""
 REQUEUE: LiteralString = """
 UPDATE runs SET state = 'queued', not_before = %s, wait_reason = NULL, updated_at = now()
 WHERE uid = %s AND state = 'admitted'

@@ -1,0 +1,53 @@
+"""What a reconciler is given: the store, the Kubernetes writer, the cache, the clock, the settings,
+and `enqueue` to hand work to another reconciler (or to itself, later). Reconcilers know each other
+only by the name of their work queue, so none imports another (no circle, and each can be tested
+alone with fakes of these parts)."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from cairn.clock import Clock
+from cairn.config import Settings
+from cairn.controller.cache import Cache
+from cairn.domain import lifecycle
+from cairn.k8s.base import KubeWriter
+from cairn.store.base import Store
+
+# The work queues, by name (the registry gives each its reconciler).
+TASKRUNS = "taskruns"  # key: a TaskRun's uid
+QUEUES = "queues"  # key: (namespace, name) of a Queue; keeps the store's copy of its limits
+ADMISSION = "admission"  # key: (namespace, queue); one admission round
+QUEUE_STATUS = "queue-status"  # key: (namespace, name); the Queue's status
+STATUS_COALESCE = 0.5  # seconds: bursts of admissions make one Queue status write
+
+
+class Enqueue(Protocol):
+    def __call__(self, queue: str, key: Hashable, after: float = 0.0) -> None:
+        """Process `key` on work queue `queue`, after `after` seconds (the earliest request wins)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Deps:
+    store: Store
+    kube: KubeWriter
+    cache: Cache
+    clock: Clock
+    settings: Settings
+    lifecycle: lifecycle.Settings
+    enqueue: Enqueue
+
+    def reconcile_run(self, uid: str, after: float = 0.0) -> None:
+        self.enqueue(TASKRUNS, uid, after)
+
+    def kick(self, namespace: str, queue: str, at: datetime | None = None) -> None:
+        """An admission round on the queue: now, or just after `at` (when a backoff ends)."""
+        delay = 0.0 if at is None else max(0.0, (at - self.clock()).total_seconds()) + 0.01
+        self.enqueue(ADMISSION, (namespace, queue), delay)
+
+    def queue_status(self, namespace: str, queue: str) -> None:
+        self.enqueue(QUEUE_STATUS, (namespace, queue), STATUS_COALESCE)

@@ -1,0 +1,204 @@
+"""TaskRuns: gather the view of one run, ask the domain for its plan, apply the plan once.
+
+Also the intake of what the watches see of TaskRuns, Tasks and Cairn's pods: each updates the
+cache and queues the runs it concerns."""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import datetime, timedelta
+
+from pydantic import ValidationError
+
+from cairn import faults, metrics
+from cairn.api.task import Task
+from cairn.api.taskrun import TaskRun
+from cairn.controller.cache import Body, key_of
+from cairn.controller.deps import Deps
+from cairn.domain import lifecycle
+from cairn.domain.termination import PodView
+from cairn.domain.timefmt import parse_time
+from cairn.k8s.base import NamespaceTerminating, PodRejected
+
+log = logging.getLogger(__name__)
+
+
+# -- intake ----------------------------------------------------------------------------------------
+def on_taskrun(deps: Deps, event: str | None, body: Body) -> None:
+    # A deleted run is reconciled too: what it held in its queue is released.
+    uid = deps.cache.drop_taskrun(body) if event == "DELETED" else deps.cache.put_taskrun(body)
+    deps.reconcile_run(uid)
+
+
+def on_task(deps: Deps, event: str | None, body: Body) -> None:
+    ns, name = key_of(body)
+    if event == "DELETED":
+        deps.cache.tasks.pop((ns, name), None)
+        return
+    deps.cache.tasks[(ns, name)] = body
+    for uid in deps.cache.runs_of_task(ns, name):
+        if lifecycle.waits_for_task(deps.cache.taskruns[uid].get("status") or {}):
+            deps.reconcile_run(uid)
+
+
+def on_pod(deps: Deps, event: str | None, body: Body) -> None:
+    uid = deps.cache.drop_pod(body) if event == "DELETED" else deps.cache.put_pod(body)
+    if uid is not None and uid in deps.cache.taskruns:
+        deps.reconcile_run(uid)
+
+
+# -- the reconciler ----------------------------------------------------------------------------------
+class TaskRunReconciler:
+    def __init__(self, deps: Deps, rng: random.Random | None = None) -> None:
+        self.deps = deps
+        self.rng = rng or random.Random()
+        # Pods the API server refused, by run: (attempt, its message). The next reconcile's view
+        # carries it and the domain ends the run; kept in memory only, since after a restart the
+        # create is refused again.
+        self._rejected: dict[str, tuple[int, str]] = {}
+
+    async def reconcile(self, uid: str) -> None:
+        body = self.deps.cache.taskruns.get(uid)
+        if body is None:
+            if uid in self.deps.cache.deleted_runs:
+                await self._forget(uid)
+            return
+        with metrics.RECONCILE_SECONDS.labels("taskrun").time():
+            try:
+                run = TaskRun.model_validate(body)
+            except ValidationError as e:
+                await self._unreadable(uid, body, e)
+                return
+            view = await self._view(uid, run)
+            await self._apply(uid, body, view, lifecycle.plan(view, self.deps.lifecycle), run)
+
+    async def _forget(self, uid: str) -> None:
+        """The TaskRun was deleted: release its slot (its pods go with it, by owner reference)."""
+        released = await self.deps.store.forget(uid, self.deps.settings.retention_default.delta)
+        self.deps.cache.deleted_runs.discard(uid)
+        self._rejected.pop(uid, None)
+        if released:
+            self.deps.kick(*released)
+
+    async def _view(self, uid: str, run: TaskRun) -> lifecycle.RunView:
+        deps = self.deps
+        ns = run.metadata.namespace or ""
+        task_body = deps.cache.tasks.get((ns, run.spec.task_ref.name))
+        task: Task | None = None
+        if task_body is not None:
+            try:
+                task = Task.model_validate(task_body)
+            except ValidationError:
+                log.warning("Task %s/%s does not parse; treating it as missing", ns, run.spec.task_ref.name)
+        pods = {attempt: PodView.parse(pod, attempt) for attempt, pod in deps.cache.pods.get(uid, {}).items()}
+        return lifecycle.RunView(
+            run=run,
+            task=task,
+            admission=await deps.store.admission(uid),
+            pods=pods,
+            recorded=await deps.store.recorded(uid),
+            now=deps.clock(),
+            jitter=self.rng.random(),
+            rejected_pod=self._rejected.get(uid),
+        )
+
+    async def _unreadable(self, uid: str, body: Body, error: ValidationError) -> None:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        plan = lifecycle.unreadable(body.get("status") or {}, where, first["msg"])
+        if plan.status is not None:
+            ns, name = key_of(body)
+            log.error("TaskRun %s/%s is malformed: %s", ns, name, error)
+            metrics.RECONCILE_ERRORS.labels("taskrun", "Malformed").inc()
+        await self._apply(uid, body, None, plan, None)
+
+    async def _apply(
+        self, uid: str, body: Body, view: lifecycle.RunView | None, plan: lifecycle.Plan, run: TaskRun | None
+    ) -> None:
+        deps = self.deps
+        ns, name = key_of(body)
+        now = view.now if view is not None else deps.clock()
+        context = {"namespace": ns, "run": name, "run_uid": uid}
+        if plan.register is not None:
+            await deps.store.register_run(plan.register)
+            deps.kick(ns, plan.register.queue)
+            log.info("run registered in queue %s", plan.register.queue, extra={**context, "queue": plan.register.queue})
+        if plan.ended is not None:
+            ended = plan.ended
+            await deps.store.end_attempt(uid, ended.number, ended.exit_code, ended.reason or "")
+            metrics.ATTEMPTS_ENDED.labels(ended.reason or "Unknown").inc()
+            log.info(
+                "attempt %d ended: %s",
+                ended.number,
+                ended.reason,
+                extra={**context, "attempt": ended.number, "reason": ended.reason, "exit_code": ended.exit_code},
+            )
+        if isinstance(plan.release, lifecycle.Requeue):
+            released = await deps.store.requeue(uid, plan.release.not_before)
+            if released:
+                deps.kick(*released)
+                deps.kick(*released, at=plan.release.not_before)
+                metrics.RETRIES.labels(plan.ended.reason if plan.ended else "Unknown").inc()
+        elif isinstance(plan.release, lifecycle.Finish):
+            released = await deps.store.finish(uid, plan.release.phase.value, self._retention(view))
+            faults.point("operator.after_release")
+            self._rejected.pop(uid, None)
+            if released:
+                deps.kick(*released)
+                metrics.RUNS_FINISHED.labels(plan.release.phase.value).inc()
+                if run is not None:
+                    _observe_duration(run, now)
+                log.info(
+                    "run %s",
+                    plan.release.phase.value.lower(),
+                    extra={**context, "phase": plan.release.phase.value, "reason": (plan.status or {}).get("reason")},
+                )
+        for pod_name, force in plan.delete_pods:
+            await deps.kube.delete_pod(ns, pod_name, force=force)
+        if plan.create_pod is not None:
+            attempt = plan.create_pod.attempt
+            await deps.store.begin_attempt(uid, attempt, ns, plan.create_pod.name)
+            try:
+                await deps.kube.create_pod(plan.create_pod.body)
+            except NamespaceTerminating:
+                log.info("not starting %s/%s: its namespace is being deleted", ns, name)
+                return
+            except PodRejected as e:
+                # Decided by the domain, from the next view: the run fails, nothing else is written.
+                self._rejected[uid] = (attempt, str(e))
+                deps.reconcile_run(uid)
+                return
+            faults.point("operator.after_pod_created")
+            if attempt == 1 and run is not None:
+                _observe_admission_wait(run, now)
+            log.info("attempt %d started", attempt, extra={**context, "attempt": attempt, "pod": plan.create_pod.name})
+        if plan.status is not None:
+            if not await deps.kube.patch_taskrun_status(ns, name, plan.status):
+                return
+            # Until the watch brings the patched object back, reconcile from what we wrote.
+            deps.cache.taskruns[uid] = {**body, "status": {**(body.get("status") or {}), **plan.status}}
+            faults.point("operator.after_status_written")
+        for event in plan.events:
+            await deps.kube.post_event(body, event.type, event.reason, event.message, now)
+        if plan.delete_run:
+            await deps.kube.delete_taskrun(ns, name)
+        if plan.recheck_at is not None:
+            deps.reconcile_run(uid, max(0.0, (plan.recheck_at - deps.clock()).total_seconds()))
+
+    def _retention(self, view: lifecycle.RunView | None) -> timedelta:
+        snapshot = view.admission.snapshot if view is not None and view.admission else None
+        if snapshot is not None:
+            return snapshot.spec.checkpoint_retention.delta
+        return self.deps.settings.retention_default.delta
+
+
+def _observe_admission_wait(run: TaskRun, now: datetime) -> None:
+    if run.metadata.creation_timestamp:
+        wait = (now - parse_time(run.metadata.creation_timestamp)).total_seconds()
+        metrics.ADMISSION_WAIT.observe(max(0.0, wait))
+
+
+def _observe_duration(run: TaskRun, now: datetime) -> None:
+    if run.status and run.status.start_time:
+        metrics.RUN_DURATION.observe(max(0.0, (now - parse_time(run.status.start_time)).total_seconds()))

@@ -1,0 +1,198 @@
+"""The TaskRun reconciler and the intake of TaskRun, Task and pod events, against in-memory fakes:
+what it writes to the store and the API server, and what it queues, for each situation."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from cairn.controller.deps import ADMISSION, TASKRUNS
+from cairn.controller.taskruns import TaskRunReconciler, on_pod, on_task, on_taskrun
+from cairn.domain.admission import WaitReason
+from cairn.domain.lifecycle import Register
+from tests.unit.builders import NAMESPACE, RUN_UID, T0, admission, snapshot, task, taskrun
+from tests.unit.controller.fakes import World, body, world
+
+
+def reconcile(w: World, uid: str = RUN_UID) -> None:
+    # One reconciler per world, as in the operator: what it remembers between reconciles counts.
+    reconciler = w.keep.setdefault("taskruns", TaskRunReconciler(w.deps))
+    asyncio.run(reconciler.reconcile(uid))
+
+
+def with_run(w: World, run_body: dict[str, Any] | None = None, *, with_task: bool = True) -> None:
+    on_taskrun(w.deps, "ADDED", run_body or body(taskrun()))
+    if with_task:
+        w.cache.tasks[(NAMESPACE, "transcode")] = body(task())
+    w.enqueued.calls.clear()
+
+
+def test_a_new_run_of_an_existing_task_is_registered_in_its_queue_and_an_admission_round_is_asked_for() -> None:
+    w = world()
+    with_run(w, body(taskrun(payload='{"n": 1}', priority=3)))
+    reconcile(w)
+    (register,) = [x[1] for x in w.store.writes if x[0] == "register_run"]
+    assert register == Register(
+        uid=RUN_UID,
+        namespace=NAMESPACE,
+        name="video-42",
+        payload='{"n": 1}',
+        queue="default",
+        priority=3,
+        key=None,
+        created=T0,
+        snapshot=snapshot(task()),
+    )
+    assert (ADMISSION, (NAMESPACE, "default"), 0.0) in w.enqueued.calls
+    assert w.kube.status_patches() == []  # nothing to say until the store has its row
+
+
+def test_a_run_whose_task_is_missing_waits_with_TaskNotFound_and_is_not_registered() -> None:
+    w = world()
+    with_run(w, with_task=False)
+    reconcile(w)
+    assert "register_run" not in w.store.names()
+    (patch,) = w.kube.status_patches()
+    assert (patch["phase"], patch["reason"]) == ("Queued", "TaskNotFound")
+    assert [e[2] for e in w.kube.events()] == ["TaskNotFound"]
+
+
+def test_an_admitted_run_begins_its_attempt_in_the_store_before_its_pod_is_created_and_is_starting() -> None:
+    w = world()
+    with_run(w)
+    w.store.admit(RUN_UID, NAMESPACE, admission(task(), "admitted"))
+    reconcile(w)
+    assert w.store.writes == [("begin_attempt", RUN_UID, 1, NAMESPACE, "video-42-1")]
+    assert w.kube.names() == ["create_pod", "patch_taskrun_status", "post_event"]
+    assert w.kube.writes[0][1] == "video-42-1"
+    (patch,) = w.kube.status_patches()
+    assert (patch["phase"], patch["attempt"]) == ("Starting", 1)
+    # Looked at again when the pod should have appeared in the watch.
+    assert w.enqueued.of(TASKRUNS) == [(RUN_UID, 30.0)]
+
+
+def test_what_was_written_is_what_the_next_reconcile_sees_until_the_watch_brings_it_back() -> None:
+    w = world()
+    with_run(w)
+    w.store.admit(RUN_UID, NAMESPACE, admission(task(), "admitted"))
+    reconcile(w)
+    assert w.cache.taskruns[RUN_UID]["status"]["phase"] == "Starting"
+    w.kube.writes.clear()
+    reconcile(w)
+    assert "create_pod" not in w.kube.names()  # the attempt is in status: not started twice
+
+
+def test_a_pod_the_api_server_refuses_fails_the_run_on_the_next_reconcile_and_releases_its_slot() -> None:
+    w = world()
+    w.kube.reject = 'pods "video-42-1" is forbidden: violates PodSecurity "restricted:latest"'
+    with_run(w)
+    w.store.admit(RUN_UID, NAMESPACE, admission(task(), "admitted"))
+    reconcile(w)
+    assert w.kube.writes == []  # the rejection is the domain's to decide, from the next view
+    assert w.enqueued.of(TASKRUNS) == [(RUN_UID, 0.0)]
+    reconcile(w)
+    (patch,) = w.kube.status_patches()
+    assert (patch["phase"], patch["reason"]) == ("Failed", "PodRejected")
+    assert "violates PodSecurity" in patch["message"]
+    assert ("finish", RUN_UID, "Failed", timedelta(hours=168)) in w.store.writes
+    assert (ADMISSION, (NAMESPACE, "default"), 0.0) in w.enqueued.calls
+    assert "create_pod" not in w.kube.names()
+
+
+def test_a_run_in_a_namespace_being_deleted_gets_no_pod_and_no_status() -> None:
+    w = world()
+    w.kube.terminating = True
+    with_run(w)
+    w.store.admit(RUN_UID, NAMESPACE, admission(task(), "admitted"))
+    reconcile(w)
+    assert w.kube.writes == []
+    assert w.enqueued.of(TASKRUNS) == []
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"taskRef": {}}, "spec.taskRef.name"),
+        ({"taskRef": {"name": "transcode"}, "priority": "high"}, "spec.priority"),
+        ({"taskRef": {"name": "transcode"}, "colour": "blue"}, "spec.colour"),
+    ],
+)
+def test_an_unreadable_taskrun_fails_once_naming_the_field(spec: dict[str, Any], field: str) -> None:
+    w = world()
+    bad = body(taskrun())
+    bad["spec"] = spec
+    with_run(w, bad)
+    reconcile(w)
+    (patch,) = w.kube.status_patches()
+    assert (patch["phase"], patch["reason"]) == ("Failed", "InvalidSpec")
+    assert field in patch["message"]
+    assert [e[2] for e in w.kube.events()] == ["InvalidSpec"]
+    w.kube.writes.clear()
+    reconcile(w)
+    assert w.kube.writes == []  # once: it is Failed now
+
+
+def test_a_deleted_run_gives_back_what_it_held_and_its_queue_gets_a_round() -> None:
+    w = world()
+    with_run(w)
+    w.store.admit(RUN_UID, NAMESPACE, admission(task(), "admitted"))
+    on_taskrun(w.deps, "DELETED", body(taskrun()))
+    assert w.enqueued.of(TASKRUNS) == [(RUN_UID, 0.0)]
+    reconcile(w)
+    assert w.store.writes == [("forget", RUN_UID, timedelta(hours=168))]
+    assert (ADMISSION, (NAMESPACE, "default"), 0.0) in w.enqueued.calls
+    assert RUN_UID not in w.cache.deleted_runs
+    w.store.writes.clear()
+    reconcile(w)
+    assert w.store.writes == []  # forgotten once
+
+
+def test_a_new_task_wakes_the_runs_that_waited_for_it_and_only_those() -> None:
+    w = world()
+    waiting = taskrun("a", uid="uid-a", status={"phase": "Queued", "reason": "TaskNotFound"})
+    unseen = taskrun("b", uid="uid-b")
+    queued = taskrun("c", uid="uid-c", status={"phase": "Queued", "reason": "QueueFull"})
+    other = taskrun("d", uid="uid-d", task_name="other")
+    for run in (waiting, unseen, queued, other):
+        on_taskrun(w.deps, "ADDED", body(run))
+    w.enqueued.calls.clear()
+    on_task(w.deps, "ADDED", body(task()))
+    assert sorted(k for k, _ in w.enqueued.of(TASKRUNS)) == ["uid-a", "uid-b"]
+    assert (NAMESPACE, "transcode") in w.cache.tasks
+    on_task(w.deps, "DELETED", body(task()))
+    assert (NAMESPACE, "transcode") not in w.cache.tasks
+
+
+@pytest.mark.parametrize(
+    ("labels", "known", "queued"),
+    [
+        ({"cairn.dev/run-uid": RUN_UID, "cairn.dev/attempt": "1"}, True, True),
+        ({"cairn.dev/run-uid": RUN_UID, "cairn.dev/attempt": "1"}, False, False),
+        ({"cairn.dev/run-uid": RUN_UID}, True, False),
+        ({"cairn.dev/run-uid": RUN_UID, "cairn.dev/attempt": "one"}, True, False),
+    ],
+)
+def test_a_pod_event_queues_its_run_when_the_pod_names_a_known_run_and_attempt(
+    labels: dict[str, str], known: bool, queued: bool
+) -> None:
+    w = world()
+    if known:
+        with_run(w)
+    pod = {"metadata": {"name": "video-42-1", "namespace": NAMESPACE, "uid": "pod-uid", "labels": labels}}
+    on_pod(w.deps, "ADDED", pod)
+    assert w.enqueued.of(TASKRUNS) == ([(RUN_UID, 0.0)] if queued else [])
+
+
+def test_a_queued_run_shows_the_limit_it_waits_on_as_the_store_reports_it() -> None:
+    from cairn.domain.admission import Limits
+
+    w = world()
+    with_run(w)
+    adm = admission(task(), "queued", wait_reason=WaitReason.QUEUE_FULL, limits=Limits(concurrency_limit=4))
+    w.store.admit(RUN_UID, NAMESPACE, adm)
+    reconcile(w)
+    (patch,) = w.kube.status_patches()
+    assert (patch["reason"], patch["message"]) == ("QueueFull", 'Queue "default" is full: all 4 slots are in use')
