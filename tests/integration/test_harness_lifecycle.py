@@ -34,6 +34,28 @@ def _program(pid: int) -> str | None:
         return None
 
 
+def _zombie(pid: int) -> bool:
+    """An exited process not reaped yet: it holds no memory, file, port or mount, only its pid. The
+    harness's daemons are reparented to PID 1 when their parent exits, and this machine's PID 1 reaps
+    them when it gets to it (seconds later, at times)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _states(leaks: dict[str, list[str]]) -> list[str]:
+    out = []
+    for p in leaks.get("processes", []):
+        pid = p.split(":")[0]
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out.append(f"{pid}: {fields[0]}, parent {fields[1]} (this test: {os.getpid()})")
+        except (OSError, IndexError):
+            out.append(f"{pid}: gone")
+    return out
+
+
 def _socket_inodes(pid: int) -> set[str]:
     out = set()
     try:
@@ -106,7 +128,8 @@ class Made:
         seen = {p for p in self.processes if start_time(int(p.split(":")[0])) == p.split(":")[1]}
         # Anything started in its sessions after it was observed counts too.
         late = pids_where(lambda p: _session_of(p) in self.sessions)
-        return seen | {f"{pid}:{start_time(pid)}:{_program(pid)}" for pid in late}
+        live = seen | {f"{pid}:{start_time(pid)}:{_program(pid)}" for pid in late}
+        return {p for p in live if not _zombie(int(p.split(":")[0]))}
 
     def live_ports(self) -> set[str]:
         listening = _listening()
@@ -206,7 +229,7 @@ def test_harness_starts_and_stops_ten_times_without_leaving_anything_behind() ->
             cluster.stop()
         assert made is not None
         leaks = made.left()
-        assert not leaks, f"cycle {cycle + 1} left behind: {leaks}"
+        assert not leaks, f"cycle {cycle + 1} left behind: {leaks} (processes' state, parent: {_states(leaks)})"
         if not others:
             shared_left = _existing(SHARED_HOST_PATHS) - shared_before
             assert not shared_left, f"cycle {cycle + 1} left host paths it made: {sorted(shared_left)}"
