@@ -42,3 +42,15 @@ def run_labels(run_name: str, run_uid: str, task: str) -> dict[str, str]:
         LABEL_TASK: label_value(task),
         LABEL_MANAGED_BY: MANAGED_BY,
     }
+
+
+LABEL_SCHEDULE = f"{GROUP}/schedule"
+ANNOTATION_FIRE_TIME = f"{GROUP}/fire-time"
+_MAX_OBJECT_NAME = 253
+
+
+def scheduled_run_name(schedule: str, fire_time_utc: str) -> str:
+    """The one TaskRun of a schedule's fire time: `<schedule>-<YYYYMMDDhhmmss>` (UTC), so that a second
+    operator, a restart or a replayed event finds it exists instead of making another."""
+    suffix = f"-{fire_time_utc}"
+    return _short(schedule, _MAX_OBJECT_NAME - len(suffix)) + suffix
