@@ -2,7 +2,7 @@
 benchmark beside its baseline, print the table, write bench/results/<timestamp>.json.
 
     python -m bench                       # everything (about 25 minutes on 2 cores)
-    python -m bench --only checkpoint     # one or more: start,admission,checkpoint,recovery,memory
+    python -m bench --only checkpoint     # one or more: start,admission,checkpoint,recovery,memory,schedules
     python -m bench --quick               # small sizes: checks the suite works, figures not to quote
     python -m bench --profile results/    # py-spy flame graphs of the operator/API during each one
 """
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from bench import admission, checkpoint, memory, recovery, start_latency
+from bench import admission, checkpoint, memory, recovery, schedules, start_latency
 from bench.env import Env
 from bench.options import Options
 from bench.report import Result, machine_lines, table, write_json
@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, Callable[[Env, Options], Result]] = {
     "checkpoint": checkpoint.run,
     "recovery": recovery.run,
     "memory": memory.run,
+    "schedules": schedules.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 

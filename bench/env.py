@@ -106,7 +106,7 @@ class Env:
             capture_output=True,
             timeout=120,
         )
-        for crd in ("tasks.cairn.dev", "taskruns.cairn.dev", "queues.cairn.dev"):
+        for crd in ("tasks.cairn.dev", "taskruns.cairn.dev", "queues.cairn.dev", "schedules.cairn.dev"):
             deadline = time.monotonic() + 60
             while True:
                 body = self.kube.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd}")
@@ -296,3 +296,36 @@ def simulated_job_template(delay: str) -> Body:
     template["metadata"]["labels"]["bench.cairn.dev/job"] = "true"
     template["spec"]["restartPolicy"] = "Never"
     return template
+
+
+def schedules(ns: str) -> str:
+    return f"{RUN_GROUP}/namespaces/{ns}/schedules"
+
+
+def cronjobs(ns: str) -> str:
+    return f"/apis/batch/v1/namespaces/{ns}/cronjobs"
+
+
+def schedule(ns: str, name: str, task_name: str, cron: str, **spec: Any) -> Body:
+    return {
+        "apiVersion": "cairn.dev/v1alpha1",
+        "kind": "Schedule",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"taskRef": {"name": task_name}, "cron": [cron], **spec},
+    }
+
+
+def cronjob(ns: str, name: str, cron: str, pod_template: Body) -> Body:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "schedule": cron,
+            "concurrencyPolicy": "Allow",
+            "successfulJobsHistoryLimit": 1,
+            "failedJobsHistoryLimit": 1,
+            # Suspended Jobs: what is measured is the Job's creation, not its pod.
+            "jobTemplate": {"spec": {"suspend": True, "backoffLimit": 0, "template": pod_template}},
+        },
+    }

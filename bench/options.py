@@ -21,6 +21,7 @@ class Options:
     recovery_runs: int = 6  # per repetition (and as many Jobs)
     memory_runs: int = 10000
     memory_running: int = 1000  # of memory_runs, how many hold a slot (a running simulated pod)
+    schedule_minutes: int = 2  # schedules: whole minutes measured after a warm-up minute
 
     def scaled(self) -> Options:
         if not self.quick:

@@ -31,3 +31,9 @@ CHECKPOINT_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
 )
 API_REQUESTS = Counter("cairn_api_requests_total", "Checkpoint and trigger API requests.", ["route", "code"])
+SCHEDULED_RUNS = Counter("cairn_schedule_runs_total", "TaskRuns a Schedule started.", ["namespace", "schedule"])
+SCHEDULE_FIRE_DELAY = Histogram(
+    "cairn_schedule_fire_delay_seconds",
+    "From a fire time to its TaskRun created (late fire times of a catch-up included).",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 30, 300, 3600),
+)

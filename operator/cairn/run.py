@@ -23,6 +23,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from cairn.sdk.client import AsyncApi, CairnError, Endpoint, RunEnded, Superseded, SyncApi
@@ -65,8 +66,14 @@ def _context(args: argparse.Namespace) -> tuple[Context, SyncApi | None]:
         state=info.get("state"),
         api=api,
         aapi_factory=lambda: AsyncApi(endpoint),
+        schedule=os.environ.get("CAIRN_SCHEDULE"),
+        fire_time=_fire_time(os.environ.get("CAIRN_FIRE_TIME")),
     )
     return ctx, api
+
+
+def _fire_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
 def _one_stream() -> None:

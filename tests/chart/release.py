@@ -23,7 +23,7 @@ from tests.chart.helm import CHART, helm, values_yaml
 from tests.support.kube import kubectl
 
 POSTGRES_UID = 999
-CRDS = ("tasks.cairn.dev", "taskruns.cairn.dev", "queues.cairn.dev")
+CRDS = ("tasks.cairn.dev", "taskruns.cairn.dev", "queues.cairn.dev", "schedules.cairn.dev")
 
 
 def restricted_namespace(kube: Client, name: str) -> str:

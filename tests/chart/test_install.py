@@ -131,7 +131,8 @@ def test_cluster_wide_mode_permissions_are_least_privilege(release: Release, wor
     for ns in (workspace, "default"):
         assert _can(release, "operator", "create", "pods", ns)
         assert _can(release, "operator", "patch", "taskruns.cairn.dev/status", ns)
-        assert not _can(release, "operator", "patch", "taskruns.cairn.dev", ns)
+        assert not _can(release, "operator", "update", "taskruns.cairn.dev", ns)
+        assert not _can(release, "operator", "patch", "schedules.cairn.dev", ns)  # a Schedule's spec is its owner's
         assert not _can(release, "operator", "update", "tasks.cairn.dev", ns)
         assert not _can(release, "operator", "update", "pods", ns)
         assert not _can(release, "operator", "create", "pods/exec", ns)

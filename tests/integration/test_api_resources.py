@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from harness import config
-from tests.support.builders import queue_body, task_body, taskrun_body, with_path
+from tests.support.builders import queue_body, schedule_body, task_body, taskrun_body, with_path
 from tests.support.kube import kubectl
 
 EXAMPLES = sorted((config.REPO / "examples").rglob("*.yaml"))
@@ -40,6 +40,9 @@ def test_each_example_applies_cleanly(crds: Path, namespace: str, path: Path) ->
         ("task.spec.retry.podFailurePolicy.rules.action", "FailRun: fail the run now"),
         ("task.spec.template.spec.containers.image", "explicit tag or digest"),
         ("queue.spec.perKeyLimit", "A key at its limit never blocks runs of other keys"),
+        ("schedule.spec.overlapPolicy", "BufferOne starts it when the running one ends"),
+        ("schedule.spec.timeZone", "a time skipped by the clock moving forward fires once"),
+        ("schedule.status.missed", "older than catchupWindow"),
     ],
 )
 def test_kubectl_explain_reads_like_documentation(crds: Path, resource: str, expected: str) -> None:
@@ -61,9 +64,25 @@ _T = task_body("bad")
 _R = taskrun_body("bad", "t")
 _Q = queue_body("bad", concurrencyLimit=3)
 _C = "spec.template.spec.containers.0"
+_S = schedule_body("bad", "t", "*/5 * * * *")
 
 # (case, manifest, what the user reads in the error). Each message names the field at fault.
 INVALID: list[tuple[str, dict[str, Any], str]] = [
+    ("schedule with a minute of 61", with_path(_S, "spec.cron", ["61 * * * *"]), "spec.cron[0]: Invalid value"),
+    ("schedule with four fields", with_path(_S, "spec.cron", ["* * * *"]), "must be a cron expression"),
+    ("schedule without a cron", with_path(_S, "spec.cron", []), "spec.cron: Invalid value"),
+    ("schedule in an unknown zone", with_path(_S, "spec.timeZone", "Mars/Olympus_Mons"), "spec.timeZone"),
+    ("catch-up window in words", with_path(_S, "spec.catchupWindow", "an hour"), "spec.catchupWindow: Invalid value"),
+    (
+        "unknown overlap policy",
+        with_path(_S, "spec.overlapPolicy", "Queue"),
+        'spec.overlapPolicy: Unsupported value: "Queue"',
+    ),
+    (
+        "schedule ending before it starts",
+        with_path(with_path(_S, "spec.startTime", "2027-01-02T00:00:00Z"), "spec.endTime", "2027-01-01T00:00:00Z"),
+        'spec.endTime: Invalid value: "object": endTime must be after startTime',
+    ),
     ("task without template", {**_T, "spec": {"queue": "default"}}, "spec.template: Required value"),
     (
         "task with no container",

@@ -155,6 +155,15 @@ def queue_body(name: str = "default", **spec: object) -> dict[str, object]:
     return {"apiVersion": "cairn.dev/v1alpha1", "kind": "Queue", "metadata": {"name": name}, "spec": spec}
 
 
+def schedule_body(name: str, task: str, cron: str | list[str], **spec: object) -> dict[str, object]:
+    return {
+        "apiVersion": "cairn.dev/v1alpha1",
+        "kind": "Schedule",
+        "metadata": {"name": name},
+        "spec": {"taskRef": {"name": task}, "cron": [cron] if isinstance(cron, str) else cron, **spec},
+    }
+
+
 def with_path(body: dict[str, object], path: str, value: object) -> dict[str, object]:
     """A copy of body with the dotted path set (list indexes as numbers: spec.template.spec.containers.0)."""
     import copy

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from cairn.api.common import GROUP, VERSION
 from cairn.api.queue import QueueSpec, QueueStatus
+from cairn.api.schedule import ScheduleSpec, ScheduleStatus
 from cairn.api.task import TaskSpec
 from cairn.api.taskrun import TaskRunSpec, TaskRunStatus
 
@@ -113,6 +114,29 @@ KINDS = [
             _col("Queued", ".status.queued", "integer", "Runs waiting."),
             _col("Paused", ".spec.paused", "boolean", "Not admitting."),
             _col("Oldest-Queued", ".status.oldestQueuedTime", "date", "Age of the longest-waiting run."),
+            AGE,
+        ],
+    ),
+    KindInfo(
+        kind="Schedule",
+        plural="schedules",
+        short_names=["cschedule"],
+        description=(
+            "A Schedule starts TaskRuns of a Task at cron times in a time zone: exactly one per fire time (its "
+            "name comes from the fire time), with an overlap policy for runs still going and a catch-up window "
+            "for fire times missed while the operator was down or the schedule suspended."
+        ),
+        spec=ScheduleSpec,
+        status=ScheduleStatus,
+        columns=[
+            _col("Schedule", ".spec.cron[0]", description="Its (first) cron expression."),
+            _col("Time-Zone", ".spec.timeZone", description="The time zone its cron times are read in."),
+            _col("Suspended", ".spec.suspend", "boolean", "Firing no runs."),
+            _col("Last", ".status.lastFireTime", "date", "The latest fire time handled."),
+            _col("Next", ".status.nextFireTime", "string", "The next fire time."),
+            _col("Active", ".status.active[*]", description="Its runs not finished yet."),
+            _col("Task", ".spec.taskRef.name", description="The Task it runs.", priority=1),
+            _col("Policy", ".spec.overlapPolicy", description="What it does when runs overlap.", priority=1),
             AGE,
         ],
     ),

@@ -20,7 +20,7 @@ from cairn.api.taskrun import TaskRun
 from cairn.cli.errors import CliError, ExitCode
 from cairn.cli.kubeconfig import check_files, load_kubeconfig, select_context
 from cairn.domain import naming
-from cairn.k8s.resources import QueueResource, TaskResource, TaskRunResource
+from cairn.k8s.resources import QueueResource, ScheduleResource, TaskResource, TaskRunResource
 
 FIELD_MANAGER = "cairn-cli"
 
@@ -228,6 +228,26 @@ class Kube:
     def list_queues(self, all_namespaces: bool = False) -> list[dict[str, Any]]:
         with self.calls("listing queues"):
             return _items(self.client.list(QueueResource, namespace="*" if all_namespaces else self.namespace))
+
+    # -- Schedules -------------------------------------------------------------------------------
+
+    def get_schedule(self, name: str) -> dict[str, Any]:
+        return self._get(ScheduleResource, "schedule", name)
+
+    def list_schedules(self, all_namespaces: bool = False) -> list[dict[str, Any]]:
+        with self.calls("listing schedules"):
+            return _items(self.client.list(ScheduleResource, namespace="*" if all_namespaces else self.namespace))
+
+    def patch_schedule(self, name: str, spec: dict[str, Any]) -> None:
+        with self.calls(f"changing schedule {name}"):
+            self.client.patch(
+                ScheduleResource, name, {"spec": spec}, namespace=self.namespace, patch_type=PatchType.MERGE
+            )
+
+    def runs_of_schedule(self, name: str) -> list[dict[str, Any]]:
+        with self.calls(f"listing the runs of schedule {name}"):
+            labels: dict[str, Any] = {naming.LABEL_SCHEDULE: naming.label_value(name)}
+            return _items(self.client.list(TaskRunResource, namespace=self.namespace, labels=labels))
 
     # -- pods, logs, events ----------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import typer
 from pydantic import ValidationError
 
 from cairn import logs
-from cairn.cli import control, podlogs, runs, trigger
+from cairn.cli import control, podlogs, runs, schedules, trigger
 from cairn.cli.errors import EXIT_CODES_HELP, CliError, ExitCode
 from cairn.cli.options import console
 from cairn.config import Settings, env_name
@@ -41,6 +41,8 @@ app.command("cancel", epilog=EPILOG)(control.cancel)
 app.command("rerun", epilog=EPILOG)(trigger.rerun)
 app.command("wait", epilog=EPILOG)(trigger.wait)
 app.command("queues", epilog=EPILOG)(control.queues)
+app.command("schedules", epilog=EPILOG)(schedules.schedules)
+app.add_typer(schedules.app, name="schedule", epilog=EPILOG)
 
 
 def _settings() -> Settings:

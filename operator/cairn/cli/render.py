@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cairn.api.queue import Queue
+from cairn.api.schedule import Schedule
 from cairn.api.taskrun import Attempt, Phase, StepEntry, TaskRun
 from cairn.domain.timefmt import parse_time
 
@@ -227,6 +228,31 @@ def queue_row(queue: Queue, now: datetime, *, wide: bool = False, namespace: boo
         active = next((c for c in (status.conditions if status else None) or [] if c.type == "Active"), None)
         row += [str(status.admitted_total) if status else "0", f"{active.status} ({active.reason})" if active else "-"]
     return [queue.metadata.namespace or "", *row] if namespace else row
+
+
+SCHEDULE_COLUMNS = ["NAME", "SCHEDULE", "TIME ZONE", "SUSPENDED", "LAST", "NEXT", "ACTIVE", "AGE"]
+
+
+def schedule_row(s: Schedule, now: datetime, *, namespace: bool = False) -> list[str]:
+    spec, status = s.spec, s.status
+    nxt = status.next_fire_time if status else None
+    row = [
+        s.metadata.name,
+        " | ".join(spec.cron),
+        spec.time_zone,
+        "yes" if spec.suspend else "no",
+        f"{age(status.last_fire_time, now)} ago" if status and status.last_fire_time else "-",
+        f"in {human_duration(max(0.0, (parse_time(nxt) - now).total_seconds()))}" if nxt else "-",
+        str(len(status.active or [])) if status else "0",
+        age(s.metadata.creation_timestamp, now),
+    ]
+    return [s.metadata.namespace or "", *row] if namespace else row
+
+
+def schedules_table(schedules: Sequence[Schedule], now: datetime, *, namespace: bool = False) -> Table:
+    headers = (["NAMESPACE"] if namespace else []) + SCHEDULE_COLUMNS
+    ordered = sorted(schedules, key=lambda s: (s.metadata.namespace or "", s.metadata.name))
+    return table(headers, [schedule_row(s, now, namespace=namespace) for s in ordered])
 
 
 def queues_table(queues: Sequence[Queue], now: datetime, *, wide: bool = False, namespace: bool = False) -> Table:

@@ -26,6 +26,7 @@ class Cache:
     taskruns: dict[str, Body] = field(default_factory=dict)  # by uid
     tasks: dict[Key, Body] = field(default_factory=dict)
     queues: dict[Key, Body] = field(default_factory=dict)
+    schedules: dict[Key, Body] = field(default_factory=dict)
     pods: dict[str, dict[int, Body]] = field(default_factory=lambda: defaultdict(dict))  # run uid -> attempt -> pod
     # Deleted, and what they held not yet released in the store: the uids of TaskRuns, and of
     # Queues by key (a Queue of the same name may be created before the delete is applied).

@@ -22,6 +22,7 @@ TASKRUNS = "taskruns"  # key: a TaskRun's uid
 QUEUES = "queues"  # key: (namespace, name) of a Queue; keeps the store's copy of its limits
 ADMISSION = "admission"  # key: (namespace, queue); one admission round
 QUEUE_STATUS = "queue-status"  # key: (namespace, name); the Queue's status
+SCHEDULES = "schedules"  # key: (namespace, name) of a Schedule
 STATUS_COALESCE = 0.5  # seconds: bursts of admissions make one Queue status write
 
 

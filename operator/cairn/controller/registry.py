@@ -11,9 +11,9 @@ from typing import Any, Protocol
 
 from cairn.api.common import GROUP, VERSION
 from cairn.config import Settings
-from cairn.controller import admission, progress, queues, sweep, taskruns
+from cairn.controller import admission, progress, queues, schedules, sweep, taskruns
 from cairn.controller.cache import Body
-from cairn.controller.deps import ADMISSION, QUEUE_STATUS, QUEUES, TASKRUNS, Deps
+from cairn.controller.deps import ADMISSION, QUEUE_STATUS, QUEUES, SCHEDULES, TASKRUNS, Deps
 from cairn.domain import naming
 
 
@@ -54,6 +54,7 @@ WATCHES: tuple[Watch, ...] = (
     Watch(GROUP, VERSION, "taskruns", taskruns.on_taskrun),
     Watch(GROUP, VERSION, "tasks", taskruns.on_task),
     Watch(GROUP, VERSION, "queues", queues.on_queue),
+    Watch(GROUP, VERSION, "schedules", schedules.on_schedule),
     Watch("", "v1", "pods", taskruns.on_pod, present=(naming.LABEL_RUN_UID,)),
 )
 
@@ -62,6 +63,7 @@ WORK: tuple[Work, ...] = (
     Work(QUEUES, queues.QueueReconciler, lambda s: 1),
     Work(ADMISSION, admission.AdmissionReconciler, lambda s: 2),
     Work(QUEUE_STATUS, queues.QueueStatusReconciler, lambda s: 2),
+    Work(SCHEDULES, schedules.ScheduleReconciler, lambda s: 2),
 )
 
 LOOPS: tuple[Loop, ...] = (

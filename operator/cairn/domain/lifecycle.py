@@ -314,6 +314,8 @@ def _start_attempt(b: _Builder, settings: Settings, adm: Admission, number: int)
         name=run.metadata.name,
         uid=run.metadata.uid or "",
         task=adm.snapshot.name,
+        schedule=run.metadata.annotations.get(naming.LABEL_SCHEDULE),
+        fire_time=run.metadata.annotations.get(naming.ANNOTATION_FIRE_TIME),
     )
     if view.rejected_pod is not None and view.rejected_pod[0] == number:
         # The API server will never accept this pod (an invalid spec, or the namespace's Pod

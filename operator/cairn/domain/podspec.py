@@ -20,6 +20,8 @@ class RunRef:
     name: str
     uid: str
     task: str
+    schedule: str | None = None  # the Schedule that started the run, and for which fire time
+    fire_time: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,8 @@ def render_pod(
         {"name": "CAIRN_ATTEMPT", "value": str(attempt)},
         {"name": "CAIRN_TOKEN_FILE", "value": TOKEN_FILE},
     ]
+    if run.schedule and run.fire_time:
+        env += [{"name": "CAIRN_SCHEDULE", "value": run.schedule}, {"name": "CAIRN_FIRE_TIME", "value": run.fire_time}]
     # Cairn's variables come last, so that they win over any the template sets (Kubernetes keeps the
     # last of duplicate names); the schema already refuses CAIRN_ names.
     user_env = [e for e in container.get("env", []) if not e["name"].startswith("CAIRN_")]

@@ -33,6 +33,20 @@ class KubeWriter(Protocol):
         """A core/v1 Event about `obj`; best effort (never raises)."""
         ...
 
+    async def create_taskrun(self, body: dict[str, Any]) -> bool:
+        """Create the TaskRun; False if one of that name exists already."""
+        ...
+
+    async def cancel_taskrun(self, namespace: str, name: str) -> None:
+        """Set spec.cancel (a Schedule's own run, under overlapPolicy CancelPrevious)."""
+        ...
+
+    async def list_taskruns(self, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        """The TaskRuns with these labels, as the API server has them now."""
+        ...
+
+    async def patch_schedule_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None: ...
+
     async def taskrun_exists(self, namespace: str, name: str, uid: str) -> bool:
         """Whether the TaskRun with this uid still exists (a new one of the same name does not count)."""
         ...

@@ -9,3 +9,4 @@ from cairn.api.common import GROUP, VERSION
 TaskRunResource = create_namespaced_resource(GROUP, VERSION, "TaskRun", "taskruns")
 TaskResource = create_namespaced_resource(GROUP, VERSION, "Task", "tasks")
 QueueResource = create_namespaced_resource(GROUP, VERSION, "Queue", "queues")
+ScheduleResource = create_namespaced_resource(GROUP, VERSION, "Schedule", "schedules")

@@ -15,7 +15,7 @@ from lightkube.types import PatchType
 from cairn.domain.timefmt import format_time
 from cairn.k8s.base import NamespaceTerminating, PodRejected
 from cairn.k8s.client import Kube
-from cairn.k8s.resources import QueueResource, TaskRunResource
+from cairn.k8s.resources import QueueResource, ScheduleResource, TaskRunResource
 
 log = logging.getLogger(__name__)
 EVENT_MESSAGE_MAX = 1024
@@ -68,6 +68,44 @@ class ApiServerWriter:
         try:
             await self.kube.client.patch(
                 QueueResource.Status, name, {"status": patch}, namespace=namespace, patch_type=PatchType.MERGE
+            )
+        except ApiError as e:
+            if e.status.code != 404:
+                raise
+
+    async def create_taskrun(self, body: dict[str, Any]) -> bool:
+        await self.kube.spend("create taskruns")
+        try:
+            await self.kube.client.create(TaskRunResource.from_dict(body))
+            return True
+        except ApiError as e:
+            if e.status.code == 409:
+                return False
+            raise
+
+    async def cancel_taskrun(self, namespace: str, name: str) -> None:
+        await self.kube.spend("patch taskruns")
+        try:
+            await self.kube.client.patch(
+                TaskRunResource, name, {"spec": {"cancel": True}}, namespace=namespace, patch_type=PatchType.MERGE
+            )
+        except ApiError as e:
+            if e.status.code != 404:
+                raise
+
+    async def list_taskruns(self, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        await self.kube.spend("list taskruns")
+        selector: dict[str, Any] = dict(labels)
+        return [
+            cast(dict[str, Any], obj.to_dict())  # type: ignore[no-untyped-call]
+            async for obj in self.kube.client.list(TaskRunResource, namespace=namespace, labels=selector)
+        ]
+
+    async def patch_schedule_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        await self.kube.spend("patch schedules/status")
+        try:
+            await self.kube.client.patch(
+                ScheduleResource.Status, name, {"status": patch}, namespace=namespace, patch_type=PatchType.MERGE
             )
         except ApiError as e:
             if e.status.code != 404:

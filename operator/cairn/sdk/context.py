@@ -65,8 +65,13 @@ class Context:
         state: Any,
         api: SyncApi | None,
         aapi_factory: Callable[[], AsyncApi] | None = None,
+        schedule: str | None = None,
+        fire_time: datetime | None = None,
     ) -> None:
         self.run_name: str = run.get("name", "")
+        # A run a Schedule started: which one, and the fire time it was started for (else None).
+        self.schedule = schedule
+        self.fire_time = fire_time
         self.run_uid: str = run.get("uid", "")
         self.namespace: str = run.get("namespace", "")
         self.attempt = attempt

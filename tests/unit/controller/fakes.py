@@ -105,6 +105,7 @@ class FakeKube:
     reject: str | None = None  # create_pod raises PodRejected with this message
     terminating: bool = False  # create_pod raises NamespaceTerminating
     taskruns: set[tuple[str, str, str]] = field(default_factory=set)  # (namespace, name, uid) that exist
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)  # TaskRuns created (or there before), by name
     writes: list[tuple[Any, ...]] = field(default_factory=list)
 
     def names(self) -> list[str]:
@@ -142,6 +143,28 @@ class FakeKube:
 
     async def taskrun_exists(self, namespace: str, name: str, uid: str) -> bool:
         return (namespace, name, uid) in self.taskruns
+
+    async def create_taskrun(self, body: dict[str, Any]) -> bool:
+        name = body["metadata"]["name"]
+        if name in self.runs:
+            return False
+        self.runs[name] = body
+        self.writes.append(("create_taskrun", name))
+        return True
+
+    async def cancel_taskrun(self, namespace: str, name: str) -> None:
+        self.writes.append(("cancel_taskrun", namespace, name))
+
+    async def list_taskruns(self, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        return [
+            b
+            for b in self.runs.values()
+            if b["metadata"].get("namespace") == namespace
+            and all((b["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items())
+        ]
+
+    async def patch_schedule_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self.writes.append(("patch_schedule_status", namespace, name, patch))
 
 
 @dataclass

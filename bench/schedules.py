@@ -1,0 +1,137 @@
+"""Schedules: a fire time -> its TaskRun created (seen by a watch), with 500 Schedules active, beside
+Kubernetes CronJobs firing in the same run.
+
+- 500 Schedules, schedule i firing once a minute at second i % 60 (about 8 fire times a second),
+  their runs held in a paused Queue (what is measured is the run's creation, not its pod);
+- the same burst on both sides: 50 Schedules and 50 CronJobs (`* * * * *`, suspended Jobs) all
+  firing at second 0 of every minute (a CronJob cannot fire more often than once a minute).
+Latency: the watch's receipt of the run (or Job) minus its fire time (Cairn's annotation, to the
+millisecond; a Job's `batch.kubernetes.io/cronjob-scheduled-timestamp`, to the second).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime
+
+from bench import env as E
+from bench.env import Env
+from bench.kube import Watcher
+from bench.options import Options
+from bench.profiling import profiled
+from bench.report import Result
+from bench.stats import Figure, Machine, percentile
+
+ACTIVE = 500
+BURST = 50
+
+
+def _stamp(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def run(env: Env, opts: Options) -> Result:
+    machine = Machine(slot=env.harness.slot.index)
+    ns = env.namespace("schedules")
+    procs = env.cairn(ns)
+    kube = env.kube
+    active = 60 if opts.quick else ACTIVE
+    burst = 10 if opts.quick else BURST
+    minutes = 1 if opts.quick else opts.schedule_minutes
+    kube.create(E.queues(ns), E.queue(ns, "default", 10, paused=True))
+    kube.create(E.tasks(ns), E.task(ns, "tick", E.simulated_template("1s")))
+    lock = threading.Lock()
+    seen: dict[str, list[float]] = {"spread": [], "burst": [], "cronjob": []}
+
+    def on_run(t: float, kind: str, obj: E.Body) -> None:
+        if kind != "ADDED":
+            return
+        meta = obj["metadata"]
+        fired = (meta.get("annotations") or {}).get("cairn.dev/fire-time")
+        if fired:
+            group = "burst" if meta["name"].startswith("b") else "spread"
+            with lock:
+                seen[group].append((t - _stamp(fired)) * 1000)
+
+    def on_job(t: float, kind: str, obj: E.Body) -> None:
+        fired = (obj["metadata"].get("annotations") or {}).get("batch.kubernetes.io/cronjob-scheduled-timestamp")
+        if kind == "ADDED" and fired:
+            with lock:
+                seen["cronjob"].append((t - _stamp(fired)) * 1000)
+
+    watches = [Watcher(kube, E.taskruns(ns), on_run).start(), Watcher(kube, E.jobs(ns), on_job).start()]
+    job_template = E.simulated_job_template("1s")
+    profile = opts.profile / "schedules-operator" if opts.profile else None
+    try:
+        for i in range(active):
+            kube.create(
+                E.schedules(ns), E.schedule(ns, f"s{i:03d}", "tick", f"{i % 60} * * * * *", overlapPolicy="Allow")
+            )
+        for i in range(burst):
+            kube.create(E.schedules(ns), E.schedule(ns, f"b{i:03d}", "tick", "0 * * * * *", overlapPolicy="Allow"))
+            kube.create(E.cronjobs(ns), E.cronjob(ns, f"c{i:03d}", "* * * * *", job_template))
+        # Warm up to the next full minute, then measure `minutes` whole minutes.
+        time.sleep(60 - time.time() % 60 + 1)
+        with lock:
+            for v in seen.values():
+                v.clear()
+        with profiled(procs.operator.pid if procs.operator else 0, profile):
+            time.sleep(60 * minutes)
+        time.sleep(5)  # the last fire times' runs arrive
+    finally:
+        for w in watches:
+            w.stop()
+        env.release(procs)
+    with lock:
+        spread, burst_ms, cron_ms = list(seen["spread"]), list(seen["burst"]), list(seen["cronjob"])
+    figures = [
+        Figure(
+            "schedules",
+            f"fire -> run created p50 ({active} schedules, spread)",
+            "ms",
+            [percentile(spread, 50)],
+            samples=len(spread),
+        ),
+        Figure(
+            "schedules",
+            f"fire -> run created p99 ({active} schedules, spread)",
+            "ms",
+            [percentile(spread, 99)],
+            target=1000.0,
+            samples=len(spread),
+        ),
+        Figure(
+            "schedules",
+            f"fire -> created p50 ({burst} at once)",
+            "ms",
+            [percentile(burst_ms, 50)],
+            baseline=[percentile(cron_ms, 50)],
+            baseline_name="CronJob",
+            samples=len(burst_ms),
+        ),
+        Figure(
+            "schedules",
+            f"fire -> created p99 ({burst} at once)",
+            "ms",
+            [percentile(burst_ms, 99)],
+            baseline=[percentile(cron_ms, 99)],
+            baseline_name="CronJob",
+            samples=len(burst_ms),
+        ),
+    ]
+    details = {
+        "schedules_spread": active,
+        "schedules_burst": burst,
+        "cronjobs": burst,
+        "minutes": minutes,
+        "runs_seen": {"spread": len(spread), "burst": len(burst_ms), "cronjob_jobs": len(cron_ms)},
+        "expected": {"spread": active * minutes, "burst": burst * minutes, "cronjob_jobs": burst * minutes},
+        "max_ms": {
+            "spread": round(max(spread), 1) if spread else None,
+            "burst": round(max(burst_ms), 1) if burst_ms else None,
+            "cronjob": round(max(cron_ms), 1) if cron_ms else None,
+        },
+        "note": "a CronJob's fire time has a resolution of one second (its Jobs may read up to 1 s late or early)",
+    }
+    return Result("schedules", figures, details, machine.reading())
