@@ -5,6 +5,7 @@ when runs are started, which a real pod would prove no better."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -202,6 +203,8 @@ def test_a_backfill_runs_each_fire_time_once_and_a_second_identical_backfill_sta
     assert second.code == 0, second.err
     assert "0 run(s) created" in second.out and "20 fire time(s) had a run already" in second.out
     assert len(_runs(kube, ns, "daily")) == 20
+    bad = cli(cluster_env, ns, "schedule", "backfill", "daily", "--from", "yesterday", "--to", "2026-01-01T00:00:00Z")
+    assert bad.code == 4 and "--from 'yesterday' is not a time" in bad.err
     capped = cli(
         cluster_env,
         ns,
@@ -216,6 +219,25 @@ def test_a_backfill_runs_each_fire_time_once_and_a_second_identical_backfill_sta
         "4",
     )
     assert capped.code == 6 and "more fire times than --max 4" in capped.err
+    # BufferAll: one after another, each started once the one before ended.
+    serial = cli(
+        cluster_env,
+        ns,
+        "schedule",
+        "backfill",
+        "daily",
+        "--from",
+        "2025-12-01T00:00:00Z",
+        "--to",
+        "2025-12-03T23:00:00Z",
+        "--overlap-policy",
+        "BufferAll",
+    )
+    assert serial.code == 0, serial.err
+    assert "3 run(s) created" in serial.out and "started daily-20251203050000 (3 of 3)" in serial.out
+    one_by_one = [wait_phase(kube, ns, f"daily-202512{d:02d}050000") for d in (1, 2, 3)]
+    for before, after in itertools.pairwise(one_by_one):
+        assert after["startTime"] >= before["completionTime"], (before, after)
     listing = cli(cluster_env, ns, "schedules")
     assert listing.code == 0 and "daily" in listing.out and "Europe/Berlin" in listing.out
     paused = cli(cluster_env, ns, "schedule", "pause", "daily")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -25,6 +27,14 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
+POLL_SECONDS = 0.5
+
+
+class BackfillPolicy(StrEnum):
+    ALLOW = "Allow"
+    BUFFER_ALL = "BufferAll"
+
+
 Name = Annotated[str, typer.Argument(metavar="SCHEDULE", help="The Schedule.", show_default=False)]
 
 
@@ -97,6 +107,16 @@ def backfill(
     start: Annotated[str, typer.Option("--from", help="The first time (RFC 3339), included.", show_default=False)],
     end: Annotated[str, typer.Option("--to", help="The last time (RFC 3339), included.", show_default=False)],
     most: Annotated[int, typer.Option("--max", min=1, max=10000, help="Create at most this many runs.")] = 100,
+    overlap: Annotated[
+        BackfillPolicy,
+        typer.Option(
+            "--overlap-policy",
+            help=(
+                "Allow: start them all now (the queue limits how many run at once). BufferAll: one after "
+                "another, oldest first, each when no run of the schedule is going (the command waits)."
+            ),
+        ),
+    ] = BackfillPolicy.ALLOW,
     namespace: Namespace = None,
     context: Context = None,
     kubeconfig: Kubeconfig = None,
@@ -114,9 +134,13 @@ def backfill(
         bodies, had, more = backfill_runs(s, existing, first, last, most)
         created = 0
         for body in bodies:
+            if overlap is BackfillPolicy.BUFFER_ALL:
+                _wait_until_idle(kube, name)
             try:
                 kube.create_run(body)
                 created += 1
+                if overlap is BackfillPolicy.BUFFER_ALL:
+                    out.print(f"started {body['metadata']['name']} ({created} of {len(bodies)})")
             except CliError as e:
                 if e.code is not ExitCode.REFUSED or "already exists" not in e.message:
                     raise
@@ -131,6 +155,19 @@ def backfill(
             f"the range holds more fire times than --max {most}: the first {most} without a run were started",
             hint="run the same backfill again to go on, or raise --max",
         )
+
+
+def _wait_until_idle(kube: Kube, name: str) -> None:
+    """Until no run of the schedule is going (BufferAll)."""
+    while True:
+        going = [
+            r
+            for r in kube.runs_of_schedule(name)
+            if ((r.get("status") or {}).get("phase") or "Queued") not in ("Succeeded", "Failed", "Cancelled")
+        ]
+        if not going:
+            return
+        time.sleep(POLL_SECONDS)
 
 
 def _suspend(name: str, value: bool, namespace: str | None, context: str | None, kubeconfig: str | None) -> None:
