@@ -16,6 +16,13 @@ Body = dict[str, Any]
 Key = tuple[str, str]  # (namespace, name)
 
 
+def schedule_of(body: Body) -> Key | None:
+    """The Schedule that started a TaskRun (its annotation holds the whole name; the label may be short)."""
+    meta = body.get("metadata") or {}
+    name = (meta.get("annotations") or {}).get(naming.LABEL_SCHEDULE)
+    return (meta.get("namespace", ""), name) if name else None
+
+
 def key_of(body: Body) -> Key:
     meta = body["metadata"]
     return meta.get("namespace", ""), meta["name"]
@@ -32,11 +39,15 @@ class Cache:
     # Queues by key (a Queue of the same name may be created before the delete is applied).
     deleted_runs: set[str] = field(default_factory=set)
     deleted_queues: dict[Key, str] = field(default_factory=dict)
+    # The runs each Schedule started (by the annotation naming it), so a Schedule's look is not a scan.
+    runs_by_schedule: dict[Key, set[str]] = field(default_factory=lambda: defaultdict(set))
 
     def put_taskrun(self, body: Body) -> str:
         uid: str = body["metadata"]["uid"]
         self.taskruns[uid] = body
         self.deleted_runs.discard(uid)
+        if (schedule := schedule_of(body)) is not None:
+            self.runs_by_schedule[schedule].add(uid)
         return uid
 
     def drop_taskrun(self, body: Body) -> str:
@@ -44,7 +55,12 @@ class Cache:
         self.taskruns.pop(uid, None)
         self.pods.pop(uid, None)
         self.deleted_runs.add(uid)
+        if (schedule := schedule_of(body)) is not None:
+            self.runs_by_schedule[schedule].discard(uid)
         return uid
+
+    def runs_of_schedule(self, key: Key) -> list[Body]:
+        return [self.taskruns[uid] for uid in self.runs_by_schedule.get(key, ()) if uid in self.taskruns]
 
     def put_pod(self, body: Body) -> str | None:
         labels = body["metadata"].get("labels") or {}

@@ -63,7 +63,7 @@ WORK: tuple[Work, ...] = (
     Work(QUEUES, queues.QueueReconciler, lambda s: 1),
     Work(ADMISSION, admission.AdmissionReconciler, lambda s: 2),
     Work(QUEUE_STATUS, queues.QueueStatusReconciler, lambda s: 2),
-    Work(SCHEDULES, schedules.ScheduleReconciler, lambda s: 2),
+    Work(SCHEDULES, schedules.ScheduleReconciler, lambda s: s.workers),
 )
 
 LOOPS: tuple[Loop, ...] = (

@@ -27,13 +27,6 @@ def on_schedule(deps: Deps, event: str | None, body: Body) -> None:
     deps.enqueue(SCHEDULES, key)
 
 
-def schedule_of(body: Body) -> Key | None:
-    """The Schedule that started a TaskRun (its annotation holds the whole name; the label may be short)."""
-    meta = body.get("metadata") or {}
-    name = (meta.get("annotations") or {}).get(naming.LABEL_SCHEDULE)
-    return (meta.get("namespace", ""), name) if name else None
-
-
 def runs_of(bodies: list[Body], name: str) -> list[schedule.RunOf]:
     out = []
     for body in bodies:
@@ -56,6 +49,9 @@ def runs_of(bodies: list[Body], name: str) -> list[schedule.RunOf]:
 class ScheduleReconciler:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
+        # Schedules whose runs this process has listed from the API server once: from then on its
+        # cache has seen every run it created (a create that finds one exists is handled all the same).
+        self._listed: set[Key] = set()
 
     async def reconcile(self, key: Key) -> None:
         deps = self.deps
@@ -69,12 +65,12 @@ class ScheduleReconciler:
             await self._invalid(body, e)
             return
         with metrics.RECONCILE_SECONDS.labels("schedule").time():
-            mine = [b for b in deps.cache.taskruns.values() if schedule_of(b) == key]
-            p = schedule.plan(schedule.ScheduleView(s, runs_of(mine, name), deps.clock()))
-            if p.create:
-                # The cache may not hold every run of this schedule yet (the operator just started, or a
-                # run was created a moment ago): before starting any, ask the API server which exist.
+            p = schedule.plan(schedule.ScheduleView(s, runs_of(deps.cache.runs_of_schedule(key), name), deps.clock()))
+            if p.create and key not in self._listed:
+                # Right after a start the cache may not hold every run of this schedule yet: before
+                # starting any, ask the API server which exist (once per Schedule and process).
                 listed = await deps.kube.list_taskruns(namespace, {naming.LABEL_SCHEDULE: naming.label_value(name)})
+                self._listed.add(key)
                 p = schedule.plan(schedule.ScheduleView(s, runs_of(listed, name), deps.clock()))
             for run in p.create:
                 if await deps.kube.create_taskrun(run):

@@ -14,9 +14,9 @@ from pydantic import ValidationError
 from cairn import faults, metrics
 from cairn.api.task import Task
 from cairn.api.taskrun import TaskRun
-from cairn.controller.cache import Body, key_of
-from cairn.controller.deps import SCHEDULES, Deps
-from cairn.domain import lifecycle, naming
+from cairn.controller.cache import Body, key_of, schedule_of
+from cairn.controller.deps import SCHEDULES, STATUS_COALESCE, Deps
+from cairn.domain import lifecycle
 from cairn.domain.termination import PodView
 from cairn.domain.timefmt import parse_time
 from cairn.k8s.base import NamespaceTerminating, PodRejected
@@ -29,10 +29,10 @@ def on_taskrun(deps: Deps, event: str | None, body: Body) -> None:
     # A deleted run is reconciled too: what it held in its queue is released.
     uid = deps.cache.drop_taskrun(body) if event == "DELETED" else deps.cache.put_taskrun(body)
     deps.reconcile_run(uid)
-    started_by = (body["metadata"].get("annotations") or {}).get(naming.LABEL_SCHEDULE)
-    if started_by:
-        # The Schedule's overlap policy and status follow its runs.
-        deps.enqueue(SCHEDULES, (body["metadata"].get("namespace", ""), started_by))
+    started_by = schedule_of(body)
+    if started_by is not None:
+        # The Schedule's overlap policy and status follow its runs (a burst of changes, one look).
+        deps.enqueue(SCHEDULES, started_by, STATUS_COALESCE)
 
 
 def on_task(deps: Deps, event: str | None, body: Body) -> None:

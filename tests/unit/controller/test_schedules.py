@@ -66,7 +66,7 @@ def test_a_change_of_one_of_its_runs_queues_the_schedule() -> None:
     w = world()
     s = Schedule.model_validate(schedule_body())
     on_taskrun(w.deps, "MODIFIED", {**run_body(s, T0), "metadata": {**run_body(s, T0)["metadata"], "uid": "r-1"}})
-    assert (SCHEDULES, KEY, 0.0) in w.enqueued.calls
+    assert (SCHEDULES, KEY, 0.5) in w.enqueued.calls
 
 
 def test_cancel_previous_cancels_the_run_going_on_and_history_beyond_the_limit_is_deleted() -> None:
