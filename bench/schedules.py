@@ -40,19 +40,19 @@ def _phase(env: Env, opts: Options, stem: str, crons: list[str], cronjobs: int, 
     kube.create(E.queues(ns), E.queue(ns, "default", 10, paused=True))
     kube.create(E.tasks(ns), E.task(ns, "tick", E.simulated_template("1s")))
     lock = threading.Lock()
-    seen: dict[str, list[float]] = {"cairn": [], "cronjob": []}
+    seen: dict[str, list[tuple[float, float]]] = {"cairn": [], "cronjob": []}  # (fire time, latency ms)
 
     def on_run(t: float, kind: str, obj: E.Body) -> None:
         fired = (obj["metadata"].get("annotations") or {}).get("cairn.dev/fire-time")
         if kind == "ADDED" and fired:
             with lock:
-                seen["cairn"].append((t - _stamp(fired)) * 1000)
+                seen["cairn"].append((_stamp(fired), (t - _stamp(fired)) * 1000))
 
     def on_job(t: float, kind: str, obj: E.Body) -> None:
         fired = (obj["metadata"].get("annotations") or {}).get("batch.kubernetes.io/cronjob-scheduled-timestamp")
         if kind == "ADDED" and fired:
             with lock:
-                seen["cronjob"].append((t - _stamp(fired)) * 1000)
+                seen["cronjob"].append((_stamp(fired), (t - _stamp(fired)) * 1000))
 
     watches = [Watcher(kube, E.taskruns(ns), on_run).start(), Watcher(kube, E.jobs(ns), on_job).start()]
     profile = opts.profile / f"schedules-{stem}-operator" if opts.profile else None
@@ -61,20 +61,20 @@ def _phase(env: Env, opts: Options, stem: str, crons: list[str], cronjobs: int, 
             kube.create(E.schedules(ns), E.schedule(ns, f"s{i:03d}", "tick", cron, overlapPolicy="Allow"))
         for i in range(cronjobs):
             kube.create(E.cronjobs(ns), E.cronjob(ns, f"c{i:03d}", "* * * * *", E.simulated_job_template("1s")))
-        # A warm-up minute (every Schedule's first look, the first fire times), then whole minutes.
-        time.sleep(60 - time.time() % 60 + 60.5)
-        with lock:
-            for v in seen.values():
-                v.clear()
+        # A warm-up minute (every Schedule's first look, the first fire times), then whole minutes:
+        # the fire times in [start, end) count, whenever their run arrives.
+        start = time.time() - time.time() % 60 + 120
+        end = start + 60 * minutes
+        time.sleep(start - time.time())
         with profiled(procs.operator.pid if procs.operator else 0, profile):
-            time.sleep(60 * minutes)
-        time.sleep(5)  # the last fire times' runs arrive
+            time.sleep(end - time.time())
+        time.sleep(10)  # the last fire times' runs arrive
     finally:
         for w in watches:
             w.stop()
         env.release(procs)
     with lock:
-        return {k: list(v) for k, v in seen.items()}
+        return {k: [ms for fired, ms in v if start <= fired < end] for k, v in seen.items()}
 
 
 def run(env: Env, opts: Options) -> Result:
