@@ -18,10 +18,11 @@ from cairn.cli.options import (
     OutputFormat,
     Timeout,
     console,
+    listed_as_data,
     session,
     show,
 )
-from cairn.cli.render import Output, as_list, dump, queues_table
+from cairn.cli.render import Output, queues_table
 from cairn.cli.trigger import Wait, follow_to_end
 from cairn.clock import utcnow
 
@@ -64,13 +65,9 @@ def queues(
     with session(namespace, context, kubeconfig) as kube:
         bodies = kube.list_queues(all_namespaces)
         where = "in any namespace" if all_namespaces else f"in namespace {kube.namespace!r}"
+    if listed_as_data(bodies, output, "queues", where):
+        return
     out = console()
-    if output in (Output.JSON, Output.YAML):
-        out.print(dump(as_list(bodies), output))
-        return
-    if not bodies:
-        console(stderr=True).print(f"No queues found {where}.")
-        return
     try:
         models = [Queue.model_validate(b) for b in bodies]
     except ValueError as e:

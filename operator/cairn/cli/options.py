@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console, RenderableType
 
 from cairn.cli.kube import Kube, Target, connect
-from cairn.cli.render import Output, plain
+from cairn.cli.render import Output, as_list, dump, plain
 
 PIPE_WIDTH = 10_000  # not a terminal: never wrap or cut a table
 
@@ -68,6 +68,18 @@ def show(out: Console, renderable: RenderableType) -> None:
         out.print(renderable)
     else:
         out.print(plain(renderable, PIPE_WIDTH))
+
+
+def listed_as_data(bodies: list[dict[str, Any]], output: Output | None, noun: str, where: str) -> bool:
+    """The part every list command shares: -o json|yaml prints the List; nothing found says so (on
+    stderr). True when that was all there was to print."""
+    if output in (Output.JSON, Output.YAML):
+        console().print(dump(as_list(bodies), output))
+        return True
+    if not bodies:
+        console(stderr=True).print(f"No {noun} found {where}.")
+        return True
+    return False
 
 
 @contextmanager

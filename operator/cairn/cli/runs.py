@@ -7,7 +7,17 @@ from typing import Annotated, Any
 import typer
 
 from cairn.cli.kube import as_run
-from cairn.cli.options import AllNamespaces, Context, Kubeconfig, Namespace, OutputFormat, console, session, show
+from cairn.cli.options import (
+    AllNamespaces,
+    Context,
+    Kubeconfig,
+    Namespace,
+    OutputFormat,
+    console,
+    listed_as_data,
+    session,
+    show,
+)
 from cairn.cli.render import Output, as_list, dump, runs_table
 from cairn.cli.timeline import describe as describe_text
 from cairn.clock import utcnow
@@ -55,11 +65,7 @@ def runs(
         bodies = [b for b in bodies if (b.get("spec") or {}).get("taskRef", {}).get("name") == task]
     if phase is not None:
         bodies = [b for b in bodies if ((b.get("status") or {}).get("phase") or "").lower() == phase.lower()]
-    if output in (Output.JSON, Output.YAML):
-        console().print(dump(as_list(bodies), output))
-        return
-    if not bodies:
-        console(stderr=True).print(f"No runs found {where}.")
+    if listed_as_data(bodies, output, "runs", where):
         return
     print_runs(bodies, output, namespace_column=all_namespaces)
 

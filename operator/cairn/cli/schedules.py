@@ -14,8 +14,18 @@ from cairn.api.common import GROUP
 from cairn.api.schedule import Schedule
 from cairn.cli.errors import EXIT_CODES_HELP, CliError, ExitCode
 from cairn.cli.kube import Kube
-from cairn.cli.options import AllNamespaces, Context, Kubeconfig, Namespace, OutputFormat, console, session, show
-from cairn.cli.render import Output, as_list, dump, schedules_table
+from cairn.cli.options import (
+    AllNamespaces,
+    Context,
+    Kubeconfig,
+    Namespace,
+    OutputFormat,
+    console,
+    listed_as_data,
+    session,
+    show,
+)
+from cairn.cli.render import Output, schedules_table
 from cairn.clock import utcnow
 from cairn.domain.schedule import backfill as backfill_runs
 from cairn.domain.schedule import run_body
@@ -68,13 +78,9 @@ def schedules(
     with session(namespace, context, kubeconfig) as kube:
         bodies = kube.list_schedules(all_namespaces)
         where = "in any namespace" if all_namespaces else f"in namespace {kube.namespace!r}"
+    if listed_as_data(bodies, output, "schedules", where):
+        return
     out = console()
-    if output in (Output.JSON, Output.YAML):
-        out.print(dump(as_list(bodies), output))
-        return
-    if not bodies:
-        console(stderr=True).print(f"No schedules found {where}.")
-        return
     models = []
     for b in bodies:
         try:

@@ -63,15 +63,17 @@ class ApiServerWriter:
                 return False
             raise
 
-    async def patch_queue_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        await self.kube.spend("patch queues/status")
+    async def _merge_patch(self, what: str, resource: Any, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        """A merge patch; an object that is gone is not an error (there is nothing left to write to)."""
+        await self.kube.spend(what)
         try:
-            await self.kube.client.patch(
-                QueueResource.Status, name, {"status": patch}, namespace=namespace, patch_type=PatchType.MERGE
-            )
+            await self.kube.client.patch(resource, name, patch, namespace=namespace, patch_type=PatchType.MERGE)
         except ApiError as e:
             if e.status.code != 404:
                 raise
+
+    async def patch_queue_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        await self._merge_patch("patch queues/status", QueueResource.Status, namespace, name, {"status": patch})
 
     async def create_taskrun(self, body: dict[str, Any]) -> bool:
         await self.kube.spend("create taskruns")
@@ -84,14 +86,7 @@ class ApiServerWriter:
             raise
 
     async def cancel_taskrun(self, namespace: str, name: str) -> None:
-        await self.kube.spend("patch taskruns")
-        try:
-            await self.kube.client.patch(
-                TaskRunResource, name, {"spec": {"cancel": True}}, namespace=namespace, patch_type=PatchType.MERGE
-            )
-        except ApiError as e:
-            if e.status.code != 404:
-                raise
+        await self._merge_patch("patch taskruns", TaskRunResource, namespace, name, {"spec": {"cancel": True}})
 
     async def list_taskruns(self, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
         await self.kube.spend("list taskruns")
@@ -102,14 +97,7 @@ class ApiServerWriter:
         ]
 
     async def patch_schedule_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        await self.kube.spend("patch schedules/status")
-        try:
-            await self.kube.client.patch(
-                ScheduleResource.Status, name, {"status": patch}, namespace=namespace, patch_type=PatchType.MERGE
-            )
-        except ApiError as e:
-            if e.status.code != 404:
-                raise
+        await self._merge_patch("patch schedules/status", ScheduleResource.Status, namespace, name, {"status": patch})
 
     async def delete_taskrun(self, namespace: str, name: str) -> None:
         await self.kube.spend("delete taskruns")
