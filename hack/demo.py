@@ -119,12 +119,12 @@ def main() -> int:
 What to try next (the cluster stays up; `make dev-cluster-down` removes everything):
   export KUBECONFIG={kc}
   alias kubectl={config.kubectl()}
-  kubectl get cairn -n {NS}                              # Tasks, TaskRuns and Queues at a glance
+  kubectl get cairn -n {NS}                              # Tasks, TaskRuns, Queues (and Schedules) at a glance
   kubectl get taskruns -n {NS} -o wide                    # phase, attempt, last step, reason
   .venv/bin/cairn trigger demo -n {NS} --payload '{{"items": ["a", "b", "c"]}}' --wait
   .venv/bin/cairn logs {RUN} -n {NS}                      # every attempt's log, in order
   kubectl explain taskrun.spec                            # every field, documented
-  examples/hello, examples/agent, examples/media          # more tasks to apply
+  examples/hello, examples/agent, examples/media, examples/nightly   # more tasks to apply
 """)
     return 0 if final["phase"] == "Succeeded" else 1
 
