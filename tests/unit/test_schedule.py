@@ -153,7 +153,9 @@ def test_no_fire_time_after_end_time_and_the_schedule_says_it_ended() -> None:
 
 def test_no_fire_time_before_start_time() -> None:
     s = schedule(startTime="2026-12-01T12:12:00Z")
-    assert names(at(11, s)) == []
+    before = at(11, s)
+    assert names(before) == []
+    assert before.status is not None and "lastFireTime" not in before.status  # nothing handled yet
     assert names(at(15, s)) == ["report-20261201121500"]
 
 

@@ -148,12 +148,13 @@ def plan(view: ScheduleView) -> SchedulePlan:
         buffered = None
 
     more = False
+    handled: datetime | None = None  # the latest fire time this plan handled
     if not spec.suspend:
         until = min(now, end) if end is not None else now
         due, more = between(crons, zone, cursor, until, MAX_FIRES_PER_PLAN)
         oldest_to_run = now - spec.catchup_window.delta
         for t in due:
-            cursor = t
+            cursor = handled = t
             if naming.scheduled_run_name(meta.name, fire_stamp(t)) in names:
                 continue  # started before (a restart, another operator): handled
             if t < oldest_to_run:
@@ -199,9 +200,7 @@ def plan(view: ScheduleView) -> SchedulePlan:
         next_time = None
     p.recheck_at = now if more else next_time
     p.delete = _beyond_history(view, started)
-    p.status = _status_patch(
-        s, old, now, cursor if cursor != created else None, next_time, running, started, buffered, skipped, missed, end
-    )
+    p.status = _status_patch(s, old, now, handled, next_time, running, started, buffered, skipped, missed, end)
     return p
 
 
