@@ -20,6 +20,11 @@ class Settings(BaseModel):
 
     database_url: SecretStr = Field(description="PostgreSQL DSN (CAIRN_DATABASE_URL).")
     api_url: str = Field("http://cairn-api:8080", description="Where task pods reach the checkpoint API.")
+    public_url: str | None = Field(
+        None,
+        description="Where systems outside the cluster reach the API (the base of wait tokens' completion URLs); "
+        "unset: api_url.",
+    )
     kubeconfig: str | None = Field(None, description="A kubeconfig file; unset: in-cluster service account.")
     namespaces: list[str] = Field(default_factory=list, description="Namespaces to watch; empty: all.")
     token_audience: str = Field("cairn.dev", description="Audience of the pods' projected tokens.")

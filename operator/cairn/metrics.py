@@ -37,3 +37,14 @@ SCHEDULE_FIRE_DELAY = Histogram(
     "From a fire time to its TaskRun created (late fire times of a catch-up included).",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 30, 300, 3600),
 )
+WAITS_STARTED = Counter(
+    "cairn_waits_started_total", "Durable waits that stopped a pod and gave its slot back, by kind.", ["kind"]
+)
+WAIT_SECONDS = Histogram(
+    "cairn_wait_seconds",
+    "From a wait's start to the pod that resumes its run: the wait itself, then the queue.",
+    buckets=(1, 5, 15, 30, 60, 300, 900, 3600, 6 * 3600, 86400),
+)
+QUEUE_WAITING = Gauge(
+    "cairn_queue_waiting", "Runs of a queue in a durable wait (no slot held).", ["namespace", "queue"]
+)

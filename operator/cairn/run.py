@@ -4,7 +4,8 @@ In a pod (CAIRN_API_URL set) it reads the payload and the recorded steps from th
 runs the function, records its result, and exits 0. Outside Cairn it runs locally, recording in
 memory: `python -m cairn.run my_module:main --payload '{"n": 3}'`.
 
-Exit codes: 0 success; 1 the task raised; 2 the task raised cairn.sdk.Fatal, or the payload/arguments
+Exit codes: 0 success, or the pod stopped for a durable wait (the run resumes in a new pod);
+1 the task raised; 2 the task raised cairn.sdk.Fatal, or the payload/arguments
 are unusable; 3 a step's result could not be recorded; 75 the attempt was superseded or the run ended
 (this pod should simply stop).
 """
@@ -28,6 +29,7 @@ from typing import Any
 
 from cairn.sdk.client import AsyncApi, CairnError, Endpoint, RunEnded, Superseded, SyncApi
 from cairn.sdk.context import Context, Fatal, StepResultError
+from cairn.sdk.waits import WaitSuspended
 
 EXIT_FAILED, EXIT_FATAL, EXIT_UNRECORDABLE, EXIT_STOP = 1, 2, 3, 75
 
@@ -68,6 +70,7 @@ def _context(args: argparse.Namespace) -> tuple[Context, SyncApi | None]:
         aapi_factory=lambda: AsyncApi(endpoint),
         schedule=os.environ.get("CAIRN_SCHEDULE"),
         fire_time=_fire_time(os.environ.get("CAIRN_FIRE_TIME")),
+        suspend_after=float(info.get("suspendAfterSeconds", 5.0)),
     )
     return ctx, api
 
@@ -115,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
             api.call("PUT", "/v1/result", {"result": encoded})
         else:
             print(json.dumps(encoded, indent=2))
+    except WaitSuspended as e:
+        print(f"cairn: {e}", file=sys.stderr, flush=True)
+        return 0
     except (Superseded, RunEnded) as e:
         print(f"cairn: stopping: {e}", file=sys.stderr, flush=True)
         return EXIT_STOP

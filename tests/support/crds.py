@@ -12,7 +12,13 @@ CRDS = config.REPO / "crds"
 
 def install_crds(kubeconfig: Path) -> None:
     kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
-    for crd in ("tasks.cairn.dev", "taskruns.cairn.dev", "queues.cairn.dev", "schedules.cairn.dev"):
+    for crd in (
+        "tasks.cairn.dev",
+        "taskruns.cairn.dev",
+        "queues.cairn.dev",
+        "schedules.cairn.dev",
+        "tokencompletions.cairn.dev",
+    ):
 
         def established(crd: str = crd) -> bool:
             jsonpath = "jsonpath={.status.conditions[?(@.type=='Established')].status}"

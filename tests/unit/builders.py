@@ -14,6 +14,7 @@ from cairn.domain.lifecycle import Admission, Plan, Recorded, RunView, Settings
 from cairn.domain.podspec import Runtime
 from cairn.domain.termination import PodView
 from cairn.domain.timefmt import format_time
+from cairn.domain.waits import ChildView, WaitView
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 IMAGE = "registry.example/tasks/transcode:1.4.2"
@@ -139,14 +140,16 @@ def admission(
     queue: str | None = None,
     wait_reason: WaitReason | None = None,
     limits: Limits | None = None,
+    wait: WaitView | None = None,
 ) -> Admission:
-    assert state in ("queued", "admitted", "finished")
+    assert state in ("queued", "admitted", "waiting", "finished")
     return Admission(
         state=state,  # type: ignore[arg-type]
         queue=queue or t.spec.queue,
         snapshot=snapshot(t),
         wait_reason=wait_reason,
         limits=limits,
+        wait=wait,
     )
 
 
@@ -160,6 +163,7 @@ def view(
     recorded: Recorded | None = None,
     jitter: float = 0.5,
     rejected_pod: tuple[int, str] | None = None,
+    children: tuple[ChildView, ...] = (),
 ) -> RunView:
     return RunView(
         run=run,
@@ -170,6 +174,7 @@ def view(
         now=now,
         jitter=jitter,
         rejected_pod=rejected_pod,
+        children=children,
     )
 
 

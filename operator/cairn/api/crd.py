@@ -21,6 +21,7 @@ from cairn.api.queue import QueueSpec, QueueStatus
 from cairn.api.schedule import ScheduleSpec, ScheduleStatus
 from cairn.api.task import TaskSpec
 from cairn.api.taskrun import TaskRunSpec, TaskRunStatus
+from cairn.api.tokencompletion import TokenCompletionSpec, TokenCompletionStatus
 
 JSON = dict[str, Any]
 
@@ -84,7 +85,7 @@ KINDS = [
             _col(
                 "Phase",
                 ".status.phase",
-                description="Queued, Starting, Running, Retrying, Succeeded, Failed, Cancelled.",
+                description="Queued, Starting, Running, Retrying, Waiting, Succeeded, Failed, Cancelled.",
             ),
             # Why a run waits (TaskNotFound, QueueFull, QueueMissing, ...) belongs in the default view.
             _col("Reason", ".status.reason", description="Why it is in its phase."),
@@ -112,6 +113,7 @@ KINDS = [
             _col("Per-Key", ".spec.perKeyLimit", "integer", "Most running runs per concurrency key."),
             _col("Running", ".status.running", "integer", "Runs holding a slot."),
             _col("Queued", ".status.queued", "integer", "Runs waiting."),
+            _col("Waiting", ".status.waiting", "integer", "Runs in a durable wait (no slot held).", priority=1),
             _col("Paused", ".spec.paused", "boolean", "Not admitting."),
             _col("Oldest-Queued", ".status.oldestQueuedTime", "date", "Age of the longest-waiting run."),
             AGE,
@@ -137,6 +139,23 @@ KINDS = [
             _col("Active", ".status.active[*]", description="Its runs not finished yet."),
             _col("Task", ".spec.taskRef.name", description="The Task it runs.", priority=1),
             _col("Policy", ".spec.overlapPolicy", description="What it does when runs overlap.", priority=1),
+            AGE,
+        ],
+    ),
+    KindInfo(
+        kind="TokenCompletion",
+        plural="tokencompletions",
+        short_names=["ctoken"],
+        description=(
+            "A TokenCompletion completes a run's wait token (an approval, an external event) with data: "
+            "the run waiting for it resumes. Who may create one in a namespace is who may complete that "
+            "namespace's tokens (RBAC); the first completion of a token wins, a later one says so in status."
+        ),
+        spec=TokenCompletionSpec,
+        status=TokenCompletionStatus,
+        columns=[
+            _col("Token", ".spec.token", description="The token it completes."),
+            _col("Outcome", ".status.outcome", description="Completed, AlreadyCompleted, TimedOut, NotFound."),
             AGE,
         ],
     ),

@@ -43,6 +43,7 @@ class QueueStatus(Model):
 
     queued: int = Field(0, description="Runs waiting for a slot.")
     running: int = Field(0, description="Runs holding a slot.")
+    waiting: int = Field(0, description="Runs in a durable wait (a sleep, a token, child runs): they hold no slot.")
     admitted_total: int = Field(0, description="Runs admitted since the queue was created.")
     oldest_queued_time: str | None = Field(None, description="When the longest-waiting run was queued.")
     observed_generation: int | None = Field(None, description="The generation this status reflects.")

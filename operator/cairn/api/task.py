@@ -170,6 +170,12 @@ class TaskSpec(Model):
     checkpoint_retention: DurationStr = Duration(
         "How long a finished run's steps, state and result stay in PostgreSQL.", default=GoDuration("168h")
     )
+    suspend_after: DurationStr = Duration(
+        "A durable sleep longer than this ends the attempt's pod and gives its queue slot back; the run "
+        "resumes in a new pod when the sleep is over (a shorter one sleeps in the pod). Waits for tokens "
+        "and child runs always end the pod.",
+        default=GoDuration("5s"),
+    )
 
 
 class Task(Model):

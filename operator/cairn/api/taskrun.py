@@ -25,6 +25,7 @@ class Phase(StrEnum):
     STARTING = "Starting"  # the attempt's pod exists but its container is not running yet
     RUNNING = "Running"
     RETRYING = "Retrying"
+    WAITING = "Waiting"  # a durable wait (sleep, token, children): no pod, no slot
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     CANCELLED = "Cancelled"
@@ -117,7 +118,8 @@ class Attempt(Model):
         None,
         description=(
             "Why it ended: Completed, Error, OOMKilled, DeadlineExceeded, Evicted, NodeLost, PodDeleted, "
-            "ImagePullFailed, ConfigError, Cancelled, MaxDurationExceeded."
+            "ImagePullFailed, ConfigError, Cancelled, MaxDurationExceeded, Suspended (its pod stopped for a "
+            "durable wait; not counted)."
         ),
     )
     message: str | None = Field(None, max_length=1024, description="The termination message or last log line.")
@@ -146,6 +148,20 @@ class StepEntry(Model):
     completion_time: str | None = Field(None, description="When it was recorded.")
 
 
+TOKENS_SHOWN = 20
+
+
+class TokenEntry(Model):
+    """A wait token the run created (its URL, which holds its secret, is given only to the task)."""
+
+    id: str = Field(description="The token's id: cairn tokens complete ID, or a TokenCompletion naming it.")
+    step: str = Field(description="The step that created it, e.g. approval#0.")
+    status: str = Field(description="waiting, completed or timedOut.")
+    tags: list[str] | None = Field(None, description="The task's tags, for cairn tokens list --tag.")
+    timeout_time: str | None = Field(None, description="When it times out, if it does.")
+    completion_time: str | None = Field(None, description="When it was completed or timed out.")
+
+
 class TaskSnapshot(Model):
     """The Task as it was when the run started. Edits to the Task never change a run in flight."""
 
@@ -161,7 +177,8 @@ class TaskRunStatus(Model):
     phase: Phase | None = Field(
         None,
         description="Queued, Starting (its pod exists, its container does not run yet), Running, Retrying "
-        "(waiting out a backoff), Succeeded, Failed or Cancelled.",
+        "(waiting out a backoff), Waiting (a durable wait: a sleep, a token, child runs; it holds no pod and "
+        "no queue slot), Succeeded, Failed or Cancelled.",
     )
     reason: str | None = Field(None, description="Why it is in this phase, in one word (e.g. QueueFull, OOMKilled).")
     message: str | None = Field(None, max_length=1024, description="Why, for a person.")
@@ -196,6 +213,9 @@ class TaskRunStatus(Model):
         ),
     )
     result_truncated: bool | None = Field(None, description="True when the result was too large for status.")
+    tokens: list[TokenEntry] | None = Field(
+        None, max_length=TOKENS_SHOWN, description=f"The wait tokens it created (the last {TOKENS_SHOWN})."
+    )
 
 
 class TaskRun(Model):

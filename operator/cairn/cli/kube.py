@@ -20,7 +20,13 @@ from cairn.api.taskrun import TaskRun
 from cairn.cli.errors import CliError, ExitCode
 from cairn.cli.kubeconfig import check_files, load_kubeconfig, select_context
 from cairn.domain import naming
-from cairn.k8s.resources import QueueResource, ScheduleResource, TaskResource, TaskRunResource
+from cairn.k8s.resources import (
+    QueueResource,
+    ScheduleResource,
+    TaskResource,
+    TaskRunResource,
+    TokenCompletionResource,
+)
 
 FIELD_MANAGER = "cairn-cli"
 
@@ -248,6 +254,17 @@ class Kube:
         with self.calls(f"listing the runs of schedule {name}"):
             labels: dict[str, Any] = {naming.LABEL_SCHEDULE: naming.label_value(name)}
             return _items(self.client.list(TaskRunResource, namespace=self.namespace, labels=labels))
+
+    # -- wait tokens -----------------------------------------------------------------------------
+
+    def create_token_completion(self, body: dict[str, Any]) -> dict[str, Any]:
+        with self.calls("creating a TokenCompletion"):
+            obj = self.client.create(TokenCompletionResource.from_dict(body), namespace=self.namespace)
+        created: dict[str, Any] = obj.to_dict()
+        return created
+
+    def get_token_completion(self, name: str) -> dict[str, Any]:
+        return self._get(TokenCompletionResource, "tokencompletion", name)
 
     # -- pods, logs, events ----------------------------------------------------------------------
 

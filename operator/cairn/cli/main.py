@@ -11,7 +11,7 @@ import typer
 from pydantic import ValidationError
 
 from cairn import logs
-from cairn.cli import control, podlogs, runs, schedules, trigger
+from cairn.cli import control, podlogs, runs, schedules, tokens, trigger
 from cairn.cli.errors import EXIT_CODES_HELP, CliError, ExitCode
 from cairn.cli.options import console
 from cairn.config import Settings, env_name
@@ -43,6 +43,8 @@ app.command("wait", epilog=EPILOG)(trigger.wait)
 app.command("queues", epilog=EPILOG)(control.queues)
 app.command("schedules", epilog=EPILOG)(schedules.schedules)
 app.add_typer(schedules.app, name="schedule", epilog=EPILOG)
+app.add_typer(tokens.app, name="tokens", epilog=EPILOG)
+app.command("approve", epilog=EPILOG)(tokens.approve)
 
 
 def _settings() -> Settings:

@@ -26,6 +26,7 @@ PHASE_STYLES = {
     Phase.STARTING: "bright_cyan",
     Phase.RUNNING: "cyan",
     Phase.RETRYING: "magenta",
+    Phase.WAITING: "bright_blue",
     Phase.SUCCEEDED: "green",
     Phase.FAILED: "red",
     Phase.CANCELLED: "yellow",

@@ -23,6 +23,11 @@ def schedule_of(body: Body) -> Key | None:
     return (meta.get("namespace", ""), name) if name else None
 
 
+def parent_of(body: Body) -> str | None:
+    """The uid of the run that started this one as its child."""
+    return ((body.get("metadata") or {}).get("annotations") or {}).get(naming.ANNOTATION_PARENT_UID)
+
+
 def key_of(body: Body) -> Key:
     meta = body["metadata"]
     return meta.get("namespace", ""), meta["name"]
@@ -34,6 +39,7 @@ class Cache:
     tasks: dict[Key, Body] = field(default_factory=dict)
     queues: dict[Key, Body] = field(default_factory=dict)
     schedules: dict[Key, Body] = field(default_factory=dict)
+    token_completions: dict[Key, Body] = field(default_factory=dict)
     pods: dict[str, dict[int, Body]] = field(default_factory=lambda: defaultdict(dict))  # run uid -> attempt -> pod
     # Deleted, and what they held not yet released in the store: the uids of TaskRuns, and of
     # Queues by key (a Queue of the same name may be created before the delete is applied).
@@ -41,6 +47,7 @@ class Cache:
     deleted_queues: dict[Key, str] = field(default_factory=dict)
     # The runs each Schedule started (by the annotation naming it), so a Schedule's look is not a scan.
     runs_by_schedule: dict[Key, set[str]] = field(default_factory=lambda: defaultdict(set))
+    children: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # parent uid -> child uids
 
     def put_taskrun(self, body: Body) -> str:
         uid: str = body["metadata"]["uid"]
@@ -48,6 +55,8 @@ class Cache:
         self.deleted_runs.discard(uid)
         if (schedule := schedule_of(body)) is not None:
             self.runs_by_schedule[schedule].add(uid)
+        if (parent := parent_of(body)) is not None:
+            self.children[parent].add(uid)
         return uid
 
     def drop_taskrun(self, body: Body) -> str:
@@ -57,10 +66,16 @@ class Cache:
         self.deleted_runs.add(uid)
         if (schedule := schedule_of(body)) is not None:
             self.runs_by_schedule[schedule].discard(uid)
+        if (parent := parent_of(body)) is not None:
+            self.children[parent].discard(uid)
+        self.children.pop(uid, None)
         return uid
 
     def runs_of_schedule(self, key: Key) -> list[Body]:
         return [self.taskruns[uid] for uid in self.runs_by_schedule.get(key, ()) if uid in self.taskruns]
+
+    def children_of(self, uid: str) -> list[Body]:
+        return [self.taskruns[c] for c in self.children.get(uid, ()) if c in self.taskruns]
 
     def put_pod(self, body: Body) -> str | None:
         labels = body["metadata"].get("labels") or {}

@@ -23,6 +23,7 @@ QUEUES = "queues"  # key: (namespace, name) of a Queue; keeps the store's copy o
 ADMISSION = "admission"  # key: (namespace, queue); one admission round
 QUEUE_STATUS = "queue-status"  # key: (namespace, name); the Queue's status
 SCHEDULES = "schedules"  # key: (namespace, name) of a Schedule
+TOKENS = "token-completions"  # key: (namespace, name) of a TokenCompletion
 STATUS_COALESCE = 0.5  # seconds: bursts of admissions make one Queue status write
 
 

@@ -72,6 +72,7 @@ class QueueStatusReconciler:
         stats = await deps.store.queue_stats(*key)
         metrics.QUEUE_DEPTH.labels(key[0], key[1]).set(stats.queued)
         metrics.QUEUE_RUNNING.labels(key[0], key[1]).set(stats.running)
+        metrics.QUEUE_WAITING.labels(key[0], key[1]).set(stats.waiting)
         old = q.status or QueueStatus()
         active = not q.spec.paused
         conditions = set_condition(
@@ -86,6 +87,7 @@ class QueueStatusReconciler:
         new = QueueStatus(
             queued=stats.queued,
             running=stats.running,
+            waiting=stats.waiting,
             admitted_total=stats.admitted_total,
             oldest_queued_time=format_time(stats.oldest_queued) if stats.oldest_queued else None,
             observed_generation=q.metadata.generation,

@@ -11,9 +11,9 @@ from typing import Any, Protocol
 
 from cairn.api.common import GROUP, VERSION
 from cairn.config import Settings
-from cairn.controller import admission, progress, queues, schedules, sweep, taskruns
+from cairn.controller import admission, progress, queues, schedules, sweep, taskruns, tokens
 from cairn.controller.cache import Body
-from cairn.controller.deps import ADMISSION, QUEUE_STATUS, QUEUES, SCHEDULES, TASKRUNS, Deps
+from cairn.controller.deps import ADMISSION, QUEUE_STATUS, QUEUES, SCHEDULES, TASKRUNS, TOKENS, Deps
 from cairn.domain import naming
 
 
@@ -55,6 +55,7 @@ WATCHES: tuple[Watch, ...] = (
     Watch(GROUP, VERSION, "tasks", taskruns.on_task),
     Watch(GROUP, VERSION, "queues", queues.on_queue),
     Watch(GROUP, VERSION, "schedules", schedules.on_schedule),
+    Watch(GROUP, VERSION, "tokencompletions", tokens.on_token_completion),
     Watch("", "v1", "pods", taskruns.on_pod, present=(naming.LABEL_RUN_UID,)),
 )
 
@@ -64,6 +65,7 @@ WORK: tuple[Work, ...] = (
     Work(ADMISSION, admission.AdmissionReconciler, lambda s: 2),
     Work(QUEUE_STATUS, queues.QueueStatusReconciler, lambda s: 2),
     Work(SCHEDULES, schedules.ScheduleReconciler, lambda s: s.workers),
+    Work(TOKENS, tokens.TokenCompletionReconciler, lambda s: 1),
 )
 
 LOOPS: tuple[Loop, ...] = (

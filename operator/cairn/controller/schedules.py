@@ -72,6 +72,10 @@ class ScheduleReconciler:
                 listed = await deps.kube.list_taskruns(namespace, {naming.LABEL_SCHEDULE: naming.label_value(name)})
                 self._listed.add(key)
                 p = schedule.plan(schedule.ScheduleView(s, runs_of(listed, name), deps.clock()))
+            # The previous run is told to stop before its successor exists, so that no one
+            # looking in between sees both going.
+            for run_name in p.cancel:
+                await deps.kube.cancel_taskrun(namespace, run_name)
             for run in p.create:
                 if await deps.kube.create_taskrun(run):
                     metrics.SCHEDULED_RUNS.labels(namespace, name).inc()
@@ -82,8 +86,6 @@ class ScheduleReconciler:
                         run["metadata"]["name"],
                         extra={"namespace": namespace, "schedule": name, "run": run["metadata"]["name"]},
                     )
-            for run_name in p.cancel:
-                await deps.kube.cancel_taskrun(namespace, run_name)
             if p.status is not None:
                 await deps.kube.patch_schedule_status(namespace, name, p.status)
                 deps.cache.schedules[key] = {**body, "status": {**(body.get("status") or {}), **p.status}}

@@ -16,9 +16,10 @@ from cairn.api.task import Task
 from cairn.api.taskrun import TaskRun
 from cairn.controller.cache import Body, key_of, schedule_of
 from cairn.controller.deps import SCHEDULES, STATUS_COALESCE, Deps
-from cairn.domain import lifecycle
+from cairn.domain import lifecycle, naming
 from cairn.domain.termination import PodView
 from cairn.domain.timefmt import parse_time
+from cairn.domain.waits import ChildView
 from cairn.k8s.base import NamespaceTerminating, PodRejected
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ class TaskRunReconciler:
             except ValidationError:
                 log.warning("Task %s/%s does not parse; treating it as missing", ns, run.spec.task_ref.name)
         pods = {attempt: PodView.parse(pod, attempt) for attempt, pod in deps.cache.pods.get(uid, {}).items()}
+        children = tuple(_child_view(c) for c in deps.cache.children_of(uid))
         return lifecycle.RunView(
             run=run,
             task=task,
@@ -105,6 +107,7 @@ class TaskRunReconciler:
             now=deps.clock(),
             jitter=self.rng.random(),
             rejected_pod=self._rejected.get(uid),
+            children=children,
         )
 
     async def _unreadable(self, uid: str, body: Body, error: ValidationError) -> None:
@@ -144,6 +147,14 @@ class TaskRunReconciler:
                 deps.kick(*released)
                 deps.kick(*released, at=plan.release.not_before)
                 metrics.RETRIES.labels(plan.ended.reason if plan.ended else "Unknown").inc()
+        elif isinstance(plan.release, lifecycle.Suspend):
+            released = await deps.store.suspend(uid)
+            if released:
+                deps.kick(*released)
+                metrics.WAITS_STARTED.labels(
+                    view.admission.wait.kind if view and view.admission and view.admission.wait else "unknown"
+                ).inc()
+                log.info("waiting: the pod stopped and the slot was given back", extra=context)
         elif isinstance(plan.release, lifecycle.Finish):
             released = await deps.store.finish(uid, plan.release.phase.value, self._retention(view))
             faults.point("operator.after_release")
@@ -158,6 +169,16 @@ class TaskRunReconciler:
                     plan.release.phase.value.lower(),
                     extra={**context, "phase": plan.release.phase.value, "reason": (plan.status or {}).get("reason")},
                 )
+        if plan.wake is not None:
+            woke = await deps.store.wake(uid, plan.wake.key)
+            if woke:
+                deps.kick(*woke)
+                deps.reconcile_run(uid)
+                log.info("the wait of step %s is over", plan.wake.key, extra=context)
+        if plan.kick and view is not None and view.admission is not None:
+            deps.kick(ns, view.admission.queue)
+        for child in plan.cancel_children:
+            await deps.kube.cancel_taskrun(ns, child)
         for pod_name, force in plan.delete_pods:
             await deps.kube.delete_pod(ns, pod_name, force=force)
         if plan.create_pod is not None:
@@ -195,6 +216,17 @@ class TaskRunReconciler:
         if snapshot is not None:
             return snapshot.spec.checkpoint_retention.delta
         return self.deps.settings.retention_default.delta
+
+
+def _child_view(body: Body) -> ChildView:
+    phase = (body.get("status") or {}).get("phase")
+    notes = body["metadata"].get("annotations") or {}
+    return ChildView(
+        name=body["metadata"]["name"],
+        finished=phase in ("Succeeded", "Failed", "Cancelled"),
+        cancelling=bool((body.get("spec") or {}).get("cancel")),
+        abandon=notes.get(naming.ANNOTATION_PARENT_CLOSE) == "Abandon",
+    )
 
 
 def _observe_admission_wait(run: TaskRun, now: datetime) -> None:

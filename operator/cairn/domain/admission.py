@@ -36,6 +36,7 @@ class Candidate:
     key: str | None = None
     not_before: datetime | None = None
     registered: int = 0  # the store's registration order: breaks ties of creation time (1 s resolution)
+    resumed: bool = False  # it started before and waited: ahead of its priority's runs that never started
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,9 @@ class Decision:
 
 
 def order(candidates: Iterable[Candidate]) -> list[Candidate]:
-    """Higher priority first, then oldest first (then first registered, then uid: the order is total)."""
-    return sorted(candidates, key=lambda c: (-c.priority, c.created, c.registered, c.uid))
+    """Higher priority first, then runs resuming after a wait, then oldest first (then first registered,
+    then uid: the order is total)."""
+    return sorted(candidates, key=lambda c: (-c.priority, not c.resumed, c.created, c.registered, c.uid))
 
 
 def decide(limits: Limits | None, usage: Usage, candidates: Iterable[Candidate], now: datetime) -> Decision:

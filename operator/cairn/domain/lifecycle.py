@@ -6,7 +6,10 @@ queue, create or delete a pod, release or requeue its slot, patch its status, po
 to look again. The controller applies the plan; applying it twice is harmless, so a crash at any
 point is repaired by the next reconcile, which sees the same world and decides the same thing.
 
-Phases: Queued -> Starting -> Running -> (Retrying -> Starting -> Running)* -> Succeeded | Failed | Cancelled.
+Phases: Queued -> Starting -> Running -> (Retrying | Waiting -> Queued -> Starting -> Running)*
+        -> Succeeded | Failed | Cancelled.
+A run that waits (a sleep, a token, its children) ends its pod and gives its slot back: its attempt
+ends as Suspended (not spent), the run is Waiting, and when the wait is over it queues again.
 """
 
 from __future__ import annotations
@@ -19,7 +22,16 @@ from typing import Any, Literal
 
 from cairn.api.common import RESULT_STATUS_MAX_BYTES
 from cairn.api.task import Task
-from cairn.api.taskrun import Attempt, Phase, Progress, StepEntry, TaskRun, TaskRunStatus, TaskSnapshot
+from cairn.api.taskrun import (
+    Attempt,
+    Phase,
+    Progress,
+    StepEntry,
+    TaskRun,
+    TaskRunStatus,
+    TaskSnapshot,
+    TokenEntry,
+)
 from cairn.domain import naming, retry
 from cairn.domain.admission import Limits, WaitReason, explain
 from cairn.domain.conditions import set_condition
@@ -27,6 +39,7 @@ from cairn.domain.podspec import RunRef, Runtime, memory_limit, render_pod
 from cairn.domain.quantity import from_bytes, to_bytes
 from cairn.domain.termination import Outcome, PodView, StillRunning, Termination, classify, missing
 from cairn.domain.timefmt import format_time, parse_time
+from cairn.domain.waits import SUSPENDED, ChildView, WaitView, Wake
 
 # A pod the operator created may take a moment to show up in its watch; only after this long is a
 # missing pod treated as lost.
@@ -37,7 +50,7 @@ SUCCEEDED = "Succeeded"
 
 
 # -- inputs ----------------------------------------------------------------------------------------
-RunState = Literal["queued", "admitted", "finished"]
+RunState = Literal["queued", "admitted", "waiting", "finished"]
 TASK_NOT_FOUND = "TaskNotFound"
 
 
@@ -50,6 +63,7 @@ class Admission:
     snapshot: TaskSnapshot
     wait_reason: WaitReason | None = None
     limits: Limits | None = None
+    wait: WaitView | None = None  # the last wait that ended one of its pods
 
 
 @dataclass(frozen=True)
@@ -62,6 +76,7 @@ class Recorded:
     updated: datetime | None = None
     result: str | None = None  # JSON text of the final result, once recorded
     recent: tuple[tuple[str, int, datetime | None, datetime], ...] = ()  # (key, attempt, started, completed)
+    tokens: tuple[TokenEntry, ...] = ()  # newest first
 
 
 @dataclass(frozen=True)
@@ -75,6 +90,7 @@ class RunView:
     jitter: float = 0.5  # in [0, 1): the randomness of the next backoff
     # The API server refused the pod of this attempt (its message): seen by the last apply.
     rejected_pod: tuple[int, str] | None = None
+    children: tuple[ChildView, ...] = ()
 
 
 # -- outputs ---------------------------------------------------------------------------------------
@@ -91,6 +107,7 @@ class Register:
     key: str | None
     created: datetime
     snapshot: TaskSnapshot
+    parent: tuple[str, str, int] | None = None  # a child run: (parent uid, the parent's step key, its index)
 
 
 @dataclass(frozen=True)
@@ -103,6 +120,11 @@ class Requeue:
 @dataclass(frozen=True)
 class Finish:
     phase: Phase
+
+
+@dataclass(frozen=True)
+class Suspend:
+    """The pod stopped for a wait: give the slot back; the run waits (or queues, if the wait is over)."""
 
 
 @dataclass(frozen=True)
@@ -127,7 +149,10 @@ class Plan:
     register: Register | None = None
     create_pod: CreatePod | None = None
     delete_pods: list[tuple[str, bool]] = field(default_factory=list)  # (name, force)
-    release: Requeue | Finish | None = None
+    release: Requeue | Finish | Suspend | None = None
+    wake: Wake | None = None
+    kick: bool = False  # an admission round on its queue (a woken run queues again)
+    cancel_children: list[str] = field(default_factory=list)
     status: dict[str, Any] | None = None  # a merge patch of .status
     events: list[Event] = field(default_factory=list)
     delete_run: bool = False
@@ -186,6 +211,8 @@ class _Builder:
 
     def _mirror_progress(self) -> None:
         rec = self.view.recorded
+        if rec.tokens and list(rec.tokens) != (self.new.tokens or []):
+            self.set(tokens=list(rec.tokens))
         if rec.steps_completed == 0 and rec.state_note is None:
             return
         progress = Progress(
@@ -241,9 +268,13 @@ def plan(view: RunView, settings: Settings) -> Plan:
     deadline = _run_deadline(snapshot, status)
 
     if current is not None and current.finish_time is None:
+        if adm.wait is not None and adm.wait.attempt == current.number:
+            return _suspending(b, settings, adm, adm.wait, current, deadline)
         return _attempt_in_flight(b, settings, adm, current, deadline)
     if deadline is not None and view.now >= deadline:
         return _finish(b, Phase.FAILED, "MaxDurationExceeded", _max_duration_message(snapshot))
+    if adm.state == "waiting":
+        return _suspended(b, adm, deadline)
     if adm.state == "admitted":
         return _start_attempt(b, settings, adm, len(attempts) + 1)
     if adm.state == "finished":
@@ -275,6 +306,15 @@ def _register(b: _Builder) -> Plan:
     )
     queue = run.spec.queue or task.spec.queue
     created = parse_time(run.metadata.creation_timestamp) if run.metadata.creation_timestamp else b.view.now
+    notes = run.metadata.annotations
+    parent = None
+    if notes.get(naming.ANNOTATION_PARENT_UID) and notes.get(naming.ANNOTATION_PARENT_STEP):
+        index = notes.get(naming.ANNOTATION_PARENT_INDEX, "0")
+        parent = (
+            notes[naming.ANNOTATION_PARENT_UID],
+            notes[naming.ANNOTATION_PARENT_STEP],
+            int(index) if index.isdigit() else 0,
+        )
     b.plan.register = Register(
         uid=run.metadata.uid or "",
         namespace=run.metadata.namespace or "",
@@ -285,6 +325,7 @@ def _register(b: _Builder) -> Plan:
         key=run.spec.concurrency_key,
         created=created,
         snapshot=snapshot,
+        parent=parent,
     )
     if b.old.reason == TASK_NOT_FOUND:
         b.set(reason="Queued", message=f'waiting for a slot in queue "{queue}"')
@@ -301,6 +342,14 @@ def _waiting(b: _Builder, adm: Admission, deadline: datetime | None) -> Plan:
     retrying = bool(b.old.attempts)
     if retrying and adm.wait_reason is WaitReason.BACKING_OFF:
         message = f"waiting until {b.old.next_attempt_time} before attempt {len(b.old.attempts or []) + 1}"
+    if _resumed(b.old):
+        # Its wait is over: it is back in line, ahead of the runs of its priority that never started.
+        retrying = False
+        key = adm.wait.key if adm.wait else "?"
+        message = f"the wait of step {key} is over; {message}"
+        reason = adm.wait_reason.value if adm.wait_reason else "Resuming"
+        if b.old.phase is Phase.WAITING:
+            b.plan.kick = True
     b.set(phase=Phase.RETRYING if retrying else Phase.QUEUED, reason=reason, message=message, queue=adm.queue)
     b.condition(ADMITTED, "False", reason, message)
     b.plan.recheck(deadline)  # maxDuration runs on while a run waits for a slot
@@ -338,6 +387,7 @@ def _start_attempt(b: _Builder, settings: Settings, adm: Admission, number: int)
         memory_limit=from_bytes(memory) if memory is not None else None,
     )
     first = number == 1
+    resumed = _resumed(b.old)
     b.set(
         queue=adm.queue,
         task=adm.snapshot,
@@ -348,7 +398,8 @@ def _start_attempt(b: _Builder, settings: Settings, adm: Admission, number: int)
     )
     b.condition(ADMITTED, "True", "Admitted", f'holds a slot in queue "{adm.queue}"')
     _attempt_phase(b, number, pod_name, running=existing is not None and existing.phase == "Running")
-    b.event("Normal", "Started" if first else "Retried", f"attempt {number} started in pod {pod_name}")
+    word = "Started" if first else "Resumed" if resumed else "Retried"
+    b.event("Normal", word, f"attempt {number} started in pod {pod_name}")
     b.plan.recheck(view.now + settings.pod_appear_grace)
     return b.done()
 
@@ -356,9 +407,11 @@ def _start_attempt(b: _Builder, settings: Settings, adm: Admission, number: int)
 def _attempt_phase(b: _Builder, number: int, pod_name: str, *, running: bool) -> None:
     """Starting until the attempt's pod runs, then Running; the reason says which attempt it is."""
     word = "running" if running else "starting"
+    attempts = b.new.attempts or []
+    resumed = len(attempts) >= 2 and attempts[-2].reason == SUSPENDED
     b.set(
         phase=Phase.RUNNING if running else Phase.STARTING,
-        reason="Started" if number == 1 else "Retried",
+        reason="Started" if number == 1 else "Resumed" if resumed else "Retried",
         message=f"attempt {number} is {word} in pod {pod_name}",
     )
     b.condition(SUCCEEDED, "Unknown", word.capitalize(), f"attempt {number} is {word}")
@@ -420,7 +473,7 @@ def _attempt_ended(b: _Builder, adm: Admission, current: Attempt, t: Termination
     earlier = (b.old.attempts or [])[:-1]
     spent = retry.Spent(
         counted=sum(1 for a in earlier if a.counted),
-        disruptions=sum(1 for a in earlier if a.counted is False),
+        disruptions=sum(1 for a in earlier if a.counted is False and a.reason != SUSPENDED),  # a wait is neither
     )
     decision = retry.decide(policy, t, spent, attempt=current.number, jitter_sample=view.jitter)
     ended = current.model_copy(
@@ -537,6 +590,7 @@ def _cancel(b: _Builder) -> Plan:
         )
         b.set(attempts=attempts)
         b.plan.ended = attempts[-1]
+    b.plan.cancel_children = [c.name for c in b.view.children if not (c.finished or c.cancelling or c.abandon)]
     return _finish(b, Phase.CANCELLED, "Cancelled", "cancelled: spec.cancel was set")
 
 
@@ -557,6 +611,66 @@ def _finished(b: _Builder) -> Plan:
             b.plan.delete_run = True
         else:
             b.plan.recheck(expires)
+    return b.done()
+
+
+# -- waits -----------------------------------------------------------------------------------------
+# A wait's pod may take a moment to exit after it was told to; past this it is stopped.
+SUSPEND_GRACE = timedelta(seconds=30)
+
+
+def _resumed(status: TaskRunStatus) -> bool:
+    """Its last attempt ended for a wait."""
+    attempts = status.attempts or []
+    return bool(attempts) and attempts[-1].reason == SUSPENDED
+
+
+def _suspending(
+    b: _Builder, settings: Settings, adm: Admission, wait: WaitView, current: Attempt, deadline: datetime | None
+) -> Plan:
+    """The attempt's pod was told to stop for a wait: once it has, the slot goes back."""
+    view = b.view
+    pod = view.pods.get(current.number)
+    if pod is not None and pod.phase not in ("Succeeded", "Failed"):
+        if view.now - wait.created >= SUSPEND_GRACE and not pod.deleting:
+            b.plan.delete_pods.append((pod.name, False))
+        b.plan.recheck(view.now + timedelta(seconds=5))
+        return b.done()
+    ended = current.model_copy(
+        update={
+            "finish_time": format_time(view.now),
+            "exit_code": (pod.terminated or {}).get("exitCode") if pod is not None else None,
+            "reason": SUSPENDED,
+            "message": f"the pod stopped for a wait (step {wait.key}); the run resumes in a new pod",
+            "counted": False,
+        }
+    )
+    b.set(attempts=[*(b.old.attempts or [])[:-1], ended])
+    b.plan.ended = ended
+    b.plan.release = Suspend()
+    b.event("Normal", "Waiting", f"attempt {current.number} stopped: {wait.message()}")
+    return _wait_status(b, wait, deadline)
+
+
+def _suspended(b: _Builder, adm: Admission, deadline: datetime | None) -> Plan:
+    wait = adm.wait
+    if wait is None:  # not seen from a well-formed store; say so rather than guess
+        b.set(phase=Phase.WAITING, reason="Waiting", message="waiting (its wait is not recorded)")
+        return b.done()
+    if wait.due(b.view.now):
+        b.plan.wake = Wake(wait.key)
+    elif wait.stale():
+        b.plan.wake = Wake(wait.key, repair=True)
+        b.event("Warning", "WakeRepaired", f"repaired: every child of step {wait.key} had ended; the run resumes")
+    return _wait_status(b, wait, deadline)
+
+
+def _wait_status(b: _Builder, wait: WaitView, deadline: datetime | None) -> Plan:
+    b.set(phase=Phase.WAITING, reason=wait.reason, message=wait.message(), next_attempt_time=None)
+    b.condition(ADMITTED, "False", wait.reason, "the slot was given back while the run waits")
+    if wait.done is None:
+        b.plan.recheck(wait.until)
+    b.plan.recheck(deadline)  # maxDuration counts the wait
     return b.done()
 
 

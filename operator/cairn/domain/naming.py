@@ -54,3 +54,22 @@ def scheduled_run_name(schedule: str, fire_time_utc: str) -> str:
     operator, a restart or a replayed event finds it exists instead of making another."""
     suffix = f"-{fire_time_utc}"
     return _short(schedule, _MAX_OBJECT_NAME - len(suffix)) + suffix
+
+
+# Child runs: labelled with their parent's name (`kubectl get taskruns -l cairn.dev/parent=NAME`),
+# annotated with what the store needs to wake the parent when the last of them ends.
+LABEL_PARENT = f"{GROUP}/parent"
+ANNOTATION_PARENT_UID = f"{GROUP}/parent-uid"
+ANNOTATION_PARENT_STEP = f"{GROUP}/parent-step"
+ANNOTATION_PARENT_INDEX = f"{GROUP}/parent-index"
+ANNOTATION_PARENT_CLOSE = f"{GROUP}/parent-close-policy"  # Cancel (the default) or Abandon
+
+
+def child_name(parent: str, step_key: str, index: int) -> str:
+    """The one TaskRun of child `index` of a parent's step: `<parent>-<step>-<n>[-<index>]`, so that a
+    retried parent finds the child it started instead of making another. A DNS label, like pods."""
+    step = "".join(ch if ch.isalnum() else "-" for ch in step_key.lower()).strip("-") or "child"
+    suffix = f"-{_short(step, 24)}-{index}"
+    digest = hashlib.sha256(f"{parent}\0{step_key}".encode()).hexdigest()[:6]
+    # Room for the attempt suffix of its pods (`-NN`).
+    return _short(parent, _MAX_NAME - 4 - len(suffix) - 7) + f"-{digest}" + suffix

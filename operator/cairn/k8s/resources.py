@@ -10,3 +10,4 @@ TaskRunResource = create_namespaced_resource(GROUP, VERSION, "TaskRun", "taskrun
 TaskResource = create_namespaced_resource(GROUP, VERSION, "Task", "tasks")
 QueueResource = create_namespaced_resource(GROUP, VERSION, "Queue", "queues")
 ScheduleResource = create_namespaced_resource(GROUP, VERSION, "Schedule", "schedules")
+TokenCompletionResource = create_namespaced_resource(GROUP, VERSION, "TokenCompletion", "tokencompletions")

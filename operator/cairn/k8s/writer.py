@@ -15,7 +15,7 @@ from lightkube.types import PatchType
 from cairn.domain.timefmt import format_time
 from cairn.k8s.base import NamespaceTerminating, PodRejected
 from cairn.k8s.client import Kube
-from cairn.k8s.resources import QueueResource, ScheduleResource, TaskRunResource
+from cairn.k8s.resources import QueueResource, ScheduleResource, TaskRunResource, TokenCompletionResource
 
 log = logging.getLogger(__name__)
 EVENT_MESSAGE_MAX = 1024
@@ -98,6 +98,11 @@ class ApiServerWriter:
 
     async def patch_schedule_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         await self._merge_patch("patch schedules/status", ScheduleResource.Status, namespace, name, {"status": patch})
+
+    async def patch_token_completion_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        await self._merge_patch(
+            "patch tokencompletions/status", TokenCompletionResource.Status, namespace, name, {"status": patch}
+        )
 
     async def delete_taskrun(self, namespace: str, name: str) -> None:
         await self.kube.spend("delete taskruns")

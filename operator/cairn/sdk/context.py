@@ -16,13 +16,15 @@ from __future__ import annotations
 import contextvars
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, get_type_hints
 
 from pydantic import TypeAdapter
 
 from cairn.sdk.client import AsyncApi, CairnError, SyncApi
+from cairn.sdk.waits import ChildResult, ChildRun, Token, TokenResult, WaitSuspended
 
 T = TypeVar("T")
 RESULT_MAX_BYTES = 1024 * 1024
@@ -67,6 +69,7 @@ class Context:
         aapi_factory: Callable[[], AsyncApi] | None = None,
         schedule: str | None = None,
         fire_time: datetime | None = None,
+        suspend_after: float = 5.0,
     ) -> None:
         self.run_name: str = run.get("name", "")
         # A run a Schedule started: which one, and the fire time it was started for (else None).
@@ -80,15 +83,22 @@ class Context:
         self._recorded: dict[str, Any] = dict(steps)
         self._order = [k for k, _ in steps]
         self._occurrences: dict[str, int] = {}
+        self._kinds: dict[str, str] = {}  # what each name was used for: a step, a sleep, a token wait, ...
         self._api = api
         self._aapi_factory = aapi_factory
         self._aapi: AsyncApi | None = None
         self.executed: list[str] = []  # steps this attempt executed (not replayed)
+        self.suspend_after = suspend_after  # a sleep longer than this ends the pod (the Task's suspendAfter)
 
     # -- keys ------------------------------------------------------------------------------------
-    def _next_key(self, name: str) -> str:
+    def _next_key(self, name: str, kind: str = "step") -> str:
         if not name or "#" in name:
             raise ValueError(f"step name {name!r} must be non-empty and contain no '#'")
+        before = self._kinds.setdefault(name, kind)
+        if before != kind:
+            raise ValueError(
+                f"step name {name!r} is already used for a {before} in this run: give the {kind} its own name"
+            )
         n = self._occurrences.get(name, 0)
         self._occurrences[name] = n + 1
         return f"{name}#{n}"
@@ -226,3 +236,155 @@ class Context:
     async def aclose(self) -> None:
         if self._aapi is not None:
             await self._aapi.close()
+
+    # -- durable waits -----------------------------------------------------------------------------
+    def sleep(self, name: str, duration: float | timedelta) -> None:
+        """Sleep durably for `duration` (seconds or a timedelta). Longer than the Task's suspendAfter,
+        the pod ends and gives its slot back, and a new pod resumes the run when the time has come;
+        shorter, it sleeps in place. Recorded as step `name#n`: once over, it is never slept again."""
+        seconds = duration.total_seconds() if isinstance(duration, timedelta) else float(duration)
+        if seconds < 0:
+            raise ValueError(f"sleep {name!r}: the duration {seconds}s is negative")
+        self._sleep(self._next_key(name, "sleep"), datetime.now(UTC) + timedelta(seconds=seconds))
+
+    def sleep_until(self, name: str, when: datetime) -> None:
+        """Sleep durably until `when` (a timezone-aware datetime), as `sleep` does."""
+        if when.tzinfo is None:
+            raise ValueError(f"sleep_until {name!r}: give a timezone-aware datetime, e.g. datetime(..., tzinfo=UTC)")
+        key = self._next_key(name, "sleep")
+        if key not in self._recorded and when < datetime.now(UTC) - timedelta(seconds=1):
+            raise ValueError(f"sleep_until {name!r} ({key}): {when.isoformat()} is in the past")
+        self._sleep(key, when)
+
+    def _sleep(self, key: str, until: datetime) -> None:
+        if key in self._recorded:
+            return
+        left = (until - datetime.now(UTC)).total_seconds()
+        if self._api is None or left <= self.suspend_after:
+            time.sleep(max(0.0, left))
+            if self._api is not None:
+                answer = self._api.call("POST", "/v1/steps", {"key": key, "result": None})
+                self._remember(key, answer, None)
+            else:
+                self._remember(key, {"result": None}, None)
+            return
+        self._wait(
+            key, {"key": key, "kind": "sleep", "until": until.isoformat()}, f"sleeping until {until.isoformat()}"
+        )
+
+    def _wait(self, key: str, body: dict[str, Any], what: str, path: str = "/v1/waits") -> Any:
+        """Register the wait: its result if it is over, else this pod ends (WaitSuspended)."""
+        assert self._api is not None
+        answer = self._api.call("POST", path, body)
+        if answer.get("done"):
+            return self._remember(key, answer, None)
+        raise WaitSuspended(f"{what} (step {key}): this pod ends; the run resumes in a new pod when the wait is over")
+
+    def create_token(self, name: str, *, timeout: float | timedelta | None = None, tags: Iterable[str] = ()) -> Token:
+        """A wait token for an approval or any external event (recorded: a retried attempt gets the same
+        one). Hand its `url` or `id` to whoever completes it; then `wait_for_token`."""
+        key = self._next_key(name, "token")
+        if key not in self._recorded:
+            if self._api is None:
+                raise CairnError(f"create_token {name!r}: wait tokens need Cairn (run the task in a TaskRun)")
+            seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+            body: dict[str, Any] = {"key": key, "tags": list(tags)}
+            if seconds is not None:
+                body["timeoutSeconds"] = seconds
+            self._remember(key, self._api.call("POST", "/v1/tokens", body), None)
+        doc = self._recorded[key]
+        timeout_at = datetime.fromisoformat(doc["timeout"]) if doc.get("timeout") else None
+        return Token(id=doc["id"], url=doc["url"], timeout=timeout_at)
+
+    def wait_for_token(self, name: str, token: Token | str, type: type[T] | None = None) -> TokenResult[T]:
+        """Wait (durably, with no pod) until the token is completed or times out. With `type` (a pydantic
+        model or any type pydantic knows), the data is validated into it."""
+        key = self._next_key(name, "token wait")
+        token_id = token.id if isinstance(token, Token) else token
+        if key not in self._recorded:
+            if self._api is None:
+                raise CairnError(f"wait_for_token {name!r}: wait tokens need Cairn (run the task in a TaskRun)")
+            self._wait(key, {"key": key, "kind": "token", "token": token_id}, f"waiting for token {token_id}")
+        doc = self._recorded[key] or {}
+        data = doc.get("data")
+        if type is not None and doc.get("ok"):
+            data = TypeAdapter(type).validate_python(data)
+        return TokenResult(ok=bool(doc.get("ok")), data=data, timed_out=bool(doc.get("timedOut")))
+
+    # -- child runs -------------------------------------------------------------------------------
+    def trigger(self, name: str, task: str, payload: Any = None, **options: Any) -> str:
+        """Start a child run of `task` and go on (its name is returned; a retried attempt never starts a
+        second one). Options: queue, priority, concurrency_key, parent_close_policy ("Cancel" or "Abandon")."""
+        key = self._next_key(name, "child run")
+        if key not in self._recorded:
+            self._remember(key, self._children(key, [self._child(task, payload, options)], False, options), None)
+        return str(self._recorded[key]["runs"][0])
+
+    def trigger_and_wait(
+        self,
+        name: str,
+        task: str,
+        payload: Any = None,
+        type: type[T] | None = None,
+        **options: Any,
+    ) -> ChildResult[T]:
+        """Start a child run and wait for it with no pod held; its result (typed with `type`), or how it
+        failed: check `ok`, nothing is raised."""
+        return self.batch_trigger_and_wait(name, [self._child(task, payload, options)], type=type, **options)[0]
+
+    def batch_trigger_and_wait(
+        self,
+        name: str,
+        items: Iterable[ChildRun | Mapping[str, Any]],
+        type: type[T] | None = None,
+        **options: Any,
+    ) -> list[ChildResult[T]]:
+        """Fan out: one child run per item (a ChildRun, or a dict with task, payload, ...), then wait for
+        all of them with no pod held. Results in the order of `items`."""
+        key = self._next_key(name, "child run")
+        if key not in self._recorded:
+            children = [i if isinstance(i, ChildRun) else ChildRun(**dict(i)) for i in items]
+            if not children:
+                raise ValueError(f"batch_trigger_and_wait {name!r}: no items")
+            body = self._children_body(key, children, True, options)
+            self._wait(key, body, f"waiting for {len(children)} child run(s)", path="/v1/children")
+        adapter = TypeAdapter(type) if type is not None else None
+        out: list[ChildResult[T]] = []
+        for doc in self._recorded[key] or []:
+            result = doc.get("result")
+            if adapter is not None and doc.get("ok"):
+                result = adapter.validate_python(result)
+            out.append(ChildResult(run=doc["run"], phase=doc["phase"], ok=bool(doc.get("ok")), result=result))
+        return out
+
+    @staticmethod
+    def _child(task: str, payload: Any, options: Mapping[str, Any]) -> ChildRun:
+        return ChildRun(
+            task=task,
+            payload=payload,
+            queue=options.get("queue"),
+            priority=int(options.get("priority", 0)),
+            concurrency_key=options.get("concurrency_key"),
+        )
+
+    def _children_body(
+        self, key: str, children: list[ChildRun], wait: bool, options: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        unknown = set(options) - {"queue", "priority", "concurrency_key", "parent_close_policy"}
+        if unknown:
+            raise TypeError(f"step {key!r}: unknown option(s) {', '.join(sorted(unknown))}")
+        if self._api is None:
+            raise CairnError(f"step {key!r}: child runs need Cairn (run the task in a TaskRun)")
+        for c in children:
+            self.encode(key, c.payload)  # a payload that is not JSON fails here, naming the step
+        return {
+            "key": key,
+            "wait": wait,
+            "items": [c.wire() for c in children],
+            "parentClosePolicy": options.get("parent_close_policy", "Cancel"),
+        }
+
+    def _children(self, key: str, children: list[ChildRun], wait: bool, options: Mapping[str, Any]) -> Any:
+        body = self._children_body(key, children, wait, options)
+        assert self._api is not None
+        return self._api.call("POST", "/v1/children", body)

@@ -20,6 +20,7 @@ from cairn.server.auth import TokenVerifier
 from cairn.server.checkpoints import STEP_MAX_BYTES, Checkpoints
 from cairn.server.errors import ApiError, json_response, too_large
 from cairn.server.triggers import Triggers
+from cairn.server.waits import Waits
 from cairn.store.faulty import with_commit_faults
 from cairn.store.postgres import PostgresStore, make_store, migrate
 
@@ -55,9 +56,13 @@ async def healthz(_: web.Request) -> web.Response:
     return json_response({"ok": True})
 
 
-def make_app(store: PostgresStore, verifier: TokenVerifier, kube: AsyncClient) -> web.Application:
+def make_app(
+    store: PostgresStore, verifier: TokenVerifier, kube: AsyncClient, public_url: str = "http://cairn-api:8080"
+) -> web.Application:
     app = web.Application(middlewares=[errors], client_max_size=2 * STEP_MAX_BYTES)
-    app.add_routes(Checkpoints(store, verifier).routes())
+    checkpoints = Checkpoints(store, verifier)
+    app.add_routes(checkpoints.routes())
+    app.add_routes(Waits(store, checkpoints, kube, public_url).routes())
     app.add_routes(Triggers(kube, Access(kube), store).routes())
     openapi = resources.files("cairn.server").joinpath("openapi.yaml").read_text()
 
@@ -79,7 +84,7 @@ async def run_api(config: Settings, *, ready: asyncio.Event | None = None) -> No
     await store.open(wait=False)
     kube = AsyncClient(load_config(config.kubeconfig), trust_env=False, field_manager="cairn-api")
     verifier = TokenVerifier(kube, config.token_audience)
-    app = make_app(store, verifier, kube)
+    app = make_app(store, verifier, kube, config.public_url or config.api_url)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.api_host, config.api_port, backlog=1024)

@@ -12,6 +12,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cairn import faults, metrics
+from cairn.api.common import GoDuration
 from cairn.server.auth import Caller, TokenVerifier
 from cairn.server.errors import ApiError, bad_request, conflict, forbidden, gone, json_response, too_large
 from cairn.store.base import PodIdentity
@@ -119,7 +120,7 @@ class Checkpoints:
         context = await self.store.run_context(who.run_uid)
         if context is None:
             raise gone(f"run {who.run_name} no longer exists")
-        payload_text, steps, state = context
+        payload_text, steps, state, suspend_after = context
         try:
             payload = json.loads(payload_text) if payload_text is not None else None
         except json.JSONDecodeError as e:
@@ -131,6 +132,8 @@ class Checkpoints:
                 "payload": payload,
                 "steps": [{"key": k, "result": r} for k, r in steps],
                 "state": state,
+                # A durable sleep longer than this ends the pod (the SDK sleeps shorter ones in place).
+                "suspendAfterSeconds": GoDuration(suspend_after or "5s").delta.total_seconds(),
             }
         )
 

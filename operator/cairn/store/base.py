@@ -35,6 +35,7 @@ class QueueStats:
     running: int
     oldest_queued: datetime | None
     admitted_total: int
+    waiting: int = 0  # in a durable wait: no slot held
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,29 @@ class PodIdentity:
     @property
     def may_record(self) -> bool:
         return self.state == "admitted" and self.attempt == self.current_attempt
+
+
+@dataclass(frozen=True)
+class WaitAnswer:
+    """What a pod is told when it reaches a wait."""
+
+    allowed: bool  # the attempt may still act for its run
+    done: bool = False  # over already (recorded, or satisfied now): `result` is the step's
+    result: Any = None
+    suspend: bool = False  # the pod must stop; the run resumes in a new pod when the wait is over
+    conflict: str | None = None  # the step key is another kind of wait, or the token is not this run's
+    until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    """How completing a token went: completed now, or why not (the first completion wins)."""
+
+    outcome: str  # Completed | AlreadyCompleted | TimedOut | NotFound | Forbidden
+    completed_at: datetime | None = None
+    completed_by: str | None = None
+    run_uid: str | None = None
+    woke: tuple[str, str] | None = None  # (namespace, queue) of a run that queues again
 
 
 @dataclass(frozen=True)
@@ -78,6 +102,11 @@ class Store(Protocol):
     async def begin_attempt(self, uid: str, attempt: int, namespace: str, pod: str) -> None: ...
     async def end_attempt(self, uid: str, attempt: int, exit_code: int | None, reason: str) -> None: ...
     async def recorded(self, uid: str) -> Recorded: ...
+    async def suspend(self, uid: str) -> tuple[str, str] | None: ...
+    async def wake(self, uid: str, key: str) -> tuple[str, str] | None: ...
+    async def complete_token(
+        self, token_id: str, data: Any, *, by: str, secret: str | None = None, namespace: str | None = None
+    ) -> Completion: ...
     def progress(self) -> AsyncIterator[str]:
         """The uids of runs whose pods recorded progress, as they do (ends when the connection does)."""
         ...

@@ -27,6 +27,11 @@ WRITES = (
     "save_state",
     "record_result",
     "upsert_queue",
+    "register_wait",
+    "suspend",
+    "wake",
+    "create_token",
+    "complete_token",
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import select
 from collections.abc import AsyncIterator
@@ -15,12 +16,14 @@ from psycopg import pq
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from cairn.api.taskrun import TaskSnapshot
+from cairn.api.taskrun import TOKENS_SHOWN, TaskSnapshot, TokenEntry
 from cairn.domain import admission
 from cairn.domain.admission import WaitReason
 from cairn.domain.lifecycle import Admission, Recorded, Register
+from cairn.domain.timefmt import format_time
+from cairn.domain.waits import WaitView
 from cairn.store import queries as q
-from cairn.store.base import PodIdentity, QueueRow, QueueStats, RoundResult, StepWrite
+from cairn.store.base import Completion, PodIdentity, QueueRow, QueueStats, RoundResult, StepWrite, WaitAnswer
 
 log = logging.getLogger(__name__)
 CANDIDATE_LIMIT = 20_000  # queued runs considered per admission round
@@ -140,7 +143,9 @@ class PostgresStore:
                     by_key[key] = count
             rows = await (await conn.execute(q.QUEUE_CANDIDATES, (namespace, queue, CANDIDATE_LIMIT))).fetchall()
             candidates = [
-                admission.Candidate(uid=r[0], priority=r[1], created=r[2], key=r[3], not_before=r[4], registered=r[5])
+                admission.Candidate(
+                    uid=r[0], priority=r[1], created=r[2], key=r[3], not_before=r[4], registered=r[5], resumed=r[6]
+                )
                 for r in rows
             ]
             decision = admission.decide(limits, admission.Usage(total, by_key), candidates, now)
@@ -159,7 +164,9 @@ class PostgresStore:
         async with self.pool.connection() as conn:
             row = await (await conn.execute(q.QUEUE_STATS, {"namespace": namespace, "queue": queue})).fetchone()
         assert row is not None
-        return QueueStats(queued=row[0], running=row[1], oldest_queued=row[2], admitted_total=row[3] or 0)
+        return QueueStats(
+            queued=row[0], running=row[1], oldest_queued=row[2], admitted_total=row[3] or 0, waiting=row[4]
+        )
 
     # -- runs ------------------------------------------------------------------------------------
     async def register_run(self, run: Register) -> None:
@@ -177,6 +184,9 @@ class PostgresStore:
                     "created": run.created,
                     "snapshot": Jsonb(run.snapshot.wire()),
                     "payload": run.payload,
+                    "parent_uid": run.parent[0] if run.parent else None,
+                    "parent_step": run.parent[1] if run.parent else None,
+                    "parent_index": run.parent[2] if run.parent else None,
                 },
             )
 
@@ -184,14 +194,29 @@ class PostgresStore:
         """The run's place in its queue, with the queue's limits; None: not registered."""
         async with self.pool.connection() as conn:
             r = await (await conn.execute(q.GET_RUN, (uid,))).fetchone()
-        if r is None:
-            return None
+            if r is None:
+                return None
+            w = await (await conn.execute(q.CURRENT_WAIT, (uid,))).fetchone()
+        wait = None
+        if w is not None:
+            wait = WaitView(
+                key=w[0],
+                kind=w[1],
+                attempt=w[2],
+                created=w[3],
+                until=w[4],
+                token=w[5],
+                children=w[6],
+                done=w[7],
+                children_done=w[8] or 0,
+            )
         return Admission(
             state=r[0],
             queue=r[1],
             snapshot=_snapshot(r[2]),
             wait_reason=WaitReason(r[3]) if r[3] else None,
             limits=_limits(r[4], r[5], r[6]),
+            wait=wait,
         )
 
     async def requeue(self, uid: str, not_before: datetime) -> tuple[str, str] | None:
@@ -200,15 +225,210 @@ class PostgresStore:
         return (row[0], row[1]) if row else None
 
     async def finish(self, uid: str, phase: str, retention: timedelta) -> tuple[str, str] | None:
-        async with self.pool.connection() as conn:
+        """The run ended: its slot is free; a parent waiting for it (and its siblings) wakes in the same
+        transaction, so that no crash can leave the parent waiting on a finished child."""
+        async with self._tx() as conn:
             row = await (await conn.execute(q.FINISH, (phase, retention, uid))).fetchone()
+            if row is not None and row[2] is not None:
+                await self._child_ended(conn, row[2], row[3])
         return (row[0], row[1]) if row else None
 
     async def forget(self, uid: str, retention: timedelta) -> tuple[str, str] | None:
-        """The TaskRun is gone: release whatever it held (its history stays until retention ends)."""
-        async with self.pool.connection() as conn:
+        """The TaskRun is gone: release whatever it held (its history stays until retention ends). A
+        child deleted by hand counts as ended for its parent (phase Deleted)."""
+        async with self._tx() as conn:
             row = await (await conn.execute(q.FORGET_RUN, (retention, uid))).fetchone()
+            if row is not None and row[2] is not None:
+                await self._child_ended(conn, row[2], row[3])
         return (row[0], row[1]) if row else None
+
+    async def _child_ended(self, conn: psycopg.AsyncConnection[Any], parent: str, step: str) -> None:
+        if await (await conn.execute(q.LOCK_RUN, (parent,))).fetchone() is None:
+            return
+        if await (await conn.execute(q.OPEN_CHILD_WAIT, (parent, step))).fetchone() is not None:
+            await self._settle(conn, parent, step)
+
+    # -- durable waits (every method takes the run's row lock first: see queries.LOCK_RUN) ---------
+    async def _settle(self, conn: psycopg.AsyncConnection[Any], uid: str, key: str) -> tuple[bool, Any]:
+        """End the wait `key` of run `uid` if it is over now: its result is recorded as the step's and a
+        waiting run queues again. (done?, result). The caller holds the run's row lock."""
+        w = await (await conn.execute(q.WAIT_OF, (uid, key))).fetchone()
+        if w is None:
+            return False, None
+        kind, _until, token, children, done, time_is_up = w
+        if done:
+            _, recorded = await self._step(conn, uid, key)
+            return True, recorded
+        missing = object()
+        result: Any = missing
+        if kind == "sleep" and time_is_up:
+            result = None
+        elif kind == "token":
+            t = await (await conn.execute(q.LOCK_TOKEN, (token,))).fetchone()
+            if t is not None and t[0] == "completed":
+                result = {"ok": True, "data": t[1], "timedOut": False}
+            elif t is not None and (t[0] == "timedOut" or t[2]):
+                await conn.execute(q.TIME_OUT_TOKEN, (token,))
+                result = {"ok": False, "data": None, "timedOut": True}
+        elif kind == "children":
+            ended = await (await conn.execute(q.FINISHED_CHILDREN, (uid, key))).fetchall()
+            if len(ended) >= (children or 0):
+                result = [{"run": r[0], "phase": r[1], "ok": r[1] == "Succeeded", "result": r[2]} for r in ended]
+        if result is missing:
+            return False, None
+        await conn.execute(q.WAIT_DONE, (uid, key))
+        await conn.execute(q.RECORD_WAIT_STEP, (Jsonb(result), uid, key))
+        await conn.execute(q.WAKE_RUN, (uid,))
+        await conn.execute(q.NOTIFY_PROGRESS, (q.PROGRESS_CHANNEL, uid))
+        return True, result
+
+    @staticmethod
+    async def _step(conn: psycopg.AsyncConnection[Any], uid: str, key: str) -> tuple[bool, Any]:
+        row = await (await conn.execute(q.STEP_RESULT, (uid, key))).fetchone()
+        return (True, row[0]) if row else (False, None)
+
+    async def register_wait(
+        self,
+        uid: str,
+        attempt: int,
+        key: str,
+        kind: str,
+        *,
+        until: datetime | None = None,
+        token: str | None = None,
+        children: int | None = None,
+    ) -> WaitAnswer:
+        """A pod reached a wait: over already (its result), or the pod must stop (suspend)."""
+        async with self._tx() as conn:
+            run = await (await conn.execute(q.LOCK_RUN, (uid,))).fetchone()
+            if run is None or run[0] != "admitted" or run[1] != attempt:
+                return WaitAnswer(allowed=False)
+            recorded, result = await self._step(conn, uid, key)
+            if recorded:
+                return WaitAnswer(allowed=True, done=True, result=result)
+            if token is not None:
+                owner = await (await conn.execute(q.TOKEN_OWNER, (token,))).fetchone()
+                if owner is None or owner[0] != uid:
+                    return WaitAnswer(allowed=True, conflict=f"token {token} is not one this run created")
+                until = (await (await conn.execute(q.LOCK_TOKEN, (token,))).fetchone() or [None] * 6)[5]
+            await conn.execute(
+                q.INSERT_WAIT,
+                {
+                    "uid": uid,
+                    "key": key,
+                    "kind": kind,
+                    "attempt": attempt,
+                    "until": until,
+                    "token": token,
+                    "children": children,
+                },
+            )
+            existing = await (await conn.execute(q.WAIT_OF, (uid, key))).fetchone()
+            assert existing is not None
+            if existing[0] != kind:
+                return WaitAnswer(
+                    allowed=True,
+                    conflict=f"step {key!r} is a {existing[0]} wait in this run, not a {kind} wait: give each "
+                    "wait its own name",
+                )
+            done, result = await self._settle(conn, uid, key)
+            if done:
+                return WaitAnswer(allowed=True, done=True, result=result)
+            await conn.execute(q.SUSPEND_WAIT, (uid, key))
+            await conn.execute(q.NOTIFY_PROGRESS, (q.PROGRESS_CHANNEL, uid))
+            return WaitAnswer(allowed=True, suspend=True, until=existing[1])
+
+    async def suspend(self, uid: str) -> tuple[str, str] | None:
+        """The pod stopped for its wait: the slot is free; the run waits, or queues if the wait is over."""
+        async with self._tx() as conn:
+            if await (await conn.execute(q.LOCK_RUN, (uid,))).fetchone() is None:
+                return None
+            row = await (await conn.execute(q.SUSPEND_RUN, (uid,))).fetchone()
+            if row is None:
+                return None
+            open_ = await (await conn.execute(q.CURRENT_WAIT, (uid,))).fetchone()
+            if open_ is not None and open_[7] is None:
+                await self._settle(conn, uid, open_[0])
+            else:
+                await conn.execute(q.WAKE_RUN, (uid,))  # its wait ended while the pod was stopping
+            return (row[0], row[1])
+
+    async def wake(self, uid: str, key: str) -> tuple[str, str] | None:
+        """End the wait if it is over (a sleep's time, a token's timeout, its children); the queue to kick."""
+        async with self._tx() as conn:
+            run = await (await conn.execute(q.LOCK_RUN, (uid,))).fetchone()
+            if run is None:
+                return None
+            done, _ = await self._settle(conn, uid, key)
+            return (run[2], run[3]) if done else None
+
+    async def create_token(
+        self,
+        uid: str,
+        attempt: int,
+        key: str,
+        *,
+        namespace: str,
+        token_id: str,
+        secret_hash: str,
+        tags: list[str],
+        timeout_at: datetime | None,
+        result: Any,
+    ) -> Any:
+        """Create the step's token and record the step (`result`, with its URL) in one transaction, so
+        that a retried step gets the first token. The recorded result; None: the attempt may not act."""
+        async with self._tx() as conn:
+            run = await (await conn.execute(q.LOCK_RUN, (uid,))).fetchone()
+            if run is None or run[0] != "admitted" or run[1] != attempt:
+                return None
+            await conn.execute(
+                q.CREATE_TOKEN,
+                {
+                    "id": token_id,
+                    "secret": secret_hash,
+                    "namespace": namespace,
+                    "uid": uid,
+                    "key": key,
+                    "tags": tags,
+                    "timeout": timeout_at,
+                },
+            )
+            await conn.execute(q.INSERT_STEP, {"uid": uid, "key": key, "attempt": attempt, "result": Jsonb(result)})
+            _, recorded = await self._step(conn, uid, key)
+            return recorded
+
+    async def complete_token(
+        self, token_id: str, data: Any, *, by: str, secret: str | None = None, namespace: str | None = None
+    ) -> Completion:
+        """Complete a token with `data` (the first completion wins). Authorised by the secret of its URL
+        (its hash must match) or by the caller's namespace (a TokenCompletion there)."""
+        async with self._tx() as conn:
+            owner = await (await conn.execute(q.TOKEN_OWNER, (token_id,))).fetchone()
+            if owner is None or (namespace is not None and owner[1] != namespace):
+                return Completion("NotFound")
+            if secret is not None and not hmac.compare_digest(owner[2], secret):
+                return Completion("Forbidden")
+            uid = owner[0]
+            run = await (await conn.execute(q.LOCK_RUN, (uid,))).fetchone()
+            t = await (await conn.execute(q.LOCK_TOKEN, (token_id,))).fetchone()
+            assert run is not None and t is not None
+            status, _data, timed_out, completed_at, completed_by, _timeout = t
+            if status == "completed":
+                return Completion("AlreadyCompleted", completed_at, completed_by, uid)
+            if status == "timedOut" or timed_out:
+                await conn.execute(q.TIME_OUT_TOKEN, (token_id,))
+                await self._settle_token_waits(conn, uid, token_id)
+                return Completion("TimedOut", completed_at or _timeout, None, uid)
+            await conn.execute(q.COMPLETE_TOKEN, (Jsonb(data), by, token_id))
+            woke = await self._settle_token_waits(conn, uid, token_id)
+            return Completion("Completed", None, by, uid, (run[2], run[3]) if woke else None)
+
+    async def _settle_token_waits(self, conn: psycopg.AsyncConnection[Any], uid: str, token_id: str) -> bool:
+        woke = False
+        for (key,) in await (await conn.execute(q.WAITS_ON_TOKEN, (uid, token_id))).fetchall():
+            done, _ = await self._settle(conn, uid, key)
+            woke = woke or done
+        return woke
 
     async def live_runs(self, older_than: datetime) -> list[tuple[str, str, str, str]]:
         """(uid, namespace, queue, name) of unfinished runs not updated since `older_than`."""
@@ -237,6 +457,7 @@ class PostgresStore:
             if row is None:
                 return Recorded()
             steps = await (await conn.execute(q.RECENT_STEPS, (uid, recent))).fetchall()
+            tokens = await (await conn.execute(q.RUN_TOKENS, (uid, TOKENS_SHOWN))).fetchall()
         return Recorded(
             steps_completed=row[0],
             last_step=row[1],
@@ -244,6 +465,17 @@ class PostgresStore:
             updated=max((t for t in (row[2], row[4]) if t), default=None),
             result=row[5],
             recent=tuple((s[0], s[1], s[2], s[3]) for s in steps),
+            tokens=tuple(
+                TokenEntry(
+                    id=t[0],
+                    step=t[1],
+                    tags=list(t[2]) or None,
+                    status=t[3],
+                    timeout_time=format_time(t[4]) if t[4] else None,
+                    completion_time=format_time(t[6]) if t[6] else None,
+                )
+                for t in tokens
+            ),
         )
 
     async def progress(self) -> AsyncIterator[str]:
@@ -261,14 +493,14 @@ class PostgresStore:
             return None
         return PodIdentity(run_uid=row[0], attempt=row[1], run_name=row[2], current_attempt=row[3], state=row[4])
 
-    async def run_context(self, uid: str) -> tuple[str | None, list[tuple[str, Any]], Any] | None:
-        """(payload text, recorded steps in order, saved state) of a run."""
+    async def run_context(self, uid: str) -> tuple[str | None, list[tuple[str, Any]], Any, str | None] | None:
+        """(payload text, recorded steps in order, saved state, the Task's suspendAfter) of a run."""
         async with self.pool.connection() as conn:
             row = await (await conn.execute(q.RUN_CONTEXT, (uid,))).fetchone()
             if row is None:
                 return None
             steps = [(r[0], r[1]) for r in await (await conn.execute(q.RUN_STEPS, (uid,))).fetchall()]
-        return row[0], steps, row[3]
+        return row[0], steps, row[3], row[4]
 
     async def step_result(self, uid: str, key: str) -> tuple[bool, Any]:
         """(recorded?, result) of one step of a run."""

@@ -42,9 +42,9 @@ SELECT concurrency_key, count(*) FROM runs
 WHERE namespace = %s AND queue = %s AND state = 'admitted'
 GROUP BY concurrency_key"""
 QUEUE_CANDIDATES: LiteralString = """
-SELECT uid::text, priority, created_at, concurrency_key, not_before, registered FROM runs
+SELECT uid::text, priority, created_at, concurrency_key, not_before, registered, resumed FROM runs
 WHERE namespace = %s AND queue = %s AND state = 'queued'
-ORDER BY priority DESC, created_at, registered
+ORDER BY priority DESC, resumed DESC, created_at, registered
 LIMIT %s"""
 ADMIT: LiteralString = """
 UPDATE runs SET state = 'admitted', admitted_at = now(), wait_reason = NULL, not_before = NULL, updated_at = now()
@@ -62,14 +62,16 @@ SELECT
     count(*) FILTER (WHERE state = 'queued'),
     count(*) FILTER (WHERE state = 'admitted'),
     min(created_at) FILTER (WHERE state = 'queued'),
-    (SELECT admitted_total FROM queues q WHERE q.namespace = %(namespace)s AND q.name = %(queue)s)
+    (SELECT admitted_total FROM queues q WHERE q.namespace = %(namespace)s AND q.name = %(queue)s),
+    count(*) FILTER (WHERE state = 'waiting')
 FROM runs WHERE namespace = %(namespace)s AND queue = %(queue)s AND state <> 'finished'"""
 
 # -- runs -------------------------------------------------------------------------------------------
 REGISTER_RUN: LiteralString = """
-INSERT INTO runs (uid, namespace, name, task, queue, priority, concurrency_key, created_at, state, snapshot, payload)
+INSERT INTO runs (uid, namespace, name, task, queue, priority, concurrency_key, created_at, state, snapshot, payload,
+                  parent_uid, parent_step, parent_index)
 VALUES (%(uid)s, %(namespace)s, %(name)s, %(task)s, %(queue)s, %(priority)s, %(key)s, %(created)s, 'queued',
-        %(snapshot)s, %(payload)s)
+        %(snapshot)s, %(payload)s, %(parent_uid)s, %(parent_step)s, %(parent_index)s)
 ON CONFLICT (uid) DO NOTHING"""
 GET_RUN: LiteralString = """
 SELECT r.state, r.queue, r.snapshot, r.wait_reason, q.concurrency_limit, q.per_key_limit, q.paused
@@ -78,16 +80,6 @@ WHERE r.uid = %s"""
 REQUEUE: LiteralString = """
 UPDATE runs SET state = 'queued', not_before = %s, wait_reason = NULL, updated_at = now()
 WHERE uid = %s AND state = 'admitted'
-RETURNING namespace, queue"""
-FINISH: LiteralString = """
-UPDATE runs SET state = 'finished', phase = %s, finished_at = now(), retain_until = now() + %s,
-    not_before = NULL, wait_reason = NULL, updated_at = now()
-WHERE uid = %s AND state <> 'finished'
-RETURNING namespace, queue"""
-FORGET_RUN: LiteralString = """
-UPDATE runs SET state = 'finished', phase = coalesce(phase, 'Deleted'), finished_at = coalesce(finished_at, now()),
-    retain_until = coalesce(retain_until, now() + %s), updated_at = now()
-WHERE uid = %s AND state <> 'finished'
 RETURNING namespace, queue"""
 LIVE_RUNS: LiteralString = """
 SELECT uid::text, namespace, queue, name FROM runs WHERE state <> 'finished' AND updated_at < %s"""
@@ -133,7 +125,7 @@ WHERE a.namespace = %s AND a.pod_name = %s
 ORDER BY r.state = 'finished', a.started_at DESC
 LIMIT 1"""
 RUN_CONTEXT: LiteralString = """
-SELECT r.payload, r.attempt, r.state, rs.state
+SELECT r.payload, r.attempt, r.state, rs.state, r.snapshot -> 'spec' ->> 'suspendAfter'
 FROM runs r LEFT JOIN run_state rs ON rs.run_uid = r.uid WHERE r.uid = %s"""
 RUN_STEPS: LiteralString = """
 SELECT step_key, result FROM steps WHERE run_uid = %s ORDER BY seq"""
@@ -177,3 +169,83 @@ WHERE run_uid = %s ORDER BY seq"""
 RUN_HISTORY_ATTEMPTS: LiteralString = """
 SELECT attempt, pod_name, started_at, ended_at, exit_code, reason FROM attempts WHERE run_uid = %s ORDER BY attempt"""
 RUN_RESULT: LiteralString = "SELECT result_set, result FROM runs WHERE uid = %s"
+
+# -- durable waits ------------------------------------------------------------------------------------
+# Every path that ends a wait (its time came, its token was completed or timed out, its last child
+# ended) or starts one takes the waiting run's row lock first: they are serialised per run, so a wake
+# can never fall between a run giving its slot back and being marked waiting.
+LOCK_RUN: LiteralString = "SELECT state, attempt, namespace, queue FROM runs WHERE uid = %s FOR UPDATE"
+WAIT_OF: LiteralString = """
+SELECT kind, until, token_id, children, done_at IS NOT NULL, until <= now() FROM waits
+WHERE run_uid = %s AND step_key = %s"""
+INSERT_WAIT: LiteralString = """
+INSERT INTO waits (run_uid, step_key, kind, attempt, until, token_id, children)
+VALUES (%(uid)s, %(key)s, %(kind)s, %(attempt)s, %(until)s, %(token)s, %(children)s)
+ON CONFLICT (run_uid, step_key) DO UPDATE SET attempt = EXCLUDED.attempt WHERE waits.kind = EXCLUDED.kind"""
+SUSPEND_WAIT: LiteralString = "UPDATE waits SET suspended = true WHERE run_uid = %s AND step_key = %s"
+WAIT_DONE: LiteralString = "UPDATE waits SET done_at = now() WHERE run_uid = %s AND step_key = %s AND done_at IS NULL"
+# The wait's result becomes the step's: on resume the task reads it like any recorded step.
+RECORD_WAIT_STEP: LiteralString = """
+INSERT INTO steps (run_uid, step_key, seq, attempt, result, started_at)
+SELECT w.run_uid, w.step_key, (SELECT count(*) + 1 FROM steps WHERE run_uid = w.run_uid), w.attempt, %s, w.created_at
+FROM waits w WHERE w.run_uid = %s AND w.step_key = %s
+ON CONFLICT (run_uid, step_key) DO NOTHING"""
+# A woken run queues again, ahead of runs of its priority that never started ('resumed').
+WAKE_RUN: LiteralString = """
+UPDATE runs SET state = 'queued', resumed = true, not_before = NULL, wait_reason = NULL, updated_at = now()
+WHERE uid = %s AND state = 'waiting'
+RETURNING namespace, queue"""
+SUSPEND_RUN: LiteralString = """
+UPDATE runs SET state = 'waiting', wait_reason = NULL, updated_at = now()
+WHERE uid = %s AND state = 'admitted'
+RETURNING namespace, queue"""
+# The run's last wait that ended a pod: what the operator shows and watches the clock for.
+CURRENT_WAIT: LiteralString = """
+SELECT w.step_key, w.kind, w.attempt, w.created_at, w.until, w.token_id, w.children, w.done_at,
+       CASE WHEN w.kind = 'children' THEN
+           (SELECT count(*) FROM runs c WHERE c.parent_uid = w.run_uid AND c.parent_step = w.step_key
+                                          AND c.state = 'finished')
+       END
+FROM waits w WHERE w.run_uid = %s AND w.suspended ORDER BY w.created_at DESC LIMIT 1"""
+FINISHED_CHILDREN: LiteralString = """
+SELECT name, phase, CASE WHEN result_set THEN result END, parent_index FROM runs
+WHERE parent_uid = %s AND parent_step = %s AND state = 'finished'
+ORDER BY parent_index, name"""
+OPEN_CHILD_WAIT: LiteralString = """
+SELECT step_key FROM waits WHERE run_uid = %s AND step_key = %s AND done_at IS NULL"""
+
+# -- wait tokens ---------------------------------------------------------------------------------------
+CREATE_TOKEN: LiteralString = """
+INSERT INTO tokens (id, secret_hash, namespace, run_uid, step_key, tags, timeout_at)
+VALUES (%(id)s, %(secret)s, %(namespace)s, %(uid)s, %(key)s, %(tags)s, %(timeout)s)
+ON CONFLICT (run_uid, step_key) DO NOTHING"""
+INSERT_STEP: LiteralString = """
+INSERT INTO steps (run_uid, step_key, seq, attempt, result, started_at)
+VALUES (%(uid)s, %(key)s, (SELECT count(*) + 1 FROM steps WHERE run_uid = %(uid)s), %(attempt)s, %(result)s, now())
+ON CONFLICT (run_uid, step_key) DO NOTHING"""
+TOKEN_OWNER: LiteralString = "SELECT run_uid::text, namespace, secret_hash FROM tokens WHERE id = %s"
+LOCK_TOKEN: LiteralString = """
+SELECT status, data, timeout_at IS NOT NULL AND timeout_at <= now(), completed_at, completed_by, timeout_at
+FROM tokens WHERE id = %s FOR UPDATE"""
+COMPLETE_TOKEN: LiteralString = """
+UPDATE tokens SET status = 'completed', data = %s, completed_by = %s, completed_at = now()
+WHERE id = %s AND status = 'waiting'"""
+TIME_OUT_TOKEN: LiteralString = """
+UPDATE tokens SET status = 'timedOut', completed_at = timeout_at WHERE id = %s AND status = 'waiting'"""
+WAITS_ON_TOKEN: LiteralString = """
+SELECT step_key FROM waits WHERE run_uid = %s AND token_id = %s AND done_at IS NULL"""
+RUN_TOKENS: LiteralString = """
+SELECT id, step_key, tags, status, timeout_at, created_at, completed_at FROM tokens
+WHERE run_uid = %s ORDER BY created_at DESC LIMIT %s"""
+
+# A finished child: its parent (if any) may be waiting for it.
+FINISH: LiteralString = """
+UPDATE runs SET state = 'finished', phase = %s, finished_at = now(), retain_until = now() + %s,
+    not_before = NULL, wait_reason = NULL, updated_at = now()
+WHERE uid = %s AND state <> 'finished'
+RETURNING namespace, queue, parent_uid::text, parent_step"""
+FORGET_RUN: LiteralString = """
+UPDATE runs SET state = 'finished', phase = coalesce(phase, 'Deleted'), finished_at = coalesce(finished_at, now()),
+    retain_until = coalesce(retain_until, now() + %s), updated_at = now()
+WHERE uid = %s AND state <> 'finished'
+RETURNING namespace, queue, parent_uid::text, parent_step"""

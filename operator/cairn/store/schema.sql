@@ -30,7 +30,7 @@ CREATE TABLE runs (
     priority        integer NOT NULL DEFAULT 0,
     concurrency_key text,
     created_at      timestamptz NOT NULL,
-    state           text    NOT NULL CHECK (state IN ('queued', 'admitted', 'finished')),
+    state           text    NOT NULL CHECK (state IN ('queued', 'admitted', 'waiting', 'finished')),
     not_before      timestamptz,
     wait_reason     text,
     admitted_at     timestamptz,
@@ -43,8 +43,13 @@ CREATE TABLE runs (
     result_set      boolean NOT NULL DEFAULT false,
     retain_until    timestamptz,
     updated_at      timestamptz NOT NULL DEFAULT now(),
-    registered      bigint GENERATED ALWAYS AS IDENTITY
+    registered      bigint GENERATED ALWAYS AS IDENTITY,
+    resumed         boolean NOT NULL DEFAULT false,  -- it started before a wait: ahead of runs that never did
+    parent_uid      uuid,     -- a child run: its parent, the step that started it, its place among its siblings
+    parent_step     text,
+    parent_index    integer
 );
+CREATE INDEX runs_children ON runs (parent_uid, parent_step) WHERE parent_uid IS NOT NULL;
 CREATE INDEX runs_waiting ON runs (namespace, queue, priority DESC, created_at, registered) WHERE state = 'queued';
 CREATE INDEX runs_holding ON runs (namespace, queue, concurrency_key) WHERE state = 'admitted';
 CREATE INDEX runs_by_name ON runs (namespace, name);
@@ -84,3 +89,38 @@ CREATE TABLE run_state (
     attempt    integer NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- A run's durable waits (a sleep, a token, its children), one per step key. 'suspended': the pod was
+-- told to end; done_at: the wait is over (its result is then the step's, in steps).
+CREATE TABLE waits (
+    run_uid    uuid    NOT NULL REFERENCES runs (uid) ON DELETE CASCADE,
+    step_key   text    NOT NULL,
+    kind       text    NOT NULL CHECK (kind IN ('sleep', 'token', 'children')),
+    attempt    integer NOT NULL,
+    until      timestamptz,
+    token_id   text,
+    children   integer,
+    suspended  boolean NOT NULL DEFAULT false,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    done_at    timestamptz,
+    PRIMARY KEY (run_uid, step_key)
+);
+CREATE INDEX waits_open ON waits (run_uid) WHERE done_at IS NULL;
+
+-- Wait tokens: completed once (by their URL's secret, or a TokenCompletion), or timed out.
+CREATE TABLE tokens (
+    id           text    PRIMARY KEY,
+    secret_hash  text    NOT NULL,
+    namespace    text    NOT NULL,
+    run_uid      uuid    NOT NULL REFERENCES runs (uid) ON DELETE CASCADE,
+    step_key     text    NOT NULL,
+    tags         text[]  NOT NULL DEFAULT '{}',
+    timeout_at   timestamptz,
+    status       text    NOT NULL DEFAULT 'waiting' CHECK (status IN ('waiting', 'completed', 'timedOut')),
+    data         jsonb,
+    completed_by text,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    completed_at timestamptz,
+    UNIQUE (run_uid, step_key)
+);
+CREATE INDEX tokens_by_namespace ON tokens (namespace, status);

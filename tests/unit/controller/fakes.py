@@ -14,7 +14,7 @@ from cairn.controller.cache import Body, Cache
 from cairn.controller.deps import Deps
 from cairn.domain.lifecycle import Admission, Recorded, Register
 from cairn.k8s.base import NamespaceTerminating, PodRejected
-from cairn.store.base import QueueRow, QueueStats, RoundResult
+from cairn.store.base import Completion, QueueRow, QueueStats, RoundResult
 from tests.unit.builders import SETTINGS, T0
 
 
@@ -23,6 +23,7 @@ class FakeStore:
     """The store's state as the reconcilers see it, and every write they made (`writes`)."""
 
     runs: dict[str, Admission] = field(default_factory=dict)
+    completions: dict[str, Completion] = field(default_factory=dict)  # what complete_token answers, by token
     recorded_by_run: dict[str, Recorded] = field(default_factory=dict)
     queues: dict[tuple[str, str], QueueRow] = field(default_factory=dict)
     rounds: dict[tuple[str, str], RoundResult] = field(default_factory=dict)
@@ -92,6 +93,20 @@ class FakeStore:
 
     async def recorded(self, uid: str) -> Recorded:
         return self.recorded_by_run.get(uid, Recorded())
+
+    async def suspend(self, uid: str) -> tuple[str, str] | None:
+        self.writes.append(("suspend", uid))
+        return self._where.get(uid)
+
+    async def wake(self, uid: str, key: str) -> tuple[str, str] | None:
+        self.writes.append(("wake", uid, key))
+        return self._where.get(uid)
+
+    async def complete_token(
+        self, token_id: str, data: Any, *, by: str, secret: str | None = None, namespace: str | None = None
+    ) -> Completion:
+        self.writes.append(("complete_token", token_id, data, by, namespace))
+        return self.completions.get(token_id, Completion("NotFound"))
 
     async def progress(self) -> AsyncIterator[str]:
         for uid in self.notifications:
@@ -165,6 +180,9 @@ class FakeKube:
 
     async def patch_schedule_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         self.writes.append(("patch_schedule_status", namespace, name, patch))
+
+    async def patch_token_completion_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self.writes.append(("patch_token_completion_status", namespace, name, patch))
 
 
 @dataclass

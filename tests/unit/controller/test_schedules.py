@@ -69,7 +69,9 @@ def test_a_change_of_one_of_its_runs_queues_the_schedule() -> None:
     assert (SCHEDULES, KEY, 0.5) in w.enqueued.calls
 
 
-def test_cancel_previous_cancels_the_run_going_on_and_history_beyond_the_limit_is_deleted() -> None:
+def test_cancel_previous_cancels_the_run_going_on_before_starting_the_next_and_history_beyond_the_limit_is_deleted() -> (
+    None
+):
     w = world(now=T0 + timedelta(minutes=10, seconds=1))
     s = Schedule.model_validate(schedule_body(overlapPolicy="CancelPrevious", successfulRunsHistoryLimit=0))
     going = run_body(s, T0 + timedelta(minutes=5))
@@ -89,8 +91,9 @@ def test_cancel_previous_cancels_the_run_going_on_and_history_beyond_the_limit_i
         },
     )
     reconcile(w)
-    assert ("cancel_taskrun", "ops", "report-20261201120500") in w.kube.writes
-    assert ("create_taskrun", "report-20261201121000") in w.kube.writes
+    cancel = w.kube.writes.index(("cancel_taskrun", "ops", "report-20261201120500"))
+    # The previous run is told to stop before its successor exists.
+    assert cancel < w.kube.writes.index(("create_taskrun", "report-20261201121000"))
     assert ("delete_taskrun", "ops", "report-20261201120000") in w.kube.writes
 
 
