@@ -9,6 +9,7 @@ import json
 import httpx
 import pytest
 from lightkube import Client
+from lightkube.types import PatchType
 
 from cairn.domain.timefmt import parse_time
 from cairn.k8s.resources import QueueResource, TaskResource, TaskRunResource, TokenCompletionResource
@@ -211,7 +212,7 @@ def test_a_cancelled_parent_cancels_its_unfinished_children(
     kube.create(TaskResource.from_dict(child))
     create_run(kube, ns, "parent", "doomed", {"children": 3})
     wait_phase(kube, ns, "doomed", ("Waiting",), timeout=120)
-    kube.patch(TaskRunResource, "doomed", {"spec": {"cancel": True}}, namespace=ns)
+    kube.patch(TaskRunResource, "doomed", {"spec": {"cancel": True}}, namespace=ns, patch_type=PatchType.MERGE)
     assert wait_phase(kube, ns, "doomed", timeout=60)["phase"] == "Cancelled"
     names = [
         str(as_dict(r)["metadata"]["name"])
