@@ -168,6 +168,7 @@ LONGEST_FIRST: list[str] = [
         "e2e/test_operator_restarts.py",
         "e2e/test_examples.py",
         "e2e/test_schedules.py",
+        "e2e/test_waits.py",
         "e2e/test_docs.py",
         "e2e/test_lifecycle.py",
         "e2e/test_queues.py",
@@ -179,7 +180,12 @@ LONGEST_FIRST: list[str] = [
 
 # Files whose tests share nothing but the session's cluster and Cairn: each test is a unit of its own,
 # so that two workers can share their long tests.
-SPLIT_BY_TEST = {"tests/e2e/test_faults.py", "tests/e2e/test_queues.py", "tests/e2e/test_schedules.py"}
+SPLIT_BY_TEST = {
+    "tests/e2e/test_faults.py",
+    "tests/e2e/test_queues.py",
+    "tests/e2e/test_schedules.py",
+    "tests/e2e/test_waits.py",
+}
 
 
 def _unit_of_work(nodeid: str) -> str:

@@ -121,7 +121,10 @@ def test_a_fuzzer_finds_no_server_error_in_any_operation(
     spec = yaml.safe_load(httpx.get(f"{cairn.api_url}/openapi.yaml", timeout=10, trust_env=False).text)
     results = []
     # The pod's operations with the pod's token; the trigger operations with an application's.
-    for operations, bearer in ((r"^/v1/(run|steps|state|result)", token), (r"^/v1/namespaces", app_token)):
+    for operations, bearer in (
+        (r"^/v1/(run|steps|state|result|waits|tokens|children)", token),
+        (r"^/v1/namespaces", app_token),
+    ):
         spec_file = tmp_path / "openapi.yaml"
         spec_file.write_text(yaml.safe_dump(spec))
         cmd = [

@@ -197,6 +197,9 @@ class TaskRunReconciler:
             faults.point("operator.after_pod_created")
             if attempt == 1 and run is not None:
                 _observe_admission_wait(run, now)
+            wait = view.admission.wait if view is not None and view.admission is not None else None
+            if wait is not None and wait.attempt == attempt - 1:
+                metrics.WAIT_SECONDS.observe(max(0.0, (now - wait.created).total_seconds()))
             log.info("attempt %d started", attempt, extra={**context, "attempt": attempt, "pod": plan.create_pod.name})
         if plan.status is not None:
             if not await deps.kube.patch_taskrun_status(ns, name, plan.status):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -30,6 +31,7 @@ from cairn.server.errors import ApiError, bad_request, conflict, json_response, 
 from cairn.store.postgres import PostgresStore
 
 CHILDREN_MAX = 1000  # per step
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 TAGS_MAX = 10
 
 
@@ -117,8 +119,8 @@ class Waits:
         body: TokenRequest = await _parse(request, TokenRequest)
         key = _key(body.key)
         for tag in body.tags:
-            if not tag or len(tag) > 128:
-                raise ApiError(422, "InvalidBody", f"tags: {tag!r} must be 1 to 128 characters")
+            if not tag or len(tag) > 128 or any(ord(ch) < 32 or ord(ch) == 127 for ch in tag):
+                raise ApiError(422, "InvalidBody", f"tags: {tag!r} must be 1 to 128 characters, none of them control")
         token_id = "tok-" + secrets.token_hex(8)
         secret = secrets.token_urlsafe(24)
         url = f"{self.public_url}/v1/tokens/{token_id}/{secret}"
@@ -158,6 +160,15 @@ class Waits:
         if recorded:
             return json_response({"key": key, "done": True, "result": result})
         namespace = caller.namespace
+        for index, c in enumerate(body.items):
+            for field, value in (("task", c.task), ("queue", c.queue)):
+                if value is not None and (len(value) > 253 or not _NAME.match(value)):
+                    raise ApiError(
+                        422,
+                        "InvalidBody",
+                        f"items.{index}.{field}: {value!r} is not a Kubernetes name "
+                        "(lowercase letters, digits, '-' and '.')",
+                    )
         for task in sorted({c.task for c in body.items}):
             try:
                 await self.kube.get(TaskResource, task, namespace=namespace)
