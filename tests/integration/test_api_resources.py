@@ -43,6 +43,8 @@ def test_each_example_applies_cleanly(crds: Path, namespace: str, path: Path) ->
         ("schedule.spec.overlapPolicy", "BufferOne starts it when the running one ends"),
         ("schedule.spec.timeZone", "a time skipped by the clock moving forward fires once"),
         ("schedule.status.missed", "older than catchupWindow"),
+        ("tokencompletion.spec.token", "It must belong to a run in this namespace"),
+        ("task.spec.suspendAfter", "A durable sleep longer than this ends the attempt's pod"),
     ],
 )
 def test_kubectl_explain_reads_like_documentation(crds: Path, resource: str, expected: str) -> None:
@@ -65,6 +67,12 @@ _R = taskrun_body("bad", "t")
 _Q = queue_body("bad", concurrencyLimit=3)
 _C = "spec.template.spec.containers.0"
 _S = schedule_body("bad", "t", "*/5 * * * *")
+_TC: dict[str, Any] = {
+    "apiVersion": "cairn.dev/v1alpha1",
+    "kind": "TokenCompletion",
+    "metadata": {"name": "bad"},
+    "spec": {"token": "tok-0123456789abcdef"},
+}
 
 # (case, manifest, what the user reads in the error). Each message names the field at fault.
 INVALID: list[tuple[str, dict[str, Any], str]] = [
@@ -236,6 +244,12 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         with_path(_R, "spec.concurrencyKey", ""),
         'spec.concurrencyKey: Invalid value: "": spec.concurrencyKey in body should be at least 1 chars long',
     ),
+    (
+        "token completion of something that is not a token id",
+        with_path(_TC, "spec.token", "approve-me"),
+        'spec.token: Invalid value: "approve-me": spec.token in body should match',
+    ),
+    ("token completion without a token", {**_TC, "spec": {}}, "spec.token: Required value"),
 ]
 
 
