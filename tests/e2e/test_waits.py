@@ -5,6 +5,7 @@ times out, and a parent fans out to children through the queue it shares with th
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -249,3 +250,24 @@ def main(ctx):
         assert done["phase"] == "Failed", done
         message = done["attempts"][-1].get("message") or ""
         assert words in message, message
+
+
+@pytest.mark.timeout(300)
+def test_the_operator_killed_while_the_children_finish_and_the_parent_still_wakes(
+    cluster_env: ClusterEnv, kube: Client, ns: str, cairn: CairnProcesses
+) -> None:
+    cluster_env.require_harness().fake_nodes(1)
+    make_task(kube, ns, "parent", FAN_OUT)
+    child = simulated_task_body("child", delay="4s")
+    child["metadata"]["namespace"] = ns  # type: ignore[index]
+    kube.create(TaskResource.from_dict(child))
+    create_run(kube, ns, "parent", "orphaned", {"children": 10})
+    wait_phase(kube, ns, "orphaned", ("Waiting",), timeout=120)
+    cairn.kill_operator()  # SIGKILL, while the children run and end
+    time.sleep(8)
+    cairn.restart_operator(kill=False)
+    done = wait_phase(kube, ns, "orphaned", timeout=180)
+    assert done["phase"] == "Succeeded", done
+    result = json.loads(done["result"])
+    assert result["ok"] == 10 and result["phases"] == ["Succeeded"], result
+    print(f"\nthe operator was killed for 8 s while 10 children ended; the parent woke: {result['ok']} ok")
