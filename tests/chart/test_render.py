@@ -68,7 +68,7 @@ def test_the_default_install_has_every_component() -> None:
         "cairn-operator-metrics",
         "cairn-postgresql",
     }
-    assert len(of_kind(docs, "CustomResourceDefinition")) == 4
+    assert len(of_kind(docs, "CustomResourceDefinition")) == 5
     assert of_kind(docs, "NetworkPolicy") == [] and of_kind(docs, "ServiceMonitor") == []
     assert one(docs, "PodDisruptionBudget", "cairn-api")["spec"]["minAvailable"] == 1
 
@@ -132,9 +132,11 @@ OPERATOR_RULES = {
     ("cairn.dev", "taskruns"): {"get", "list", "watch", "delete", "create", "patch"},
     ("cairn.dev", "queues"): {"get", "list", "watch"},
     ("cairn.dev", "schedules"): {"get", "list", "watch"},
+    ("cairn.dev", "tokencompletions"): {"get", "list", "watch"},
     ("cairn.dev", "taskruns/status"): {"patch"},
     ("cairn.dev", "queues/status"): {"patch"},
     ("cairn.dev", "schedules/status"): {"patch"},
+    ("cairn.dev", "tokencompletions/status"): {"patch"},
     ("", "pods"): {"get", "list", "watch", "create", "delete"},
     ("", "events"): {"create"},
 }
@@ -234,8 +236,8 @@ def test_every_rbac_rule_in_the_templates_is_commented() -> None:
             if line.lstrip().startswith("- apiGroups:"):
                 rules += 1
                 assert lines[i - 1].strip().startswith("#"), f"{path.name}:{i + 1}: a rule without a comment above it"
-    # the status subresources of three kinds share one rule; + helm test's
-    assert rules == len(OPERATOR_RULES) - 2 + len(API_REVIEW_RULES) + len(API_RUN_RULES) + 1
+    # the status subresources of four kinds share one rule; + helm test's
+    assert rules == len(OPERATOR_RULES) - 3 + len(API_REVIEW_RULES) + len(API_RUN_RULES) + 1
 
 
 def test_rbac_create_false_renders_no_rbac() -> None:

@@ -271,3 +271,41 @@ def test_the_operator_killed_while_the_children_finish_and_the_parent_still_wake
     result = json.loads(done["result"])
     assert result["ok"] == 10 and result["phases"] == ["Succeeded"], result
     print(f"\nthe operator was killed for 8 s while 10 children ended; the parent woke: {result['ok']} ok")
+
+
+@pytest.mark.timeout(200)
+def test_a_run_that_fails_for_good_starts_its_tasks_on_failure_run_once(
+    kube: Client, ns: str, cairn: CairnProcesses
+) -> None:
+    make_task(
+        kube,
+        ns,
+        "oncall",
+        """
+def main(ctx):
+    return {"paged": ctx.payload["run"], "because": ctx.payload["reason"], "last": ctx.payload["lastStep"]}
+""",
+    )
+    make_task(
+        kube,
+        ns,
+        "fragile",
+        """
+def main(ctx):
+    ctx.step("fetch", lambda: 1)
+    raise RuntimeError("the upstream is down")
+""",
+        retry={"maxAttempts": 2, "backoff": {"initialDelay": "1s"}},
+        onFailure={"task": "oncall"},
+    )
+    create_run(kube, ns, "fragile", "breaks")
+    failed = wait_phase(kube, ns, "breaks", timeout=120)
+    assert failed["phase"] == "Failed", failed
+    handler = wait_phase(kube, ns, "breaks-onfailure", timeout=120)
+    assert handler["phase"] == "Succeeded", handler
+    assert json.loads(handler["result"]) == {"paged": "breaks", "because": "Error", "last": "fetch#0"}
+    runs = [
+        as_dict(r)["metadata"]["name"]
+        for r in kube.list(TaskRunResource, namespace=ns, labels={"cairn.dev/parent": "breaks"})
+    ]
+    assert runs == ["breaks-onfailure"]

@@ -127,6 +127,21 @@ class RetryPolicy(Model):
     )
 
 
+class OnFailure(Model):
+    """A dead-letter hook: a run of another Task, started once when a run of this Task fails for good."""
+
+    task: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description=(
+            "The Task to run (in the same namespace). Its payload is JSON naming the failed run: "
+            "run, namespace, uid, task, reason, message and lastStep."
+        ),
+    )
+    queue: str | None = Field(None, min_length=1, max_length=253, description="Its Queue; unset: the Task's.")
+
+
 class TaskSpec(Model):
     """A durable task: the pod that runs it, the queue its runs go through, and its retry policy."""
 
@@ -169,6 +184,14 @@ class TaskSpec(Model):
     )
     checkpoint_retention: DurationStr = Duration(
         "How long a finished run's steps, state and result stay in PostgreSQL.", default=GoDuration("168h")
+    )
+    on_failure: OnFailure | None = Field(
+        None,
+        description=(
+            "When a run fails for good (its attempts spent, maxDuration passed, a FailRun rule), start one run "
+            "of this Task (named <run>-onfailure, labelled cairn.dev/parent): a dead-letter queue or a "
+            "manual-intervention hook. Not for runs cancelled by hand."
+        ),
     )
     suspend_after: DurationStr = Duration(
         "A durable sleep longer than this ends the attempt's pod and gives its queue slot back; the run "

@@ -201,6 +201,10 @@ class TaskRunReconciler:
             if wait is not None and wait.attempt == attempt - 1:
                 metrics.WAIT_SECONDS.observe(max(0.0, (now - wait.created).total_seconds()))
             log.info("attempt %d started", attempt, extra={**context, "attempt": attempt, "pod": plan.create_pod.name})
+        for new_run in plan.create_runs:
+            # Before the status says Failed: a crash in between makes it again (AlreadyExists), never none.
+            if await deps.kube.create_taskrun(new_run):
+                log.info("started onFailure run %s", new_run["metadata"]["name"], extra=context)
         if plan.status is not None:
             if not await deps.kube.patch_taskrun_status(ns, name, plan.status):
                 return

@@ -153,6 +153,7 @@ class Plan:
     wake: Wake | None = None
     kick: bool = False  # an admission round on its queue (a woken run queues again)
     cancel_children: list[str] = field(default_factory=list)
+    create_runs: list[dict[str, Any]] = field(default_factory=list)  # the onFailure run of a failed run
     status: dict[str, Any] | None = None  # a merge patch of .status
     events: list[Event] = field(default_factory=list)
     delete_run: bool = False
@@ -555,6 +556,8 @@ def _finish(b: _Builder, phase: Phase, reason: str, message: str) -> Plan:
         reason if phase is not Phase.SUCCEEDED else "Succeeded",
         message,
     )
+    if phase is Phase.FAILED:
+        _dead_letter(b, reason, message)
     ttl = _ttl(view, b.new)
     if ttl is not None:
         b.plan.recheck(view.now + timedelta(seconds=ttl))
@@ -612,6 +615,44 @@ def _finished(b: _Builder) -> Plan:
         else:
             b.plan.recheck(expires)
     return b.done()
+
+
+# -- dead letters ----------------------------------------------------------------------------------
+def _dead_letter(b: _Builder, reason: str, message: str) -> None:
+    """A run that failed for good starts its Task's onFailure run (once: its name is the run's)."""
+    run, view = b.run, b.view
+    snapshot = b.new.task or (view.admission.snapshot if view.admission else None)
+    hook = snapshot.spec.on_failure if snapshot is not None else None
+    if hook is None or naming.ANNOTATION_FAILED_RUN in run.metadata.annotations:
+        return  # an onFailure run that fails does not start another
+    name = naming.dead_letter_name(run.metadata.name)
+    payload = {
+        "run": run.metadata.name,
+        "namespace": run.metadata.namespace,
+        "uid": run.metadata.uid,
+        "task": snapshot.name if snapshot is not None else run.spec.task_ref.name,
+        "reason": reason,
+        "message": message[:1024],
+        "lastStep": view.recorded.last_step,
+    }
+    spec: dict[str, Any] = {"taskRef": {"name": hook.task}, "payload": json.dumps(payload, separators=(",", ":"))}
+    if hook.queue:
+        spec["queue"] = hook.queue
+    b.plan.create_runs.append(
+        {
+            "apiVersion": "cairn.dev/v1alpha1",
+            "kind": "TaskRun",
+            "metadata": {
+                "name": name,
+                "namespace": run.metadata.namespace,
+                "labels": {naming.LABEL_PARENT: naming.label_value(run.metadata.name)},
+                "annotations": {naming.ANNOTATION_FAILED_RUN: run.metadata.name},
+            },
+            "spec": spec,
+        }
+    )
+    if b.old.phase is not Phase.FAILED:
+        b.event("Normal", "OnFailure", f"started {name} (Task {hook.task}), the Task's onFailure hook")
 
 
 # -- waits -----------------------------------------------------------------------------------------

@@ -73,3 +73,12 @@ def child_name(parent: str, step_key: str, index: int) -> str:
     digest = hashlib.sha256(f"{parent}\0{step_key}".encode()).hexdigest()[:6]
     # Room for the attempt suffix of its pods (`-NN`).
     return _short(parent, _MAX_NAME - 4 - len(suffix) - 7) + f"-{digest}" + suffix
+
+
+ANNOTATION_FAILED_RUN = f"{GROUP}/failed-run"  # on a Task's onFailure run: the run whose failure started it
+
+
+def dead_letter_name(run: str) -> str:
+    """The one onFailure run of a failed run."""
+    suffix = "-onfailure"
+    return _short(run, _MAX_NAME - 4 - len(suffix)) + suffix

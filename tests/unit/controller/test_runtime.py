@@ -31,7 +31,14 @@ def test_every_work_queue_a_reconciler_can_name_has_a_reconciler_and_every_watch
     assert len(names) == len(registry.WORK)
     named = {v for k, v in vars(deps_module).items() if k.isupper() and isinstance(v, str) and k != "STATUS_COALESCE"}
     assert named == names
-    assert {w.plural for w in registry.WATCHES} == {"taskruns", "tasks", "queues", "schedules", "tokencompletions", "pods"}
+    assert {w.plural for w in registry.WATCHES} == {
+        "taskruns",
+        "tasks",
+        "queues",
+        "schedules",
+        "tokencompletions",
+        "pods",
+    }
 
 
 def test_events_flow_from_intake_through_the_reconcilers_to_the_store_and_the_api_server() -> None:
