@@ -309,3 +309,35 @@ def main(ctx):
         for r in kube.list(TaskRunResource, namespace=ns, labels={"cairn.dev/parent": "breaks"})
     ]
     assert runs == ["breaks-onfailure"]
+
+
+def test_a_flaky_step_is_retried_in_its_pod_and_the_timeline_says_after_how_many_tries(
+    cluster_env: ClusterEnv, kube: Client, ns: str, cairn: CairnProcesses, counter: StepCounter
+) -> None:
+    make_task(
+        kube,
+        ns,
+        "flaky-call",
+        """
+from cairn.sdk import StepRetry
+tries = []
+
+def call(ctx):
+    hit(ctx, "call")
+    tries.append(1)
+    if len(tries) < 3:
+        raise ConnectionError("the upstream hung up")
+    return len(tries)
+
+def main(ctx):
+    return ctx.step("call", call, ctx, retry=StepRetry(max_attempts=4, initial_delay=0.2))
+""",
+        counter=counter,
+    )
+    create_run(kube, ns, "flaky-call", "retried")
+    done = wait_phase(kube, ns, "retried", timeout=120)
+    assert done["phase"] == "Succeeded" and json.loads(done["result"]) == 3
+    assert len(done["attempts"]) == 1 and counter.count("retried", "call") == 3
+    assert done["steps"][0]["tries"] == 3
+    described = cli(cluster_env, ns, "describe", "retried")
+    assert described.code == 0 and "step call#0 completed" in described.out and "after 3 tries" in described.out

@@ -58,7 +58,7 @@ def _catalog(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
 
 def test_migrations_produce_exactly_the_declared_schema(pg_admin_dsn: str, database: str) -> None:
     applied = asyncio.run(migrate(database))
-    assert applied == [1, 2]
+    assert applied == [1, 2, 3]
     assert asyncio.run(migrate(database)) == []  # idempotent
     declared = create_database(pg_admin_dsn, f"declared_{uuid.uuid4().hex[:8]}")
     try:
@@ -409,7 +409,9 @@ def test_a_runs_admission_carries_its_queues_limits_and_what_its_pods_recorded_c
             "one of two",
             '{"done": true}',
         )
-        assert [(key, attempt, started) for key, attempt, started, _ in rec.recent] == [("fetch#0", 1, NOW)]
+        assert [(key, attempt, started, tries) for key, attempt, started, _, tries in rec.recent] == [
+            ("fetch#0", 1, NOW, None)
+        ]
         assert rec.updated is not None
         await store.close()
 

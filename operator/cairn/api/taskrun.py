@@ -146,6 +146,7 @@ class StepEntry(Model):
     attempt: int = Field(description="The attempt that ran it.")
     start_time: str | None = Field(None, description="When its work began.")
     completion_time: str | None = Field(None, description="When it was recorded.")
+    tries: int | None = Field(None, description="How many tries it took, when it was retried in its pod (step retry).")
 
 
 TOKENS_SHOWN = 20

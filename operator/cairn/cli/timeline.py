@@ -162,6 +162,8 @@ def attempt_lines(
         when = step.completion_time or step.start_time
         took = between(step.start_time, step.completion_time)
         text = f"step {step.key} completed" + (f" (took {elapsed(took)})" if took is not None else "")
+        if step.tries and step.tries > 1:
+            text += f" after {step.tries} tries"
         out.append(f"{pad}{clock(when, day) if when else '?':<12}  {text}")
     if a.finish_time:
         ran = attempt_seconds(a, steps)

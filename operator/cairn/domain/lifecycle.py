@@ -75,7 +75,8 @@ class Recorded:
     state_note: str | None = None
     updated: datetime | None = None
     result: str | None = None  # JSON text of the final result, once recorded
-    recent: tuple[tuple[str, int, datetime | None, datetime], ...] = ()  # (key, attempt, started, completed)
+    # (key, attempt, started, completed, tries: how many a step retried in its pod took, else None)
+    recent: tuple[tuple[str, int, datetime | None, datetime, int | None], ...] = ()
     tokens: tuple[TokenEntry, ...] = ()  # newest first
 
 
@@ -230,8 +231,9 @@ class _Builder:
                 attempt=attempt,
                 start_time=format_time(started) if started else None,
                 completion_time=format_time(completed),
+                tries=tries,
             )
-            for key, attempt, started, completed in rec.recent
+            for key, attempt, started, completed, tries in rec.recent
         ]
         if steps and steps != (self.new.steps or []):
             self.set(steps=steps)

@@ -16,6 +16,7 @@ Run it as the container's command: `python -m cairn.run my_module:main`.
 
 from cairn.sdk.client import ApiRefused, CairnError, RunEnded, Superseded
 from cairn.sdk.context import Context, Fatal, StepResultError
+from cairn.sdk.retry import StepRetry
 from cairn.sdk.waits import ChildResult, ChildRun, Token, TokenResult, WaitSuspended
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "Fatal",
     "RunEnded",
     "StepResultError",
+    "StepRetry",
     "Superseded",
     "Token",
     "TokenResult",

@@ -13,9 +13,11 @@ Guarantees: a step whose result was recorded never runs again for this run; a st
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import inspect
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -24,10 +26,12 @@ from typing import Any, TypeVar, get_type_hints
 from pydantic import TypeAdapter
 
 from cairn.sdk.client import AsyncApi, CairnError, SyncApi
+from cairn.sdk.retry import StepRetry
 from cairn.sdk.waits import ChildResult, ChildRun, Token, TokenResult, WaitSuspended
 
 T = TypeVar("T")
 RESULT_MAX_BYTES = 1024 * 1024
+log = logging.getLogger("cairn.sdk")
 _current_step: contextvars.ContextVar[str | None] = contextvars.ContextVar("cairn_step", default=None)
 
 
@@ -149,8 +153,9 @@ class Context:
         return self._decode(recorded, adapter)
 
     # -- sync steps ------------------------------------------------------------------------------
-    def step(self, name: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run `fn(*args, **kwargs)` as step `name` unless it was recorded; return its result."""
+    def step(self, name: str, fn: Callable[..., T], *args: Any, retry: StepRetry | None = None, **kwargs: Any) -> T:
+        """Run `fn(*args, **kwargs)` as step `name` unless it was recorded; return its result. With
+        `retry`, a failing `fn` is tried again in this pod with backoff before the attempt fails."""
         key = self._next_key(name)
         adapter = _adapter(fn)
         done, value = self._replay(key, adapter)
@@ -161,27 +166,50 @@ class Context:
             if check.get("recorded"):
                 return self._remember(key, check, adapter)  # type: ignore[no-any-return]
         started = datetime.now(UTC)
-        token = _current_step.set(key)
-        try:
-            result = fn(*args, **kwargs)
-        finally:
-            _current_step.reset(token)
+        tries = 0
+        while True:
+            tries += 1
+            token = _current_step.set(key)
+            try:
+                result = fn(*args, **kwargs)
+                break
+            except Exception as e:
+                if retry is None or not retry.retries(e, tries):
+                    raise
+                wait = retry.delay(tries)
+                log.warning(
+                    "step %s: try %d of %d failed (%s: %s); retrying in %.1fs",
+                    key,
+                    tries,
+                    retry.max_attempts,
+                    type(e).__name__,
+                    e,
+                    wait,
+                )
+                time.sleep(wait)
+            finally:
+                _current_step.reset(token)
         if inspect.isawaitable(result):
             raise CairnError(f"step {key!r}: {fn!r} is async; use `await ctx.astep(...)`")
         encoded = self.encode(key, result, adapter)
         self.executed.append(key)
         if self._api is None:
             return self._remember(key, {"result": encoded}, adapter)  # type: ignore[no-any-return]
-        answer = self._api.call("POST", "/v1/steps", {"key": key, "result": encoded, "startedAt": started.isoformat()})
+        body = {"key": key, "result": encoded, "startedAt": started.isoformat()}
+        if tries > 1:
+            body["tries"] = tries
+        answer = self._api.call("POST", "/v1/steps", body)
         return self._remember(key, answer, adapter)  # type: ignore[no-any-return]
 
     # -- async steps -----------------------------------------------------------------------------
-    def astep(self, name: str, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> Awaitable[T]:
+    def astep(
+        self, name: str, fn: Callable[..., Awaitable[T]], *args: Any, retry: StepRetry | None = None, **kwargs: Any
+    ) -> Awaitable[T]:
         """`await ctx.astep(name, async_fn, ...)`. The key is taken when astep is called, so steps
-        started together (asyncio.gather) keep the order they were called in."""
+        started together (asyncio.gather) keep the order they were called in. `retry` as for step."""
         key = self._next_key(name)
         adapter = _adapter(fn)
-        return self._astep(key, adapter, fn, args, kwargs)
+        return self._astep(key, adapter, fn, args, kwargs, retry)
 
     async def _astep(
         self,
@@ -190,6 +218,7 @@ class Context:
         fn: Callable[..., Awaitable[T]],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
+        retry: StepRetry | None = None,
     ) -> T:
         done, value = self._replay(key, adapter)
         if done:
@@ -200,16 +229,37 @@ class Context:
             if check.get("recorded"):
                 return self._remember(key, check, adapter)  # type: ignore[no-any-return]
         started = datetime.now(UTC)
-        token = _current_step.set(key)
-        try:
-            result = await fn(*args, **kwargs)
-        finally:
-            _current_step.reset(token)
+        tries = 0
+        while True:
+            tries += 1
+            token = _current_step.set(key)
+            try:
+                result = await fn(*args, **kwargs)
+                break
+            except Exception as e:
+                if retry is None or not retry.retries(e, tries):
+                    raise
+                wait = retry.delay(tries)
+                log.warning(
+                    "step %s: try %d of %d failed (%s: %s); retrying in %.1fs",
+                    key,
+                    tries,
+                    retry.max_attempts,
+                    type(e).__name__,
+                    e,
+                    wait,
+                )
+                await asyncio.sleep(wait)
+            finally:
+                _current_step.reset(token)
         encoded = self.encode(key, result, adapter)
         self.executed.append(key)
         if api is None:
             return self._remember(key, {"result": encoded}, adapter)  # type: ignore[no-any-return]
-        answer = await api.call("POST", "/v1/steps", {"key": key, "result": encoded, "startedAt": started.isoformat()})
+        body = {"key": key, "result": encoded, "startedAt": started.isoformat()}
+        if tries > 1:
+            body["tries"] = tries
+        answer = await api.call("POST", "/v1/steps", body)
         return self._remember(key, answer, adapter)  # type: ignore[no-any-return]
 
     def _async_api(self) -> AsyncApi | None:

@@ -34,6 +34,7 @@ class StepRecord(_Body):
     key: str = Field(min_length=1, max_length=KEY_MAX)
     result: Any = None
     started_at: datetime | None = Field(None, alias="startedAt")
+    tries: int | None = Field(None, ge=1, le=1000, description="Tries it took (a step retried in its pod).")
 
 
 class StateSave(_Body):
@@ -168,7 +169,7 @@ class Checkpoints:
             if not checked:
                 await self._identity(caller)  # an ended or superseded attempt hears that first
             raise
-        write = await self.store.record_step(who.run_uid, who.attempt, key, body.result, body.started_at)
+        write = await self.store.record_step(who.run_uid, who.attempt, key, body.result, body.started_at, body.tries)
         faults.point("api.after_checkpoint_commit")
         if not write.allowed:
             self._attempts.pop(caller, None)

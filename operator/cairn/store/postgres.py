@@ -464,7 +464,7 @@ class PostgresStore:
             state_note=row[3],
             updated=max((t for t in (row[2], row[4]) if t), default=None),
             result=row[5],
-            recent=tuple((s[0], s[1], s[2], s[3]) for s in steps),
+            recent=tuple((s[0], s[1], s[2], s[3], s[4]) for s in steps),
             tokens=tuple(
                 TokenEntry(
                     id=t[0],
@@ -508,7 +508,9 @@ class PostgresStore:
             row = await (await conn.execute(q.STEP_RESULT, (uid, key))).fetchone()
         return (True, row[0]) if row else (False, None)
 
-    async def record_step(self, uid: str, attempt: int, key: str, result: Any, started: datetime | None) -> StepWrite:
+    async def record_step(
+        self, uid: str, attempt: int, key: str, result: Any, started: datetime | None, tries: int | None = None
+    ) -> StepWrite:
         # No explicit transaction: RECORD_STEP is one statement (fence, insert, notification).
         async with self.pool.connection() as conn:
             row = await (
@@ -520,6 +522,7 @@ class PostgresStore:
                         "key": key,
                         "result": Jsonb(result),
                         "started": started,
+                        "tries": tries,
                         "channel": q.PROGRESS_CHANNEL,
                     },
                 )

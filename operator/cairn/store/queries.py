@@ -111,8 +111,9 @@ SELECT
 FROM runs r WHERE r.uid = %s"""
 
 RECENT_STEPS: LiteralString = """
-SELECT step_key, attempt, started_at, completed_at FROM (
-    SELECT step_key, attempt, started_at, completed_at, seq FROM steps WHERE run_uid = %s ORDER BY seq DESC LIMIT %s
+SELECT step_key, attempt, started_at, completed_at, tries FROM (
+    SELECT step_key, attempt, started_at, completed_at, tries, seq FROM steps WHERE run_uid = %s
+    ORDER BY seq DESC LIMIT %s
 ) recent ORDER BY seq"""
 
 # -- the checkpoint API -------------------------------------------------------------------------------
@@ -138,9 +139,9 @@ RECORD_STEP: LiteralString = """
 WITH current AS (
     SELECT uid FROM runs WHERE uid = %(uid)s AND attempt = %(attempt)s AND state = 'admitted' FOR SHARE
 ), inserted AS (
-    INSERT INTO steps (run_uid, step_key, seq, attempt, result, started_at)
+    INSERT INTO steps (run_uid, step_key, seq, attempt, result, started_at, tries)
     SELECT %(uid)s, %(key)s,
-           (SELECT count(*) + 1 FROM steps WHERE run_uid = %(uid)s), %(attempt)s, %(result)s, %(started)s
+           (SELECT count(*) + 1 FROM steps WHERE run_uid = %(uid)s), %(attempt)s, %(result)s, %(started)s, %(tries)s
     FROM current
     ON CONFLICT (run_uid, step_key) DO NOTHING
     RETURNING 1

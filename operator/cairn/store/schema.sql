@@ -78,6 +78,7 @@ CREATE TABLE steps (
     result       jsonb,
     started_at   timestamptz,
     completed_at timestamptz NOT NULL DEFAULT now(),
+    tries        integer,  -- a step retried in its pod: the tries it took
     PRIMARY KEY (run_uid, step_key)
 );
 

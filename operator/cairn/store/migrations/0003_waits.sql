@@ -39,3 +39,6 @@ CREATE TABLE tokens (
     UNIQUE (run_uid, step_key)
 );
 CREATE INDEX tokens_by_namespace ON tokens (namespace, status);
+
+-- A step retried inside its pod (ctx.step(..., retry=...)): how many tries it took.
+ALTER TABLE steps ADD COLUMN tries integer;
