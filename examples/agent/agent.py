@@ -4,6 +4,10 @@ Every model call and every tool call is a step: when the pod dies halfway, the n
 the recorded calls (no second bill for the same LLM call) and continues with the next one. Each
 request carries the step's idempotency key, so a model gateway that deduplicates can do so.
 
+With `"approve_tools": true` in the payload the agent asks a person before it acts: it creates a wait
+token, prints how to approve, and waits with no pod and no queue slot until someone runs `cairn
+approve RUN` (or POSTs `{"approved": true}` to the printed URL). Without an approval it does nothing.
+
 MODEL_URL points at an OpenAI-style chat endpoint; `python -m examples.agent.fake_model` serves a
 deterministic one for trying this out.
 """
@@ -71,6 +75,15 @@ def run_tool(ctx: Context, call: dict[str, Any]) -> dict[str, Any]:
     raise Fatal(f"the model asked for an unknown tool {name!r}")
 
 
+def ask_for_approval(run: str, url: str, calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """Tell a person what the agent wants to do and how to allow it (a real agent would post this to
+    a chat channel or a ticket; the URL needs no credentials, only its secret)."""
+    wanted = ", ".join(f"{c['function']['name']}({c['function']['arguments']})" for c in calls)
+    print(f"approval needed for {len(calls)} tool call(s): {wanted}")
+    print(f"approve with: cairn approve {run}    or: curl -X POST -d '{{\"approved\": true}}' {url}")
+    return {"asked": len(calls)}
+
+
 def main(ctx: Context) -> dict[str, Any]:
     question = (ctx.payload or {}).get("question")
     if not question:
@@ -79,7 +92,15 @@ def main(ctx: Context) -> dict[str, Any]:
     messages: list[dict[str, Any]] = [{"role": "user", "content": question}]
     plan = ctx.step("plan", call_model, ctx, messages)
     messages.append(plan)
-    for call in (plan.get("tool_calls") or [])[:limit]:
+    calls = (plan.get("tool_calls") or [])[:limit]
+    if calls and (ctx.payload or {}).get("approve_tools"):
+        timeout = float((ctx.payload or {}).get("approval_timeout", 86400))
+        token = ctx.create_token("approval", timeout=timeout, tags=["agent"])
+        ctx.step("ask", ask_for_approval, ctx.run_name, token.url, calls)
+        answer = ctx.wait_for_token("approved", token)  # no pod, no slot until then
+        if not answer.ok or not (answer.data or {}).get("approved"):
+            return {"answer": None, "refused": "timed out" if answer.timed_out else "not approved", "tool_calls": 0}
+    for call in calls:
         result = ctx.step("tool", run_tool, ctx, call)
         messages.append({"role": "tool", **result})
     answer = ctx.step("answer", call_model, ctx, messages)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
+import httpx
 import pytest
 import yaml
 from lightkube import Client
@@ -21,6 +22,7 @@ from lightkube.resources.core_v1 import ConfigMap, PersistentVolume
 
 from examples.agent.fake_model import FakeModel
 from harness import config
+from tests.e2e.test_cli import cli
 from tests.support.env import ClusterEnv
 from tests.support.kube import kubectl, wait_for
 from tests.support.runs import pods_of, wait_phase, wait_steps
@@ -115,6 +117,39 @@ def test_the_agent_never_pays_twice_for_a_recorded_model_or_tool_call(
     assert model.calls["answer"] in (1, 2)
     repeated = {k for k in model.keys if model.keys.count(k) > 1}
     assert all(k.endswith(":answer#0") for k in repeated), repeated
+
+
+def test_the_agent_asks_a_person_before_it_acts_and_goes_on_when_approved_by_the_cli_or_by_its_url(
+    cluster_env: ClusterEnv, kube: Client, ns: str, fake_model: tuple[FakeModel, str]
+) -> None:
+    model, url = fake_model
+    kube.create(ConfigMap(metadata=ObjectMeta(name="agent-config", namespace=ns), data={"model-url": url}))
+    _apply(cluster_env, ns, "agent/task.yaml", "agent/taskrun-approval.yaml", "agent/taskrun-approval.yaml")
+    names = kubectl(cluster_env.kubeconfig, "get", "taskruns", "-n", ns, "-o", "name").stdout.split()
+    runs = sorted(n.split("/")[1] for n in names)
+    assert len(runs) == 2, names
+    for run in runs:
+        st = wait_phase(kube, ns, run, ("Waiting",), timeout=120)
+        assert st["reason"] == "WaitingForToken", st
+    assert model.calls["search"] == 0  # nothing done before the approval
+    by_cli, by_url = runs
+    approved = cli(cluster_env, ns, "approve", by_cli)
+    assert approved.code == 0, approved.err
+    pod = pods_of(kube, ns, by_url)[0]["metadata"]["name"]
+    log = "".join(kube.log(pod, namespace=ns))
+    line = next(ln for ln in log.splitlines() if ln.startswith("approve with: "))
+    token_url = line.rsplit(" ", 1)[1]
+    answer = httpx.post(token_url, json={"approved": True}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    for run in runs:
+        st = wait_phase(kube, ns, run, timeout=120)
+        assert st["phase"] == "Succeeded", st
+        assert json.loads(st["result"]) == {
+            "answer": "Kinshasa grew fastest, by 53.4483% in ten years.",
+            "tool_calls": 2,
+        }
+        assert [a["reason"] for a in st["attempts"]] == ["Suspended", "Completed"]
+    assert model.calls["plan"] == 2 and model.calls["search"] == 2  # once per run: replayed, not paid again
 
 
 @pytest.fixture
