@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from bench import admission, checkpoint, memory, recovery, schedules, start_latency
+from bench import admission, checkpoint, memory, recovery, schedules, start_latency, waits
 from bench.env import Env
 from bench.options import Options
 from bench.report import Result, machine_lines, table, write_json
@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, Callable[[Env, Options], Result]] = {
     "admission": admission.run,
     "checkpoint": checkpoint.run,
     "recovery": recovery.run,
+    "waits": waits.run,
     "memory": memory.run,
     "schedules": schedules.run,
 }

@@ -22,6 +22,7 @@ class Options:
     memory_runs: int = 10000
     memory_running: int = 1000  # of memory_runs, how many hold a slot (a running simulated pod)
     schedule_minutes: int = 2  # schedules: whole minutes measured after a warm-up minute
+    wait_runs: int = 10  # waits: sleeping runs per repetition (their wakes a second apart)
 
     def scaled(self) -> Options:
         if not self.quick:
@@ -40,4 +41,5 @@ class Options:
             recovery_runs=2,
             memory_runs=500,
             memory_running=100,
+            wait_runs=3,
         )

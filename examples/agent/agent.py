@@ -21,7 +21,7 @@ import os
 import urllib.request
 from typing import Any
 
-from cairn.sdk import Context, Fatal
+from cairn.sdk import Context, Fatal, TokenResult
 
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
 
@@ -97,9 +97,9 @@ def main(ctx: Context) -> dict[str, Any]:
         timeout = float((ctx.payload or {}).get("approval_timeout", 86400))
         token = ctx.create_token("approval", timeout=timeout, tags=["agent"])
         ctx.step("ask", ask_for_approval, ctx.run_name, token.url, calls)
-        answer = ctx.wait_for_token("approved", token)  # no pod, no slot until then
-        if not answer.ok or not (answer.data or {}).get("approved"):
-            return {"answer": None, "refused": "timed out" if answer.timed_out else "not approved", "tool_calls": 0}
+        decision: TokenResult[Any] = ctx.wait_for_token("approved", token)  # no pod, no slot until then
+        if not decision.ok or not (decision.data or {}).get("approved"):
+            return {"answer": None, "refused": "timed out" if decision.timed_out else "not approved", "tool_calls": 0}
     for call in calls:
         result = ctx.step("tool", run_tool, ctx, call)
         messages.append({"role": "tool", **result})
