@@ -45,6 +45,8 @@ def main(ctx):
         ctx.step("s", step, ctx, i)
         if ctx.payload.get("flaky") and ctx.attempt == 1 and i == 1:
             sys.exit(1)
+        if ctx.payload.get("sleep") and i == 1:
+            ctx.sleep("nap", 6)  # past suspendAfter (5 s): the pod ends, the slot is given back
     return n
 """
 
@@ -56,6 +58,8 @@ TOTALS: dict[str, int] = {
     "limit violations": 0,
     "runs lost": 0,
     "slots leaked": 0,
+    "durable waits completed": 0,
+    "runs left waiting": 0,
 }
 
 
@@ -142,7 +146,8 @@ class Scenario:
         self.names = [f"r{i:03d}" for i in range(runs)]
         self.steps = steps
         for i, name in enumerate(self.names):
-            create_run(kube, ns, "f", name, payload={"steps": steps, "flaky": i % 3 == 0})
+            create_run(kube, ns, "f", name, payload={"steps": steps, "flaky": i % 3 == 0, "sleep": i % 4 == 2})
+        self.sleepers = [n for i, n in enumerate(self.names) if i % 4 == 2]
 
     def check(self, injected: int | Callable[[], int], timeout: float = 420) -> dict[str, int]:
         """`injected`: a count, or how to count the faults once every run is final."""
@@ -162,6 +167,14 @@ class Scenario:
                 if recorded is not None:
                     reexecuted += sum(1 for a in attempts if a > recorded)
         leaked = self._leaked()
+        # Every sleeper's pod stopped for its wait (an attempt ended Suspended) and it resumed: what
+        # "no wait lost" is counted from, so that a zero below comes with the waits it observed.
+        waited = sum(
+            1
+            for name in self.sleepers
+            if name in finals and any(a.get("reason") == "Suspended" for a in finals[name].get("attempts", []))
+        )
+        left_waiting = self._left_waiting()
         result = {
             "faults injected": injected if isinstance(injected, int) else injected(),
             "runs completed": sum(1 for st in finals.values() if st["phase"] == "Succeeded"),
@@ -169,6 +182,8 @@ class Scenario:
             "limit violations": max(0, self.observer.max_live - self.limit),
             "runs lost": len(lost),
             "slots leaked": leaked,
+            "durable waits completed": waited,
+            "runs left waiting": left_waiting,
         }
         for key, value in result.items():
             TOTALS[key] += value
@@ -179,7 +194,21 @@ class Scenario:
         assert reexecuted == 0
         assert self.observer.max_live <= self.limit
         assert leaked == 0
+        assert left_waiting == 0
+        # A sleeper that finished without an attempt Suspended would mean the wait was never observed.
+        assert waited == len(self.sleepers) > 0, (waited, self.sleepers)
         return result
+
+    def _left_waiting(self) -> int:
+        """Runs the store still has waiting (a wait never woken), or waits whose run ended open."""
+        with psycopg.connect(self.cairn.dsn) as conn:
+            row = conn.execute(
+                "SELECT (SELECT count(*) FROM runs WHERE namespace = %s AND state = 'waiting') + "
+                "(SELECT count(*) FROM waits w JOIN runs r ON r.uid = w.run_uid "
+                " WHERE r.namespace = %s AND w.done_at IS NULL AND r.phase = 'Succeeded')",
+                (self.ns, self.ns),
+            ).fetchone()
+        return int(row[0]) if row else -1
 
     def _leaked(self) -> int:
         def drained() -> dict[str, Any] | None:
