@@ -245,3 +245,34 @@ def test_the_media_pipeline_keeps_its_files_on_the_volume_across_attempts(
         frames[y * 64 + x] for y in range(0, 48, 2) for x in range(0, 64, 2)
     )
     assert json.loads(st["result"])["size"] == "32x24"
+
+
+def test_the_media_pipeline_fans_out_three_renditions_as_child_runs_then_makes_the_thumbnail(
+    cluster_env: ClusterEnv, kube: Client, ns: str, media_volume: Path
+) -> None:
+    _apply(cluster_env, ns, "media/pvc.yaml", "media/queue.yaml", "media/task.yaml", "media/rendition-task.yaml")
+    wait_for(
+        "the claim to bind",
+        lambda: (
+            "Bound"
+            in kubectl(
+                cluster_env.kubeconfig, "get", "pvc", "media-work", "-n", ns, "-o", "jsonpath={.status.phase}"
+            ).stdout
+        ),
+    )
+    _apply(cluster_env, ns, "media/taskrun-renditions.yaml")
+    run = _the_run(cluster_env, ns, "media-fan-")
+    st = wait_phase(kube, ns, run, timeout=240)
+    assert st["phase"] == "Succeeded", st
+    result = json.loads(st["result"])
+    assert result["renditions"] == ["32x24", "16x12", "8x6"]
+    assert [a["reason"] for a in st["attempts"]] == ["Suspended", "Completed"]
+    children = kubectl(
+        cluster_env.kubeconfig, "get", "taskruns", "-n", ns, "-l", f"cairn.dev/parent={run}", "-o", "name"
+    ).stdout.split()
+    assert len(children) == 3, children
+    uid = kubectl(cluster_env.kubeconfig, "get", "taskrun", run, "-n", ns, "-o", "jsonpath={.metadata.uid}").stdout
+    source = (media_volume / uid / "source.raw").read_bytes()
+    thumb = (media_volume / uid / "thumb.pgm").read_bytes()
+    header = b"P5 8 6 255\n"
+    assert thumb == header + bytes(source[y * 64 + x] for y in range(0, 48, 8) for x in range(0, 64, 8))

@@ -186,3 +186,28 @@ def test_the_last_child_to_end_wakes_its_parent_in_the_same_transaction_and_a_de
         await store.close()
 
     asyncio.run(go())
+
+
+def test_a_token_of_a_run_that_ended_is_refused_for_what_it_is(database: str) -> None:
+    async def go() -> None:
+        store = await _store(database)
+        run = _run("cancelled")
+        await store.register_run(run)
+        await _start(store, run)
+        await store.create_token(
+            run.uid,
+            1,
+            "approval#0",
+            namespace="ns",
+            token_id="tok-00000000000000aa",
+            secret_hash="h",
+            tags=[],
+            timeout_at=None,
+            result={"id": "tok-00000000000000aa"},
+        )
+        await store.finish(run.uid, "Cancelled", DAY)
+        late = await store.complete_token("tok-00000000000000aa", {"approved": True}, by="alice", secret="h")
+        assert late.outcome == "RunEnded"
+        await store.close()
+
+    asyncio.run(go())

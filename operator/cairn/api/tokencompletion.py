@@ -43,10 +43,11 @@ class TokenCompletionSpec(Model):
 class TokenCompletionStatus(Model):
     """How completing the token went."""
 
-    outcome: Literal["Completed", "AlreadyCompleted", "TimedOut", "NotFound", "InvalidData"] | None = Field(
+    outcome: Literal["Completed", "AlreadyCompleted", "TimedOut", "RunEnded", "NotFound", "InvalidData"] | None = Field(
         None,
         description="Completed (this object completed it), AlreadyCompleted (an earlier completion stands), "
-        "TimedOut, NotFound (no such token in this namespace), InvalidData (data is not JSON).",
+        "TimedOut, RunEnded (its run is over), NotFound (no such token in this namespace), InvalidData (data "
+        "is not JSON).",
     )
     message: str | None = Field(None, max_length=1024, description="What happened, for a person.")
     completion_time: str | None = Field(None, description="When the operator handled it.")

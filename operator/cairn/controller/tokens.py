@@ -18,6 +18,7 @@ MESSAGES = {
     "Completed": "completed token {token}: the run waiting for it resumes",
     "AlreadyCompleted": "token {token} was already completed (by {by}); the first completion stands",
     "TimedOut": "token {token} timed out before it was completed",
+    "RunEnded": "the run of token {token} has ended: nothing waits for it",
     "NotFound": "no token {token} belongs to a run in this namespace",
 }
 

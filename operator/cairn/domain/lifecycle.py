@@ -711,8 +711,9 @@ def _suspended(b: _Builder, adm: Admission, deadline: datetime | None) -> Plan:
 def _wait_status(b: _Builder, wait: WaitView, deadline: datetime | None) -> Plan:
     b.set(phase=Phase.WAITING, reason=wait.reason, message=wait.message(), next_attempt_time=None)
     b.condition(ADMITTED, "False", wait.reason, "the slot was given back while the run waits")
-    if wait.done is None:
-        b.plan.recheck(wait.until)
+    if wait.done is None and wait.until is not None:
+        # Past its time, the store (whose clock decides) may not agree yet: look again shortly, not at once.
+        b.plan.recheck(max(wait.until, b.view.now + timedelta(seconds=1)) if wait.due(b.view.now) else wait.until)
     b.plan.recheck(deadline)  # maxDuration counts the wait
     return b.done()
 

@@ -252,6 +252,15 @@ def completion_response(token_id: str, done: Any) -> web.Response:
             },
             status=409,
         )
+    if done.outcome == "RunEnded":
+        return json_response(
+            {
+                "token": token_id,
+                "outcome": "RunEnded",
+                "message": f"the run of token {token_id} has ended; nothing waits for it",
+            },
+            status=410,
+        )
     if done.outcome == "TimedOut":
         return json_response(
             {

@@ -69,7 +69,7 @@ class WaitAnswer:
 class Completion:
     """How completing a token went: completed now, or why not (the first completion wins)."""
 
-    outcome: str  # Completed | AlreadyCompleted | TimedOut | NotFound | Forbidden
+    outcome: str  # Completed | AlreadyCompleted | TimedOut | RunEnded | NotFound | Forbidden
     completed_at: datetime | None = None
     completed_by: str | None = None
     run_uid: str | None = None

@@ -394,6 +394,7 @@ class PostgresStore:
                 },
             )
             await conn.execute(q.INSERT_STEP, {"uid": uid, "key": key, "attempt": attempt, "result": Jsonb(result)})
+            await conn.execute(q.NOTIFY_PROGRESS, (q.PROGRESS_CHANNEL, uid))  # status.tokens shows it
             _, recorded = await self._step(conn, uid, key)
             return recorded
 
@@ -415,6 +416,8 @@ class PostgresStore:
             status, _data, timed_out, completed_at, completed_by, _timeout = t
             if status == "completed":
                 return Completion("AlreadyCompleted", completed_at, completed_by, uid)
+            if run[0] == "finished":
+                return Completion("RunEnded", None, None, uid)  # nothing waits for it any more
             if status == "timedOut" or timed_out:
                 await conn.execute(q.TIME_OUT_TOKEN, (token_id,))
                 await self._settle_token_waits(conn, uid, token_id)
