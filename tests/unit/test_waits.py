@@ -197,3 +197,25 @@ def test_runs_resuming_after_a_wait_go_ahead_of_their_priority_but_not_of_a_high
     resumed = Candidate("resumed", 0, T0 + 100 * S, resumed=True)
     urgent = Candidate("urgent", 5, T0 + 200 * S)
     assert [c.uid for c in order([fresh, resumed, urgent])] == ["urgent", "resumed", "fresh"]
+
+
+def test_whether_a_wait_is_over_and_its_result_for_each_kind() -> None:
+    from cairn.domain.waits import Over, outcome
+
+    assert outcome("sleep", time_is_up=False) is None
+    assert outcome("sleep", time_is_up=True) == Over(None)
+    assert outcome("token", token=("waiting", None, False)) is None
+    assert outcome("token", token=("completed", {"a": 1}, True)) == Over(
+        {"ok": True, "data": {"a": 1}, "timedOut": False}
+    )
+    assert outcome("token", token=("waiting", None, True)) == Over(
+        {"ok": False, "data": None, "timedOut": True}, timed_out_token=True
+    )
+    assert outcome("token", token=("timedOut", None, True)) == Over({"ok": False, "data": None, "timedOut": True})
+    assert outcome("children", children=2, ended=[("c-0", "Succeeded", 1)]) is None
+    assert outcome("children", children=2, ended=[("c-0", "Succeeded", 1), ("c-1", "Deleted", None)]) == Over(
+        [
+            {"run": "c-0", "phase": "Succeeded", "ok": True, "result": 1},
+            {"run": "c-1", "phase": "Deleted", "ok": False, "result": None},
+        ]
+    )

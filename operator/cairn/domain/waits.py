@@ -6,9 +6,10 @@ domain only says when the clock alone may have ended it (a sleep's end, a token'
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from cairn.domain.timefmt import format_time
 
@@ -54,6 +55,42 @@ class WaitView:
     def stale(self) -> bool:
         """Every child ended but the wait is open: a wake that did not happen (repaired)."""
         return self.done is None and self.kind == "children" and self.children_done >= (self.children or 0)
+
+
+@dataclass(frozen=True)
+class Over:
+    """A wait that is over, with the result the run's step records."""
+
+    result: Any
+    timed_out_token: bool = False  # the token's status must become timedOut
+
+
+def outcome(
+    kind: str,
+    *,
+    time_is_up: bool = False,
+    token: tuple[str, Any, bool] | None = None,  # (status, data, past its timeout)
+    children: int | None = None,
+    ended: Sequence[tuple[str, str, Any]] = (),  # finished children: (name, phase, result), in order
+) -> Over | None:
+    """Whether a wait is over, as the store sees it under the run's lock, and its result: null for a
+    sleep; {ok, data, timedOut} for a token; one {run, phase, ok, result} per child, in order."""
+    if kind == "sleep":
+        return Over(None) if time_is_up else None
+    if kind == "token":
+        if token is None:
+            return None
+        status, data, past = token
+        if status == "completed":
+            return Over({"ok": True, "data": data, "timedOut": False})
+        if status == "timedOut" or past:
+            return Over({"ok": False, "data": None, "timedOut": True}, timed_out_token=status != "timedOut")
+        return None
+    if kind == "children" and len(ended) >= (children or 0):
+        return Over(
+            [{"run": name, "phase": phase, "ok": phase == "Succeeded", "result": r} for name, phase, r in ended]
+        )
+    return None
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from cairn.api.taskrun import TOKENS_SHOWN, TaskSnapshot, TokenEntry
-from cairn.domain import admission
+from cairn.domain import admission, waits
 from cairn.domain.admission import WaitReason
 from cairn.domain.lifecycle import Admission, Recorded, Register
 from cairn.domain.timefmt import format_time
@@ -259,28 +259,23 @@ class PostgresStore:
         if done:
             _, recorded = await self._step(conn, uid, key)
             return True, recorded
-        missing = object()
-        result: Any = missing
-        if kind == "sleep" and time_is_up:
-            result = None
-        elif kind == "token":
+        token_state: tuple[str, Any, bool] | None = None
+        ended: list[tuple[str, str, Any]] = []
+        if kind == "token":
             t = await (await conn.execute(q.LOCK_TOKEN, (token,))).fetchone()
-            if t is not None and t[0] == "completed":
-                result = {"ok": True, "data": t[1], "timedOut": False}
-            elif t is not None and (t[0] == "timedOut" or t[2]):
-                await conn.execute(q.TIME_OUT_TOKEN, (token,))
-                result = {"ok": False, "data": None, "timedOut": True}
+            token_state = (t[0], t[1], bool(t[2])) if t is not None else None
         elif kind == "children":
-            ended = await (await conn.execute(q.FINISHED_CHILDREN, (uid, key))).fetchall()
-            if len(ended) >= (children or 0):
-                result = [{"run": r[0], "phase": r[1], "ok": r[1] == "Succeeded", "result": r[2]} for r in ended]
-        if result is missing:
+            ended = [(r[0], r[1], r[2]) for r in await (await conn.execute(q.FINISHED_CHILDREN, (uid, key))).fetchall()]
+        over = waits.outcome(kind, time_is_up=bool(time_is_up), token=token_state, children=children, ended=ended)
+        if over is None:
             return False, None
+        if over.timed_out_token:
+            await conn.execute(q.TIME_OUT_TOKEN, (token,))
         await conn.execute(q.WAIT_DONE, (uid, key))
-        await conn.execute(q.RECORD_WAIT_STEP, (Jsonb(result), uid, key))
+        await conn.execute(q.RECORD_WAIT_STEP, (Jsonb(over.result), uid, key))
         await conn.execute(q.WAKE_RUN, (uid,))
         await conn.execute(q.NOTIFY_PROGRESS, (q.PROGRESS_CHANNEL, uid))
-        return True, result
+        return True, over.result
 
     @staticmethod
     async def _step(conn: psycopg.AsyncConnection[Any], uid: str, key: str) -> tuple[bool, Any]:
