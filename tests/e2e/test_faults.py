@@ -46,7 +46,7 @@ def main(ctx):
         if ctx.payload.get("flaky") and ctx.attempt == 1 and i == 1:
             sys.exit(1)
         if ctx.payload.get("sleep") and i == 1:
-            ctx.sleep("nap", 6)  # past suspendAfter (5 s): the pod ends, the slot is given back
+            ctx.sleep("nap", 2)  # past the Task's suspendAfter (1 s): the pod ends, the slot is given back
     return n
 """
 
@@ -141,6 +141,7 @@ class Scenario:
             queue="faults",
             env={"STEP_SECONDS": str(step_seconds)},
             retry={"maxAttempts": 4, "backoff": {"initialDelay": "1s", "maxDelay": "2s"}},
+            suspendAfter="1s",
         )
         self.observer = PodObserver(kube, ns, "f")
         self.names = [f"r{i:03d}" for i in range(runs)]
