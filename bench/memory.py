@@ -8,6 +8,12 @@ select pods by label, so other pods of the cluster are not). Each figure is the 
 `reps` readings a second apart, after the operator has caught up and settled; the peak seen
 while it was catching up is reported too.
 
+Then the same runs in a durable wait: round after round, the runs holding a slot reach a wait (the
+bench writes the wait each one's pod would register through the checkpoint API: simulated pods
+cannot call it) and their pods end; the operator ends each attempt as Suspended, gives the slot
+back and admits the next ones, until every run is Waiting, each with its wake-up a day ahead in the
+operator's work queue. RSS is read again then.
+
 The baseline is the same process idle: the figure says what 10,000 runs cost on top of it.
 The operator runs with a larger client budget here (500 requests/s) only to fill faster; the
 cache, not the rate, is what is measured.
@@ -65,6 +71,11 @@ def run(env: Env, opts: Options) -> Result:
         loaded = _readings(pid, max(5, opts.reps * 3))
         cpu = cpu_seconds(pid) - cpu0
         metrics = env.operator_metrics(procs)
+        t1 = time.monotonic()
+        _all_waiting(env, procs, ns, n)
+        wait_s = time.monotonic() - t1
+        time.sleep(SETTLE_S)
+        waiting = _readings(pid, max(5, opts.reps * 3))
     finally:
         env.release(procs)
 
@@ -75,6 +86,16 @@ def run(env: Env, opts: Options) -> Result:
             f"operator RSS, {n:,} live TaskRuns",
             "MiB",
             loaded,
+            baseline=idle,
+            baseline_name="same, idle",
+            target=512.0,
+            samples=1,
+        ),
+        Figure(
+            "memory",
+            f"operator RSS, {n:,} TaskRuns in a durable wait",
+            "MiB",
+            waiting,
             baseline=idle,
             baseline_name="same, idle",
             target=512.0,
@@ -91,8 +112,53 @@ def run(env: Env, opts: Options) -> Result:
         "kib_per_live_run": round((median(loaded) - median(idle)) * 1024 / n, 2),
         "operator_cpu_s_catching_up": round(cpu, 1),
         "operator_requests": int(total(metrics, "cairn_kube_requests_total")),
+        "all_waiting_in_s": round(wait_s, 1),
+        "kib_per_waiting_run": round((median(waiting) - median(idle)) * 1024 / n, 2),
     }
     return Result("memory", figures, details, machine.reading())
+
+
+WAIT_SQL = """
+INSERT INTO waits (run_uid, step_key, kind, attempt, until, suspended)
+SELECT uid, 'nap#0', 'sleep', attempt, now() + interval '1 day', true FROM runs
+WHERE namespace = %s AND state = 'admitted' AND attempt > 0
+ON CONFLICT DO NOTHING"""
+
+
+def _all_waiting(env: Env, procs: Any, ns: str, n: int) -> None:
+    """Rounds of: pause the queue, register a wait for every run holding a slot (as its pod would),
+    end their pods, resume the queue; until the operator reports every run waiting."""
+    import psycopg
+
+    kube = env.kube
+    queue = f"{E.queues(ns)}/default"
+    while True:
+        m = env.operator_metrics(procs)
+        if total(m, "cairn_queue_waiting") >= n:
+            return
+        kube.patch(queue, {"spec": {"paused": True}})
+        deadline = time.monotonic() + 600
+        # Again until no slot is held: a run admitted just before the pause starts its pod after.
+        while total(env.operator_metrics(procs), "cairn_queue_running") > 0:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the slots were not given back within 600 s")
+            with psycopg.connect(procs.dsn, autocommit=True) as conn:
+                conn.execute(WAIT_SQL, (ns,))
+            kube.request("DELETE", E.pods(ns), {"gracePeriodSeconds": 0})
+            time.sleep(3.0)
+        kube.patch(queue, {"spec": {"paused": False}})
+        waiting = total(env.operator_metrics(procs), "cairn_queue_waiting")
+        env.wait(
+            "the next runs to be admitted, or all to wait",
+            lambda: (
+                total(env.operator_metrics(procs), "cairn_queue_running") > 0
+                or total(env.operator_metrics(procs), "cairn_queue_waiting") >= n
+            ),
+            600,
+            interval=2.0,
+        )
+        print(f"[bench] memory: {waiting:.0f} of {n} runs waiting", flush=True)
+        time.sleep(2.0)  # their pods are created and seen
 
 
 def _readings(pid: int, count: int) -> list[float]:
