@@ -126,6 +126,7 @@ class Scenario:
         steps: int = 4,
         step_seconds: float = 0.4,
         limit: int = LIMIT,
+        sleepers: bool = True,
     ) -> None:
         self.kube, self.ns, self.cairn, self.counter = kube, ns, cairn, counter
         self.limit = limit
@@ -146,9 +147,14 @@ class Scenario:
         self.observer = PodObserver(kube, ns, "f")
         self.names = [f"r{i:03d}" for i in range(runs)]
         self.steps = steps
+        # A quarter of the runs sleep durably mid-run (in the scenarios that ask for it: the crash and
+        # commit-loss points, the operator and the API killed, where a wait's registration and wake-up
+        # race the faults; CI's budget keeps them out of the longest scenarios).
+        self.sleepers = [n for i, n in enumerate(self.names) if sleepers and i % 4 == 2]
         for i, name in enumerate(self.names):
-            create_run(kube, ns, "f", name, payload={"steps": steps, "flaky": i % 3 == 0, "sleep": i % 4 == 2})
-        self.sleepers = [n for i, n in enumerate(self.names) if i % 4 == 2]
+            create_run(
+                kube, ns, "f", name, payload={"steps": steps, "flaky": i % 3 == 0, "sleep": name in self.sleepers}
+            )
 
     def check(self, injected: int | Callable[[], int], timeout: float = 420) -> dict[str, int]:
         """`injected`: a count, or how to count the faults once every run is final."""
@@ -197,7 +203,7 @@ class Scenario:
         assert leaked == 0
         assert left_waiting == 0
         # A sleeper that finished without an attempt Suspended would mean the wait was never observed.
-        assert waited == len(self.sleepers) > 0, (waited, self.sleepers)
+        assert waited == len(self.sleepers), (waited, self.sleepers)
         return result
 
     def _left_waiting(self) -> int:
@@ -270,7 +276,7 @@ def test_postgresql_restarted_every_few_seconds_loses_nothing(
     kube: Client, ns: str, cairn: CairnProcesses, counter: StepCounter, pg_server: Postgres | None
 ) -> None:
     assert pg_server is not None, "this scenario restarts the harness's own PostgreSQL"
-    scenario = Scenario(kube, ns, cairn, counter, runs=100, steps=3, step_seconds=0.1, limit=10)
+    scenario = Scenario(kube, ns, cairn, counter, runs=100, steps=3, step_seconds=0.1, limit=10, sleepers=False)
     stop = threading.Event()
     restarts: list[float] = []
 
@@ -309,7 +315,7 @@ def test_a_node_stopped_with_runs_on_it_loses_nothing(
     cluster_env: ClusterEnv, kube: Client, ns: str, cairn: CairnProcesses, counter: StepCounter
 ) -> None:
     cluster = cluster_env.require_harness()
-    scenario = Scenario(kube, ns, cairn, counter, step_seconds=1.0)
+    scenario = Scenario(kube, ns, cairn, counter, step_seconds=1.0, sleepers=False)
     time.sleep(6)
     node = cluster.node("node-2")
     node.stop()
@@ -325,7 +331,7 @@ def test_the_kube_apiserver_restarted_loses_nothing(
     cluster_env: ClusterEnv, kube: Client, ns: str, cairn: CairnProcesses, counter: StepCounter
 ) -> None:
     cluster = cluster_env.require_harness()
-    scenario = Scenario(kube, ns, cairn, counter)
+    scenario = Scenario(kube, ns, cairn, counter, sleepers=False)
     time.sleep(4)
     cluster.cp.restart_apiserver(kill=True)
     scenario.check(injected=1)

@@ -185,7 +185,7 @@ def test_a_parent_with_fifty_children_through_a_queue_of_two_it_shares_with_them
     cluster_env.require_harness().fake_nodes(1)
     _queue(kube, ns, "shared", 2)
     make_task(kube, ns, "parent", FAN_OUT, queue="shared")
-    child = simulated_task_body("child", delay="1s", queue="shared")
+    child = simulated_task_body("child", delay="200ms", queue="shared")
     child["metadata"]["namespace"] = ns  # type: ignore[index]
     kube.create(TaskResource.from_dict(child))
     create_run(kube, ns, "parent", "fan", {"children": 50})
