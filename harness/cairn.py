@@ -57,10 +57,15 @@ class CairnProcesses:
         )
         return env
 
+    def _argv(self, command: str) -> list[str]:
+        # Fault points are armed only by the harness's own launcher: Cairn ignores CAIRN_FAULTS.
+        launcher = "harness.faultinject" if self.overrides.get("CAIRN_FAULTS") else "cairn"
+        return [sys.executable, "-m", launcher, command]
+
     def start_api(self) -> Proc:
         self.api = Proc(
             "cairn-api",
-            [sys.executable, "-m", "cairn", "api"],
+            self._argv("api"),
             self.logs / "api.log",
             env=self._env(
                 CAIRN_API_HOST=self.host_ip,
@@ -74,7 +79,7 @@ class CairnProcesses:
     def start_operator(self) -> Proc:
         self.operator = Proc(
             "cairn-operator",
-            [sys.executable, "-m", "cairn", "operator"],
+            self._argv("operator"),
             self.logs / "operator.log",
             env=self._env(
                 CAIRN_LIVENESS_PORT=str(self.liveness_port), CAIRN_METRICS_PORT=str(self.operator_metrics_port)

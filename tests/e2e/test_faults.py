@@ -60,6 +60,12 @@ TOTALS: dict[str, int] = {
     "slots leaked": 0,
     "durable waits completed": 0,
     "runs left waiting": 0,
+    "attempts with two pods": 0,
+    # What the zeros above were counted from:
+    "steps expected": 0,
+    "steps listed": 0,
+    "step executions counted": 0,
+    "pods observed": 0,
 }
 
 
@@ -165,14 +171,26 @@ class Scenario:
                 finals[name] = wait_phase(self.kube, self.ns, name, timeout=max(5.0, deadline - time.monotonic()))
         self.observer.stop()
         lost = [n for n in self.names if n not in finals]
-        reexecuted = 0
+        # Re-executions are counted from the side channel against each step's record in status; both
+        # must be there for every step of every run that succeeded, or the zero below saw nothing.
+        reexecuted = executions = listed = 0
+        unlisted: list[str] = []
+        uncounted: list[str] = []
         for name, st in finals.items():
             recorded_by = {s["key"]: s["attempt"] for s in st.get("steps", [])}
             for i in range(self.steps):
                 attempts = self.counter.attempts.get((name, f"s{i}"), [])
                 recorded = recorded_by.get(f"s#{i}")
+                executions += len(attempts)
                 if recorded is not None:
+                    listed += 1
                     reexecuted += sum(1 for a in attempts if a > recorded)
+                elif st["phase"] == "Succeeded":
+                    unlisted.append(f"{name}/s#{i}")
+                if not attempts and st["phase"] == "Succeeded":
+                    uncounted.append(f"{name}/s{i}")
+        self.observer.check_observed()
+        doubled = self.observer.doubled_attempts()
         leaked = self._leaked()
         # Every sleeper's pod stopped for its wait (an attempt ended Suspended) and it resumed: what
         # "no wait lost" is counted from, so that a zero below comes with the waits it observed.
@@ -191,12 +209,20 @@ class Scenario:
             "slots leaked": leaked,
             "durable waits completed": waited,
             "runs left waiting": left_waiting,
+            "attempts with two pods": len(doubled),
+            "steps expected": len(finals) * self.steps,
+            "steps listed": listed,
+            "step executions counted": executions,
+            "pods observed": self.observer.pods_seen,
         }
         for key, value in result.items():
             TOTALS[key] += value
         TOTALS["scenarios"] += 1
         report(f"\n{result} (at most {self.observer.max_live} pods at once, limit {self.limit})")
         assert lost == [], f"runs that never finished: {lost}"
+        assert unlisted == [], f"steps of succeeded runs missing from their status: {unlisted[:10]}"
+        assert uncounted == [], f"steps of succeeded runs the side channel never heard of: {uncounted[:10]}"
+        assert doubled == {}, f"attempts that had two pods: {doubled}"
         assert {st["phase"] for st in finals.values()} == {"Succeeded"}, {n: st["phase"] for n, st in finals.items()}
         assert reexecuted == 0
         assert self.observer.max_live <= self.limit

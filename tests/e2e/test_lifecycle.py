@@ -139,8 +139,8 @@ def test_max_duration_fails_the_run_wherever_it_is(kube: Client, ns: str) -> Non
     assert seconds_between(st["startTime"], st["completionTime"]) < 30
 
 
-def test_a_cancelled_run_stops_its_pod_and_ends_cancelled(kube: Client, ns: str) -> None:
-    make_task(kube, ns, "sleepy", "def main(ctx):\n    hit(ctx, 'x')\n    time.sleep(300)\n")
+def test_a_cancelled_run_stops_its_pod_and_ends_cancelled(kube: Client, ns: str, counter: StepCounter) -> None:
+    make_task(kube, ns, "sleepy", "def main(ctx):\n    hit(ctx, 'x')\n    time.sleep(300)\n", counter=counter)
     create_run(kube, ns, "sleepy", "r1")
     wait_phase(kube, ns, "r1", ("Running",))
     kube.patch(TaskRunResource, "r1", {"spec": {"cancel": True}}, namespace=ns, patch_type=PatchType.MERGE)
@@ -189,17 +189,22 @@ def test_a_run_whose_pod_cannot_be_scheduled_is_starting_with_the_schedulers_rea
     assert wait_for("its pod to be removed", lambda: not pods_of(kube, ns, "r1"), timeout=60)
 
 
-def test_a_run_naming_a_missing_task_waits_and_starts_when_the_task_appears(kube: Client, ns: str) -> None:
+def test_a_run_naming_a_missing_task_waits_and_starts_when_the_task_appears(
+    kube: Client, ns: str, counter: StepCounter
+) -> None:
     create_run(kube, ns, "later", "r1")
     st = wait_phase(kube, ns, "r1", ("Queued",))
     assert st["reason"] == "TaskNotFound"
     assert 'Task "later" does not exist' in st["message"]
-    make_task(kube, ns, "later", SUCCEED)
+    make_task(kube, ns, "later", SUCCEED, counter=counter)
     assert wait_phase(kube, ns, "r1")["phase"] == "Succeeded"
+    assert counter.count("r1", "run") == 1
 
 
-def test_a_payload_that_is_not_json_fails_that_run_and_others_still_run(kube: Client, ns: str) -> None:
-    make_task(kube, ns, "ok", SUCCEED)
+def test_a_payload_that_is_not_json_fails_that_run_and_others_still_run(
+    kube: Client, ns: str, counter: StepCounter
+) -> None:
+    make_task(kube, ns, "ok", SUCCEED, counter=counter)
     create_run(kube, ns, "ok", "bad", payload='{"unclosed": ')
     create_run(kube, ns, "ok", "good", payload='{"fine": true}')
     bad = wait_phase(kube, ns, "bad")
@@ -207,10 +212,11 @@ def test_a_payload_that_is_not_json_fails_that_run_and_others_still_run(kube: Cl
     assert bad["reason"] == "InvalidPayload"
     assert "spec.payload is not JSON" in bad["message"] and "line 1 column" in bad["message"]
     assert wait_phase(kube, ns, "good")["phase"] == "Succeeded"
+    assert (counter.count("bad", "run"), counter.count("good", "run")) == (0, 1)
 
 
-def test_finished_runs_are_deleted_after_their_ttl_with_their_pods(kube: Client, ns: str) -> None:
-    make_task(kube, ns, "brief", SUCCEED, ttlSecondsAfterFinished=3)
+def test_finished_runs_are_deleted_after_their_ttl_with_their_pods(kube: Client, ns: str, counter: StepCounter) -> None:
+    make_task(kube, ns, "brief", SUCCEED, ttlSecondsAfterFinished=3, counter=counter)
     create_run(kube, ns, "brief", "r1")
     wait_phase(kube, ns, "r1")
     from lightkube import ApiError

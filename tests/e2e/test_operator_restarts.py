@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import random
 import time
-from collections import Counter
 
 import pytest
 from lightkube import Client
 
 from tests.support.cairn import CairnProcesses
-from tests.support.runs import create_run, make_task, pods_of, status, wait_phase
+from tests.support.observe import PodObserver
+from tests.support.runs import create_run, make_task, status, wait_phase
 
 BEHAVIOURS = """
 def main(ctx):
@@ -48,6 +48,9 @@ def test_runs_survive_the_operator_killed_five_times_at_random_moments(
             "podFailurePolicy": {"rules": [{"action": "FailRun", "onExitCodes": {"operator": "In", "values": [4]}}]},
         },
     )
+    # Watched from the start: an attempt's pod deleted and made again has the same name but a new uid,
+    # which one listing at the end could never show.
+    observer = PodObserver(kube, ns, "mixed")
     kinds = {f"r{i:02d}": list(EXPECTED)[i % 4] for i in range(20)}
     for name, kind in kinds.items():
         create_run(kube, ns, "mixed", name, payload={"kind": kind})
@@ -59,6 +62,11 @@ def test_runs_survive_the_operator_killed_five_times_at_random_moments(
         time.sleep(rng.uniform(0.0, 2.0))
         cairn.restart_operator()
     finals = {name: wait_phase(kube, ns, name, timeout=300) for name in kinds}
+    observer.stop()
+    observer.check_observed()
+    assert observer.doubled_attempts() == {}, observer.doubled_attempts()  # no attempt got two pods
+    expected_pods = sum(EXPECTED[kind][1] for kind in kinds.values())
+    assert observer.pods_seen == expected_pods, (observer.pods_seen, expected_pods)
     for name, kind in kinds.items():
         phase, attempts = EXPECTED[kind]
         st = finals[name]
@@ -66,9 +74,7 @@ def test_runs_survive_the_operator_killed_five_times_at_random_moments(
         numbers = [a["number"] for a in st["attempts"]]
         assert numbers == list(range(1, attempts + 1)), (name, kind, numbers)  # none lost, none doubled
         assert all(a.get("finishTime") for a in st["attempts"]), (name, st["attempts"])
-        pods = pods_of(kube, ns, name)
-        per_attempt = Counter(p["metadata"]["labels"]["cairn.dev/attempt"] for p in pods)
-        assert all(count == 1 for count in per_attempt.values()), (name, per_attempt)  # one pod per attempt
-        assert sorted(int(a) for a in per_attempt) == numbers, (name, per_attempt, numbers)
+        seen = sorted(int(attempt) for (run, attempt) in observer.attempts if run == name)
+        assert seen == numbers, (name, seen, numbers)  # a pod for every attempt in status, and no other
     assert len(kills) == 5
     assert all(status(kube, ns, n)["conditions"] for n in kinds)

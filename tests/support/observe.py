@@ -23,12 +23,36 @@ class PodObserver:
         self.max_live = 0
         self.events = 0
         self.errors: list[str] = []
+        # Every pod seen, by (run, attempt): its uids. Two uids for one attempt is a doubled attempt,
+        # even when the second pod came after the first was gone (same name, a new object).
+        self.attempts: dict[tuple[str, str], set[str]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
+    def _saw(self, pod: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        labels = meta.get("labels") or {}
+        key = (str(labels.get("cairn.dev/run", meta["name"])), str(labels.get("cairn.dev/attempt", "?")))
+        self.attempts.setdefault(key, set()).add(str(meta["uid"]))
+
+    @property
+    def pods_seen(self) -> int:
+        return sum(len(uids) for uids in self.attempts.values())
+
+    def doubled_attempts(self) -> dict[tuple[str, str], int]:
+        return {key: len(uids) for key, uids in self.attempts.items() if len(uids) > 1}
+
+    def check_observed(self) -> None:
+        """The observer saw something, so that its figures are not zero by blindness: pods, and the
+        watch's events; watch errors (re-listed) are reported, and a watch that never worked fails."""
+        assert self.pods_seen > 0, f"the pod watch saw no pod (errors: {self.errors[-3:]})"
+        assert self.events > 0, f"the pod watch delivered no event (errors: {self.errors[-3:]})"
+
     def _relist(self) -> str:
         pods = self.kube.list(Pod, namespace=self.ns, labels=self.labels)
+        for p in pods:
+            self._saw(as_dict(p))
         self.live = {
             str(as_dict(p)["metadata"]["name"])
             for p in pods
@@ -49,6 +73,7 @@ class PodObserver:
                     p = as_dict(pod)
                     version = p["metadata"]["resourceVersion"]
                     name, phase = p["metadata"]["name"], p["status"].get("phase")
+                    self._saw(p)
                     if op == "DELETED" or phase in ("Succeeded", "Failed"):
                         self.live.discard(name)
                     else:

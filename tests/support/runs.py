@@ -29,10 +29,12 @@ PRELUDE = """
 import json, os, sys, time, urllib.parse, urllib.request
 
 def hit(ctx, what):
+    # No counter is a broken test, not a quiet one: the counts it asserts would read 0.
     url = os.environ.get("COUNTER_URL")
-    if url:
-        query = urllib.parse.urlencode({"run": ctx.run_name, "what": what, "attempt": ctx.attempt})
-        urllib.request.urlopen(url + "?" + query, timeout=10).read()
+    if not url:
+        raise SystemExit("hit(): COUNTER_URL is not set; give make_task a counter")
+    query = urllib.parse.urlencode({"run": ctx.run_name, "what": what, "attempt": ctx.attempt})
+    urllib.request.urlopen(url + "?" + query, timeout=10).read()
 """
 
 

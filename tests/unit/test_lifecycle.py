@@ -5,6 +5,7 @@ TaskRun (tests.unit.builders.apply_status) before the next reconcile, as the con
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -768,9 +769,12 @@ def _scenarios() -> list[RunView]:
 
 
 @pytest.mark.parametrize("index", range(11))
-def test_planning_the_same_view_twice_gives_the_same_plan(index: int) -> None:
+def test_planning_leaves_the_view_as_it_was_and_a_copy_plans_the_same(index: int) -> None:
     v = _scenarios()[index]
-    assert decide(v) == decide(v)
+    before = copy.deepcopy(v)
+    first = decide(v)
+    assert v == before  # the plan took nothing from the view it was given
+    assert decide(copy.deepcopy(v)) == first
 
 
 def test_observed_generation_rides_along_with_a_real_status_change() -> None:
