@@ -49,6 +49,9 @@ class CairnProcesses:
                 "CAIRN_API_URL": self.api_url,
                 "CAIRN_LOG_FORMAT": "json",
                 "CAIRN_SWEEP_INTERVAL": "5",
+                # Slow clients are cut off sooner than in production (30 s), so that tests of it are short.
+                "CAIRN_API_BODY_SECONDS": "3",
+                "CAIRN_API_IDLE_SECONDS": "8",
                 "CAIRN_ORPHAN_GRACE": "5",
                 "CAIRN_RESYNC_INTERVAL": "30",
                 **extra,

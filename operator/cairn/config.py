@@ -41,8 +41,29 @@ class Settings(BaseModel):
     metrics_port: int = Field(9090, ge=0, le=65535, description="Prometheus /metrics port (0: off).")
     api_port: int = Field(8080, ge=1, le=65535, description="The checkpoint/trigger API's port.")
     api_host: str = Field("0.0.0.0", description="The API's bind address.")  # noqa: S104 - a server in a pod
+    api_client_rate: float = Field(
+        200, ge=0, description="API requests per second one client (a pod's or a user's token) may make (0: no limit)."
+    )
+    api_client_burst: int = Field(400, ge=1, description="API requests one client may make at once above its rate.")
+    api_body_seconds: float = Field(30, gt=0, description="Seconds a request's body may take to arrive (then 408).")
+    api_idle_seconds: float = Field(
+        30, gt=0, description="Seconds a connection may stay open without a whole request's headers (slow clients)."
+    )
     log_format: str = Field("json", pattern="^(json|text)$", description="Log lines as `json` or `text`.")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    leader_election: bool = Field(
+        True, description="Hold a Lease while acting, so that of several operators one acts and the others wait."
+    )
+    leader_namespace: str | None = Field(
+        None, description="The Lease's namespace; unset: the operator pod's own (POD_NAMESPACE), else `default`."
+    )
+    leader_lease: str = Field("cairn-operator", description="The Lease's name (one per installation).")
+    leader_lease_seconds: float = Field(
+        10,
+        ge=3,
+        description="A standby takes over after this long without a renewal; a leader that could not renew for "
+        "0.7 of it stops first.",
+    )
     retention_default: GoDuration = Field(
         GoDuration("168h"), description="Checkpoint retention for runs deleted before finishing."
     )

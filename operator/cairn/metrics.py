@@ -31,6 +31,9 @@ CHECKPOINT_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
 )
 API_REQUESTS = Counter("cairn_api_requests_total", "Checkpoint and trigger API requests.", ["route", "code"])
+LEADER = Gauge("cairn_operator_leader", "1 while this operator holds the lease and acts; 0 while it stands by.")
+API_THROTTLED = Counter("cairn_api_throttled_total", "API requests answered 429: a client over its pace.")
+API_CLIENTS_GONE = Counter("cairn_api_clients_gone_total", "API requests whose client went away before the answer.")
 SCHEDULED_RUNS = Counter("cairn_schedule_runs_total", "TaskRuns a Schedule started.", ["namespace", "schedule"])
 SCHEDULE_FIRE_DELAY = Histogram(
     "cairn_schedule_fire_delay_seconds",

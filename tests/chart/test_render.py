@@ -73,10 +73,15 @@ def test_the_default_install_has_every_component() -> None:
     assert one(docs, "PodDisruptionBudget", "cairn-api")["spec"]["minAvailable"] == 1
 
 
-def test_the_operator_runs_one_replica_recreated_with_probes_on_kopfs_healthz() -> None:
+def test_the_operator_rolls_as_a_standby_first_with_probes_on_kopfs_healthz() -> None:
     operator = one(template(), "Deployment", "cairn-operator")
     assert operator["spec"]["replicas"] == 1
-    assert operator["spec"]["strategy"] == {"type": "Recreate"}
+    assert one(template({"operator": {"replicas": 2}}), "Deployment", "cairn-operator")["spec"]["replicas"] == 2
+    # The new pod starts as a standby; the old one gives the lease up as it stops.
+    assert operator["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     container = operator["spec"]["template"]["spec"]["containers"][0]
     assert container["args"] == ["python3", "-m", "cairn", "operator"]
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
@@ -88,6 +93,11 @@ def test_the_operator_runs_one_replica_recreated_with_probes_on_kopfs_healthz() 
     assert env["CAIRN_METRICS_PORT"]["value"] == "9090"
     assert env["CAIRN_NAMESPACES"]["value"] == ""
     assert env["CAIRN_API_URL"]["value"] == "http://cairn-api.cairn-system.svc:8080"
+    assert (env["CAIRN_LEADER_NAMESPACE"]["value"], env["CAIRN_LEADER_LEASE"]["value"]) == (
+        "cairn-system",
+        "cairn-operator",
+    )
+    assert env["CAIRN_LEADER_LEASE_SECONDS"]["value"] == "10"
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
 
 
@@ -149,6 +159,8 @@ API_RUN_RULES = {
     ("cairn.dev", "tasks"): {"get"},
     ("cairn.dev", "queues"): {"get"},
 }
+LEASE_RULES = {("coordination.k8s.io", "leases"): {"create", "get", "update"}}
+
 TEST_RULES = {(g, r): {"create", "get", "delete"} for g, r in [("cairn.dev", "queues"), ("cairn.dev", "tasks")]} | {
     ("cairn.dev", "taskruns"): {"create", "get", "delete"}
 }
@@ -188,7 +200,11 @@ def test_rbac_has_no_wildcards_and_no_secrets(rendered: list[Doc]) -> None:
 
 def test_cluster_wide_mode_grants_exactly_the_operator_and_api_rules() -> None:
     docs = template()
-    assert of_kind(docs, "Role") == [t for t in of_kind(docs, "Role") if "helm.sh/hook" in t["metadata"]["annotations"]]
+    roles = [r for r in of_kind(docs, "Role") if "helm.sh/hook" not in r["metadata"].get("annotations", {})]
+    assert [(r["metadata"]["name"], r["metadata"]["namespace"]) for r in roles] == [
+        ("cairn-operator-lease", "cairn-system")
+    ]
+    assert _rules(roles[0]) == LEASE_RULES
     assert _rules(one(docs, "ClusterRole", "cairn-operator")) == OPERATOR_RULES
     assert _rules(one(docs, "ClusterRole", "cairn-api-reviews")) == API_REVIEW_RULES | API_RUN_RULES
     for name, sa in (("cairn-operator", "cairn-operator"), ("cairn-api-reviews", "cairn-api")):
@@ -236,8 +252,8 @@ def test_every_rbac_rule_in_the_templates_is_commented() -> None:
             if line.lstrip().startswith("- apiGroups:"):
                 rules += 1
                 assert lines[i - 1].strip().startswith("#"), f"{path.name}:{i + 1}: a rule without a comment above it"
-    # the status subresources of four kinds share one rule; + helm test's
-    assert rules == len(OPERATOR_RULES) - 3 + len(API_REVIEW_RULES) + len(API_RUN_RULES) + 1
+    # the status subresources of four kinds share one rule; the lease's two rules; + helm test's
+    assert rules == len(OPERATOR_RULES) - 3 + 2 + len(API_REVIEW_RULES) + len(API_RUN_RULES) + 1
 
 
 def test_rbac_create_false_renders_no_rbac() -> None:

@@ -8,16 +8,24 @@ in status, reconciles from the level (what is), and never writes a user's spec o
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
+import secrets
+import socket
 from typing import Any
 
 import kopf
+from lightkube import AsyncClient
 
+from cairn import metrics
 from cairn.api.common import GROUP
 from cairn.config import Settings
-from cairn.controller import registry
+from cairn.controller import leader, registry
 from cairn.controller.runtime import Runtime, start_operator
+from cairn.k8s.client import load_config
+from cairn.k8s.lease import LeaseStore
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +51,30 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # objects a second (a burst of 10,000 TaskRuns took 13 minutes to be seen).
     settings.queueing.worker_limit = 256
     settings.queueing.idle_timeout = 0.5
+    if config.leader_election:
+        # A standby waits here, live (kopf's /healthz answers) but watching and writing nothing.
+        elector = leader.Elector(
+            LeaseStore(
+                AsyncClient(load_config(config.kubeconfig), trust_env=False, field_manager="cairn-operator"),
+                config.leader_namespace or os.environ.get("POD_NAMESPACE") or "default",
+                config.leader_lease,
+                config.leader_lease_seconds,
+            ),
+            f"{socket.gethostname()}_{os.getpid()}_{secrets.token_hex(3)}",
+            leader.timing_for(config.leader_lease_seconds),
+        )
+        await elector.acquire()
+        memo["elector"] = elector
+        memo["keeping"] = asyncio.create_task(elector.keep(_stop_at_once))
+    metrics.LEADER.set(1)
     memo["runtime"] = await start_operator(config)
+
+
+def _stop_at_once(reason: str) -> None:
+    """The lease is lost: end the process now, before a new leader starts (no cleanup that writes)."""
+    log.critical("%s: stopping, so that only the new leader acts", reason)
+    logging.shutdown()
+    os._exit(1)
 
 
 @kopf.on.cleanup()
@@ -51,6 +82,11 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None:
         await runtime.stop()
+    elector: leader.Elector | None = memo.get("elector")
+    if elector is not None:
+        memo["keeping"].cancel()
+        with contextlib.suppress(Exception):  # a standby takes over at once instead of after the lease
+            await elector.lease.release(elector.me)
 
 
 @kopf.on.login()

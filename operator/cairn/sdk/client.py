@@ -77,24 +77,34 @@ class _Patience:
         self.deadline = time.monotonic() + endpoint.retry_seconds
         self.attempt = 0
 
-    def delay(self, problem: str) -> float:
+    def delay(self, problem: str, at_least: float = 0.0) -> float:
         if time.monotonic() > self.deadline:
             raise CairnError(
                 f"the checkpoint API at {self.endpoint.url} has been unreachable for "
                 f"{self.endpoint.retry_seconds:.0f}s ({problem})"
             )
-        delay = float(min(10.0, 0.2 * 2**self.attempt) * (0.5 + random.random()))
+        delay = max(at_least, float(min(10.0, 0.2 * 2**self.attempt) * (0.5 + random.random())))
         self.attempt += 1
         log.warning("checkpoint API unavailable (%s); retrying in %.1fs", problem, delay)
         return delay
 
 
-def _answer(response: httpx.Response) -> tuple[bool, Any]:
-    """(done, value): done with the decoded body, or not done (retry) with the problem."""
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return min(60.0, max(0.0, float(response.headers.get("Retry-After", "1"))))
+    except ValueError:
+        return 1.0
+
+
+def _answer(response: httpx.Response) -> tuple[bool, Any, float]:
+    """(done, value, wait): done with the decoded body, or not done (retry, after at least `wait`
+    seconds) with the problem. A 429 is the API pacing this pod: it says when to come back."""
+    if response.status_code == 429:
+        return False, "HTTP 429: this pod is over its pace of requests", _retry_after(response)
     if response.status_code in RETRYABLE_STATUS:
-        return False, f"HTTP {response.status_code}"
+        return False, f"HTTP {response.status_code}", 0.0
     _raise_for(response)
-    return True, response.json() if response.content else None
+    return True, response.json() if response.content else None, 0.0
 
 
 def _content(body: Any) -> str | None:
@@ -109,15 +119,16 @@ class SyncApi:
     def call(self, method: str, path: str, body: Any = None) -> Any:
         patience = _Patience(self.endpoint)
         while True:
+            wait = 0.0
             try:
-                done, value = _answer(
+                done, value, wait = _answer(
                     self.http.request(method, path, headers=self.endpoint.headers(), content=_content(body))
                 )
                 if done:
                     return value
             except httpx.TransportError as e:
                 value = f"{type(e).__name__}: {e}"
-            time.sleep(patience.delay(value))
+            time.sleep(patience.delay(value, wait))
 
     def close(self) -> None:
         self.http.close()
@@ -131,15 +142,16 @@ class AsyncApi:
     async def call(self, method: str, path: str, body: Any = None) -> Any:
         patience = _Patience(self.endpoint)
         while True:
+            wait = 0.0
             try:
-                done, value = _answer(
+                done, value, wait = _answer(
                     await self.http.request(method, path, headers=self.endpoint.headers(), content=_content(body))
                 )
                 if done:
                     return value
             except httpx.TransportError as e:
                 value = f"{type(e).__name__}: {e}"
-            await asyncio.sleep(patience.delay(value))
+            await asyncio.sleep(patience.delay(value, wait))
 
     async def close(self) -> None:
         await self.http.aclose()

@@ -19,6 +19,7 @@ from cairn.server.access import Access
 from cairn.server.auth import TokenVerifier
 from cairn.server.checkpoints import STEP_MAX_BYTES, Checkpoints
 from cairn.server.errors import ApiError, json_response, too_large
+from cairn.server.guard import Pace, handler_args, make_guard
 from cairn.server.triggers import Triggers
 from cairn.server.waits import Waits
 from cairn.store.faulty import with_commit_faults
@@ -57,9 +58,17 @@ async def healthz(_: web.Request) -> web.Response:
 
 
 def make_app(
-    store: PostgresStore, verifier: TokenVerifier, kube: AsyncClient, public_url: str = "http://cairn-api:8080"
+    store: PostgresStore,
+    verifier: TokenVerifier,
+    kube: AsyncClient,
+    public_url: str = "http://cairn-api:8080",
+    *,
+    pace: Pace | None = None,
+    body_seconds: float = 30,
 ) -> web.Application:
-    app = web.Application(middlewares=[errors], client_max_size=2 * STEP_MAX_BYTES)
+    max_body = 2 * STEP_MAX_BYTES
+    guard = make_guard(max_body=max_body, body_seconds=body_seconds, pace=pace or Pace(0, 1))
+    app = web.Application(middlewares=[errors, guard], client_max_size=max_body)
     checkpoints = Checkpoints(store, verifier)
     app.add_routes(checkpoints.routes())
     app.add_routes(Waits(store, checkpoints, kube, public_url).routes())
@@ -84,8 +93,15 @@ async def run_api(config: Settings, *, ready: asyncio.Event | None = None) -> No
     await store.open(wait=False)
     kube = AsyncClient(load_config(config.kubeconfig), trust_env=False, field_manager="cairn-api")
     verifier = TokenVerifier(kube, config.token_audience)
-    app = make_app(store, verifier, kube, config.public_url or config.api_url)
-    runner = web.AppRunner(app, access_log=None)
+    app = make_app(
+        store,
+        verifier,
+        kube,
+        config.public_url or config.api_url,
+        pace=Pace(config.api_client_rate, config.api_client_burst),
+        body_seconds=config.api_body_seconds,
+    )
+    runner = web.AppRunner(app, access_log=None, handler_args=handler_args(config.api_idle_seconds))
     await runner.setup()
     site = web.TCPSite(runner, config.api_host, config.api_port, backlog=1024)
     await site.start()
