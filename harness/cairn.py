@@ -5,6 +5,7 @@ restart either."""
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 import urllib.request
 from dataclasses import dataclass, field
@@ -28,6 +29,10 @@ class CairnProcesses:
     # Extra CAIRN_* settings for both processes (e.g. CAIRN_KUBE_QPS, CAIRN_NAMESPACES); they win.
     overrides: dict[str, str] = field(default_factory=dict)
 
+    # Its operator's name in leader election: kept across restarts (like a pod's name across container
+    # restarts), so a restarted operator takes its lease back at once; another CairnProcesses stands by.
+    identity: str = field(default_factory=lambda: f"harness-operator-{secrets.token_hex(3)}")
+
     def __post_init__(self) -> None:
         if not self.api_port:
             self.api_port = free_port(self.host_ip or "127.0.0.1")
@@ -49,6 +54,7 @@ class CairnProcesses:
                 "CAIRN_API_URL": self.api_url,
                 "CAIRN_LOG_FORMAT": "json",
                 "CAIRN_SWEEP_INTERVAL": "5",
+                "CAIRN_LEADER_IDENTITY": self.identity,
                 # Slow clients are cut off sooner than in production (30 s), so that tests of it are short.
                 "CAIRN_API_BODY_SECONDS": "3",
                 "CAIRN_API_IDLE_SECONDS": "8",

@@ -58,6 +58,11 @@ class Settings(BaseModel):
         None, description="The Lease's namespace; unset: the operator pod's own (POD_NAMESPACE), else `default`."
     )
     leader_lease: str = Field("cairn-operator", description="The Lease's name (one per installation).")
+    leader_identity: str | None = Field(
+        None,
+        description="Who holds the Lease; unset: the host's name (the pod's), so that a restarted container "
+        "takes its lease back at once. Unique per operator.",
+    )
     leader_lease_seconds: float = Field(
         10,
         ge=3,

@@ -16,7 +16,7 @@ from tests.support.builders import pod as plain_pod
 from tests.support.cairn import CairnProcesses
 from tests.support.env import ClusterEnv
 from tests.support.kube import as_dict, server_ssl, wait_for
-from tests.support.runs import create_run, make_task, pods_of, wait_phase
+from tests.support.runs import StepCounter, create_run, make_task, pods_of, status, wait_phase
 from tests.support.tokens import pod_token
 
 WAITER = """
@@ -140,3 +140,76 @@ def test_forged_foreign_and_wrong_audience_tokens_are_refused(
     for token, code, message in cases:
         response = _api(cairn, token, "GET", "/v1/run")
         assert response.status_code == code and message in response.json()["message"], (code, response.text)
+
+
+# The task reports what it holds, from inside its pod: its mounted token, the names in its
+# environment, and whether a Kubernetes service-account token is mounted. Then it succeeds.
+INSIDE = """
+def main(ctx):
+    token = open(os.environ["CAIRN_TOKEN_FILE"]).read().strip()
+    hit(ctx, "token:" + token)
+    hit(ctx, "env:" + ",".join(sorted(os.environ)))
+    hit(ctx, "kube-sa:" + str(os.path.exists("/var/run/secrets/kubernetes.io/serviceaccount/token")))
+    ctx.step("work", lambda: 1)
+    time.sleep(float(ctx.payload["linger"]))
+    return "done"
+"""
+
+
+def _reported(counter: StepCounter, run: str, prefix: str) -> str:
+    def found() -> str | None:
+        with counter._lock:
+            return next((w[len(prefix) :] for (r, w) in counter.hits if r == run and w.startswith(prefix)), None)
+
+    return wait_for(f"{run} to report {prefix}", found, timeout=120)
+
+
+def test_the_token_mounted_in_a_task_pod_reaches_only_its_run_and_not_after_it_ends(
+    kube: Client, ns: str, cairn: CairnProcesses, counter: StepCounter
+) -> None:
+    make_task(kube, ns, "inside", INSIDE, counter=counter)
+    create_run(kube, ns, "inside", "mine", payload={"linger": 6})
+    create_run(kube, ns, "inside", "theirs", payload={"linger": 0})
+    token = _reported(counter, "mine", "token:")
+    env_names = set(_reported(counter, "mine", "env:").split(","))
+    # Nothing in the pod's environment or files gives the database or the Kubernetes API.
+    assert _reported(counter, "mine", "kube-sa:") == "False"
+    assert not {n for n in env_names if "DATABASE" in n or n.startswith("PG") or n == "KUBERNETES_TOKEN"}, env_names
+    assert {"CAIRN_API_URL", "CAIRN_TOKEN_FILE"} <= env_names
+    pod = pods_of(kube, ns, "mine")[0]
+    spec = pod["spec"]
+    assert spec["automountServiceAccountToken"] is False
+    texts = str(spec)
+    assert "postgres" not in texts and "DATABASE_URL" not in texts and "secretKeyRef" not in texts
+    audiences = [
+        src["serviceAccountToken"]["audience"]
+        for v in spec.get("volumes", [])
+        for src in (v.get("projected") or {}).get("sources", [])
+        if "serviceAccountToken" in src
+    ]
+    assert audiences == ["cairn.dev"], audiences
+
+    # Its own run, and no other: the checkpoint API answers for "mine" only; the trigger API (which
+    # can name any run) refuses it, since the pod's service account may not read taskruns.
+    own = _api(cairn, token, "GET", "/v1/run")
+    assert own.status_code == 200 and own.json()["run"]["name"] == "mine", own.text
+    other = _api(cairn, token, "GET", f"/v1/namespaces/{ns}/taskruns/theirs")
+    assert other.status_code in (401, 403) and "phase" not in other.json(), other.text
+    # The Kubernetes API refuses it: its audience is Cairn's.
+    server = kube.config.cluster.server
+    answer = httpx.get(
+        f"{server}/api/v1/namespaces/{ns}/pods",
+        headers={"Authorization": f"Bearer {token}"},
+        verify=server_ssl(kube),
+        timeout=10,
+        trust_env=False,
+    )
+    assert answer.status_code == 401, answer.text
+
+    # After the run ends its pod still exists (so the API server still vouches for the token, cached or
+    # not): it is Cairn's own check of the run that refuses the write, with 410 RunEnded.
+    assert wait_phase(kube, ns, "mine")["phase"] == "Succeeded"
+    assert [p["metadata"]["name"] for p in pods_of(kube, ns, "mine")] == [pod["metadata"]["name"]]
+    late = _api(cairn, token, "POST", "/v1/steps", {"key": "late#0", "result": 1})
+    assert late.status_code == 410 and late.json()["error"] == "RunEnded", late.text
+    assert "late#0" not in [s["key"] for s in status(kube, ns, "mine").get("steps", [])]

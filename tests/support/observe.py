@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from lightkube import Client
@@ -16,8 +19,14 @@ class PodObserver:
     every moment. The watch resumes from the last resourceVersion it saw, so it sees every change
     in order; after a gap it re-lists and replaces its view at once, never piece by piece."""
 
-    def __init__(self, kube: Client, ns: str, task: str | None = None) -> None:
+    def __init__(
+        self, kube: Client, ns: str, task: str | None = None, key_of: Callable[[str], str] | None = None
+    ) -> None:
         self.kube, self.ns = kube, ns
+        # key_of: a run's concurrency key from its pod's run label, to count the live pods of each key.
+        self.key_of = key_of
+        self.max_live_by_key: dict[str, int] = {}
+        self.first_seen: dict[str, float] = {}  # pod uid -> when (monotonic) the watch first saw it
         self.labels: dict[str, Any] = {"cairn.dev/task": task} if task else {"app.kubernetes.io/managed-by": "cairn"}
         self.live: set[str] = set()
         self.max_live = 0
@@ -35,6 +44,14 @@ class PodObserver:
         labels = meta.get("labels") or {}
         key = (str(labels.get("cairn.dev/run", meta["name"])), str(labels.get("cairn.dev/attempt", "?")))
         self.attempts.setdefault(key, set()).add(str(meta["uid"]))
+        self.first_seen.setdefault(str(meta["uid"]), time.monotonic())
+
+    def _count(self) -> None:
+        self.max_live = max(self.max_live, len(self.live))
+        if self.key_of is not None:
+            by_key = Counter(self.key_of(name) for name in self.live)
+            for k, n in by_key.items():
+                self.max_live_by_key[k] = max(self.max_live_by_key.get(k, 0), n)
 
     @property
     def pods_seen(self) -> int:
@@ -58,7 +75,7 @@ class PodObserver:
             for p in pods
             if as_dict(p).get("status", {}).get("phase") not in ("Succeeded", "Failed")
         }
-        self.max_live = max(self.max_live, len(self.live))
+        self._count()
         return str(pods.resourceVersion)
 
     def _run(self) -> None:
@@ -79,7 +96,7 @@ class PodObserver:
                     else:
                         self.live.add(name)
                     self.events += 1
-                    self.max_live = max(self.max_live, len(self.live))
+                    self._count()
                     if self._stop.is_set():
                         return
             except Exception as e:  # noqa: BLE001 - an expired version or a dropped watch: re-list

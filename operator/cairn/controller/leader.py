@@ -75,7 +75,9 @@ class Elector:
             if holder != said:
                 log.info("standing by: the lease %s/%s is held by %s", self.lease.namespace, self.lease.name, holder)
                 said = holder
-            await asyncio.sleep(self.timing.retry_period)
+            # Look again at the retry period, or just when the holder's lease runs out if sooner.
+            expires_in = self._observed_at + self.timing.lease_duration - self.clock()
+            await asyncio.sleep(max(0.05, min(self.timing.retry_period, expires_in)))
 
     async def keep(self, stop: Callable[[str], None]) -> None:
         """Renew every retry period; once the renew deadline passes without a renewal, call `stop`."""

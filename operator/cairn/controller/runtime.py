@@ -109,9 +109,10 @@ def _crashed(task: asyncio.Task[None]) -> None:
         log.critical("a background loop died: %r", task.exception())
 
 
-async def start_operator(settings: Settings, clock: Clock = utcnow) -> Runtime:
+async def start_operator(settings: Settings, clock: Clock = utcnow, *, start: bool = True) -> Runtime:
     """The operator of a process: the schema migrated, the store and the API server's client opened,
-    the loops started."""
+    the loops started (with start=False, not yet: a standby fills its cache and queues, and starts
+    its workers and loops when it leads)."""
     await migrate(settings.dsn)
     store: PostgresStore = with_commit_faults(
         make_store(settings.dsn, max_size=max(4, settings.workers + 2), name="cairn-operator")
@@ -125,6 +126,7 @@ async def start_operator(settings: Settings, clock: Clock = utcnow) -> Runtime:
     )
     runtime = Runtime(settings, store=store, kube=ApiServerWriter(kube), clock=clock, requests=kube.requests)
     runtime.on_stop += [store.close, kube.close]
-    runtime.start()
-    log.info("operator started", extra={"namespaces": settings.namespaces or "all"})
+    if start:
+        runtime.start()
+        log.info("operator started", extra={"namespaces": settings.namespaces or "all"})
     return runtime

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import secrets
 import socket
 from typing import Any
 
@@ -51,8 +50,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # objects a second (a burst of 10,000 TaskRuns took 13 minutes to be seen).
     settings.queueing.worker_limit = 256
     settings.queueing.idle_timeout = 0.5
+    runtime = memo["runtime"] = await start_operator(config, start=not config.leader_election)
     if config.leader_election:
-        # A standby waits here, live (kopf's /healthz answers) but watching and writing nothing.
+        # A warm standby: its watches fill the cache and the work queues, but no worker or loop runs
+        # (nothing is written) until it holds the lease. kopf's /healthz answers meanwhile.
         elector = leader.Elector(
             LeaseStore(
                 AsyncClient(load_config(config.kubeconfig), trust_env=False, field_manager="cairn-operator"),
@@ -60,14 +61,21 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
                 config.leader_lease,
                 config.leader_lease_seconds,
             ),
-            f"{socket.gethostname()}_{os.getpid()}_{secrets.token_hex(3)}",
+            config.leader_identity or socket.gethostname(),
             leader.timing_for(config.leader_lease_seconds),
         )
-        await elector.acquire()
         memo["elector"] = elector
-        memo["keeping"] = asyncio.create_task(elector.keep(_stop_at_once))
+        memo["leading"] = asyncio.create_task(_lead(elector, runtime))
+    else:
+        metrics.LEADER.set(1)
+
+
+async def _lead(elector: leader.Elector, runtime: Runtime) -> None:
+    await elector.acquire()
     metrics.LEADER.set(1)
-    memo["runtime"] = await start_operator(config)
+    runtime.start()
+    log.info("operator started as the leader", extra={"waited_seconds": round(elector.waited, 1)})
+    await elector.keep(_stop_at_once)
 
 
 def _stop_at_once(reason: str) -> None:
@@ -84,7 +92,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         await runtime.stop()
     elector: leader.Elector | None = memo.get("elector")
     if elector is not None:
-        memo["keeping"].cancel()
+        memo["leading"].cancel()
         with contextlib.suppress(Exception):  # a standby takes over at once instead of after the lease
             await elector.lease.release(elector.me)
 

@@ -89,7 +89,8 @@ class _Patience:
         return delay
 
 
-def _retry_after(response: httpx.Response) -> float:
+def retry_after(response: httpx.Response) -> float:
+    """The seconds a 429 says to wait (Retry-After), at most a minute."""
     try:
         return min(60.0, max(0.0, float(response.headers.get("Retry-After", "1"))))
     except ValueError:
@@ -100,7 +101,7 @@ def _answer(response: httpx.Response) -> tuple[bool, Any, float]:
     """(done, value, wait): done with the decoded body, or not done (retry, after at least `wait`
     seconds) with the problem. A 429 is the API pacing this pod: it says when to come back."""
     if response.status_code == 429:
-        return False, "HTTP 429: this pod is over its pace of requests", _retry_after(response)
+        return False, "HTTP 429: this pod is over its pace of requests", retry_after(response)
     if response.status_code in RETRYABLE_STATUS:
         return False, f"HTTP {response.status_code}", 0.0
     _raise_for(response)

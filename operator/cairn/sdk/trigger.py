@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from cairn.sdk.client import ApiRefused, CairnError
+from cairn.sdk.client import ApiRefused, CairnError, retry_after
 
 FINAL = ("Succeeded", "Failed", "Cancelled")
 
@@ -50,18 +50,22 @@ class TriggerClient:
         deadline = time.monotonic() + self.retry_seconds
         delay = 0.2
         while True:
+            wait = 0.0
             try:
                 response = self.http.request(method, path, headers=self._headers(), json=body)
-                if response.status_code < 500:
+                if response.status_code == 429:  # this client is over its pace: come back when told
+                    problem, wait = "HTTP 429: over this client's pace of requests", retry_after(response)
+                elif response.status_code < 500:
                     if response.status_code >= 400:
                         raise ApiRefused(f"{response.status_code}: {response.json().get('message', response.text)}")
                     return response.json()
-                problem = f"HTTP {response.status_code}"
+                else:
+                    problem = f"HTTP {response.status_code}"
             except httpx.TransportError as e:
                 problem = str(e)
             if time.monotonic() > deadline:
                 raise CairnError(f"the trigger API is unavailable ({problem})")
-            time.sleep(delay)
+            time.sleep(max(delay, wait))
             delay = min(delay * 2, 5.0)
 
     def trigger(

@@ -101,7 +101,7 @@ async def run_api(config: Settings, *, ready: asyncio.Event | None = None) -> No
         pace=Pace(config.api_client_rate, config.api_client_burst),
         body_seconds=config.api_body_seconds,
     )
-    runner = web.AppRunner(app, access_log=None, handler_args=handler_args(config.api_idle_seconds))
+    runner = web.AppRunner(app, access_log=None, **handler_args(config.api_idle_seconds))
     await runner.setup()
     site = web.TCPSite(runner, config.api_host, config.api_port, backlog=1024)
     await site.start()
