@@ -163,6 +163,7 @@ LONGEST_FIRST: list[str] = [
         "e2e/test_faults.py::test_the_operator_killed_ten_times_at_random_loses_nothing",
         "e2e/test_cli.py",
         "e2e/test_queues.py::test_two_hundred_runs",
+        "e2e/test_operators.py",
         "e2e/test_faults.py",
         "integration/test_nodes.py",
         "e2e/test_operator_restarts.py",
@@ -185,6 +186,7 @@ SPLIT_BY_TEST = {
     "tests/e2e/test_queues.py",
     "tests/e2e/test_schedules.py",
     "tests/e2e/test_waits.py",
+    "tests/e2e/test_operators.py",
 }
 
 

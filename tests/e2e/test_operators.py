@@ -17,6 +17,7 @@ from lightkube import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from cairn.k8s.resources import QueueResource, TaskResource
+from tests.e2e.test_faults import TOTALS
 from tests.support.builders import queue_body, simulated_task_body
 from tests.support.cairn import CairnProcesses
 from tests.support.env import ClusterEnv
@@ -40,6 +41,18 @@ def _setup(kube: Client, ns: str, limit: int, per_key: int | None, delay: str) -
     task = simulated_task_body("sim", delay=delay, queue="shared")
     task["metadata"]["namespace"] = ns  # type: ignore[index]
     kube.create(TaskResource.from_dict(task))
+
+
+def _count(observer: PodObserver, finals: dict[str, Any], limit: int, **extra: int) -> None:
+    """Into the fault suite's totals, printed at the end of the session."""
+    TOTALS["scenarios"] += 1
+    TOTALS["runs completed"] += sum(1 for p in finals.values() if p == "Succeeded")
+    TOTALS["runs lost"] += sum(1 for p in finals.values() if p != "Succeeded")
+    TOTALS["limit violations"] += max(0, observer.max_live - limit)
+    TOTALS["attempts with two pods"] += len(observer.doubled_attempts())
+    TOTALS["pods observed"] += observer.pods_seen
+    for key, value in extra.items():
+        TOTALS[key] += value
 
 
 def _key(pod: str) -> str:
@@ -87,6 +100,7 @@ def test_two_operators_acting_at_once_never_overspend_a_queue_or_a_key(
         f"per key {observer.max_live_by_key}; admissions by each operator {admitted}; "
         f"{observer.pods_seen} pods and {observer.events} pod events observed"
     )
+    _count(observer, finals, 3, **{"runs through two operators at once": len(names)})
     observer.check_observed()
     assert set(finals.values()) == {"Succeeded"}, {n: p for n, p in finals.items() if p != "Succeeded"}
     assert observer.pods_seen == len(names)
@@ -130,6 +144,7 @@ def test_the_standby_takes_over_within_the_lease_when_the_leader_is_killed(
         f"{gap:.1f}s later (lease {lease_seconds:g}s); at most {observer.max_live} pods at once (limit 3); "
         f"{observer.pods_seen} pods observed"
     )
+    _count(observer, finals, 3, **{"operator failovers": 1, "faults injected": 1})
     observer.check_observed()
     assert leader_now == 1
     assert set(finals.values()) == {"Succeeded"}
