@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)
 
-.PHONY: help setup lint test unit dev-cluster dev-cluster-down demo crds dockerfiles images bench
+.PHONY: help setup lint test unit chaos dev-cluster dev-cluster-down demo crds dockerfiles images bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -28,6 +28,8 @@ LINT_LOG := .cairn/lint.log
 # No cluster, no database: the domain, the CLI's rendering, the chart rendered by helm template.
 PURE_TESTS := tests/unit tests/chart/test_render.py tests/chart/test_argocd.py tests/chart/test_images.py
 ALONE_TESTS := tests/integration/test_harness_lifecycle.py
+# The long chaos run: `make chaos`, never in CI (which runs a representative share: tests/e2e/test_faults.py).
+CHAOS_TESTS := tests/chaos
 test: setup ## everything CI runs: lint, then every test against real clusters and PostgreSQL
 	@mkdir -p $(dir $(LINT_LOG))
 	@$(MAKE) --no-print-directory lint > $(LINT_LOG) 2>&1 & lint=$$!; \
@@ -36,7 +38,10 @@ test: setup ## everything CI runs: lint, then every test against real clusters a
 	if [ $$linted -ne 0 ]; then echo "lint failed (exit $$linted)"; fi; \
 	[ $$linted -eq 0 ] && [ $$pure -eq 0 ]
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder \
-		$(addprefix --ignore=,$(ALONE_TESTS) $(PURE_TESTS)) $(PYTEST_ARGS)
+		$(addprefix --ignore=,$(ALONE_TESTS) $(PURE_TESTS) $(CHAOS_TESTS)) $(PYTEST_ARGS)
+
+chaos: setup ## over 1,000 faults at every fault point, then 200 runs x 20 steps with the API restarted every 10 s (~30 min; never in CI)
+	$(PY) -m pytest -p no:xdist $(CHAOS_TESTS) $(PYTEST_ARGS)
 
 unit: setup ## the pure tests only (no cluster, no database)
 	$(PY) -m pytest $(PURE_TESTS) $(PYTEST_ARGS)

@@ -5,7 +5,8 @@ CAIRN_FAULTS; Cairn itself (the wheel, the images) has no way to read that varia
     CAIRN_FAULTS="operator.after_pod_created=crash:2,api.after_checkpoint_commit=crash:1"
 
 Actions: `crash[:N]` ends the process at once (os._exit(137), like SIGKILL) on the first N hits (all
-hits when N is omitted); `error[:N]` raises FaultInjected. Every hit is appended to CAIRN_FAULTS_LOG
+hits when N is omitted); `error[:N]` raises FaultInjected (at the API's point: a lost database
+connection, which it answers with 503). Every hit is appended to CAIRN_FAULTS_LOG
 (one line: time, point, action), so tests can count what they injected; N counts the hits of earlier
 processes too (a crashed operator's restart does not crash again at the same point).
 """
@@ -16,6 +17,8 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+
+import psycopg
 
 from cairn import faults
 
@@ -76,6 +79,10 @@ class EnvInjector(faults.Injector):
                 log.write(f"{time.time():.3f} {name} {fault.action}\n")
         if fault.action == "crash":
             os._exit(137)
+        if name.startswith("api."):
+            # The API's error: its database connection fails after the commit (it answers 503, the
+            # SDK retries), as a real one would; an operator's is an error its reconcile retries.
+            raise psycopg.OperationalError(f"fault injected at {name}")
         raise faults.FaultInjected(f"fault injected at {name}")
 
 
