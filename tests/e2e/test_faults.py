@@ -68,6 +68,7 @@ TOTALS: dict[str, int] = {
     "steps listed": 0,
     "step executions counted": 0,
     "pods observed": 0,
+    "pod watch errors (re-listed)": 0,
 }
 
 
@@ -216,6 +217,7 @@ class Scenario:
             "steps listed": listed,
             "step executions counted": executions,
             "pods observed": self.observer.pods_seen,
+            "pod watch errors (re-listed)": len(self.observer.errors),
         }
         for key, value in result.items():
             TOTALS[key] += value

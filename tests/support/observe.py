@@ -65,6 +65,9 @@ class PodObserver:
         watch's events; watch errors (re-listed) are reported, and a watch that never worked fails."""
         assert self.pods_seen > 0, f"the pod watch saw no pod (errors: {self.errors[-3:]})"
         assert self.events > 0, f"the pod watch delivered no event (errors: {self.errors[-3:]})"
+        # A watch that keeps failing sees the pods only by re-listing, and can miss a pod that came and
+        # went between two lists: more errors than events means it mostly looked away.
+        assert len(self.errors) <= max(10, self.events), f"{len(self.errors)} watch errors: {self.errors[-3:]}"
 
     def _relist(self) -> str:
         pods = self.kube.list(Pod, namespace=self.ns, labels=self.labels)
