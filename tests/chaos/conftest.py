@@ -1,5 +1,7 @@
-"""The chaos run shares the fault suite's fixture that restarts Cairn with fault points armed."""
+"""The chaos run shares the end-to-end suite's fixtures: a namespace with Cairn running, and the fault
+suite's restart of Cairn with fault points armed."""
 
+from tests.e2e.conftest import ns
 from tests.e2e.test_faults import faulty
 
-__all__ = ["faulty"]
+__all__ = ["faulty", "ns"]
