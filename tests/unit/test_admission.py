@@ -14,10 +14,23 @@ from tests.unit.builders import T0
 
 
 def cand(
-    uid: str, *, priority: int = 0, age: int = 0, key: str | None = None, not_before: datetime | None = None
+    uid: str,
+    *,
+    priority: int = 0,
+    age: int = 0,
+    key: str | None = None,
+    not_before: datetime | None = None,
+    started: bool = False,
 ) -> Candidate:
     """A candidate created `age` seconds before T0."""
-    return Candidate(uid=uid, priority=priority, created=T0 - timedelta(seconds=age), key=key, not_before=not_before)
+    return Candidate(
+        uid=uid,
+        priority=priority,
+        created=T0 - timedelta(seconds=age),
+        key=key,
+        not_before=not_before,
+        started=started,
+    )
 
 
 # -- order -----------------------------------------------------------------------------------------
@@ -89,10 +102,33 @@ def test_decide_missing_queue_admits_nothing_and_says_missing() -> None:
 
 
 def test_decide_run_backing_off_waits_until_not_before_and_others_pass_it() -> None:
-    cs = [cand("retry", age=100, not_before=T0 + timedelta(seconds=5)), cand("fresh", age=1)]
+    cs = [cand("retry", age=100, not_before=T0 + timedelta(seconds=5), started=True), cand("fresh", age=1)]
     d = decide(Limits(1), Usage(), cs, T0)
     assert d.admitted == ["fresh"]
     assert d.waiting == {"retry": WaitReason.BACKING_OFF}
+
+
+def test_a_run_for_later_waits_as_delayed_until_its_time_and_holds_nothing() -> None:
+    later = cand("later", age=100, not_before=T0 + timedelta(minutes=10))
+    d = decide(Limits(2), Usage(), [later, cand("now", age=1)], T0)
+    assert d == Decision(["now"], {"later": WaitReason.DELAYED})
+    assert next_due([later], T0) == T0 + timedelta(minutes=10)
+    assert decide(Limits(2), Usage(), [later], T0 + timedelta(minutes=10)).admitted == ["later"]
+
+
+@given(
+    delays=st.lists(st.integers(-60, 60), min_size=1, max_size=20),
+    now=st.integers(-60, 60),
+    limit=st.integers(1, 5),
+)
+def test_no_run_is_ever_admitted_before_its_not_before(delays: list[int], now: int, limit: int) -> None:
+    runs = [cand(f"r{i}", age=i, not_before=T0 + timedelta(seconds=d)) for i, d in enumerate(delays)]
+    at = T0 + timedelta(seconds=now)
+    d = decide(Limits(limit), Usage(), runs, at)
+    by_uid = {c.uid: c for c in runs}
+    assert all(by_uid[u].not_before is None or by_uid[u].not_before <= at for u in d.admitted)  # type: ignore[operator]
+    due = [c for c in runs if c.not_before is not None and c.not_before <= at]
+    assert len(d.admitted) == min(limit, len(due))  # and every one that is due and fits is admitted
 
 
 def test_decide_run_whose_backoff_ends_now_is_admitted() -> None:

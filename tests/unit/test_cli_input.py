@@ -22,9 +22,9 @@ from cairn.cli.main import run
 from cairn.cli.trigger import build_spec, run_body
 
 
-def error_of(fn: Any, *args: Any) -> CliError:
+def error_of(fn: Any, *args: Any, **kwargs: Any) -> CliError:
     with pytest.raises(CliError) as info:
-        fn(*args)
+        fn(*args, **kwargs)
     return info.value
 
 
@@ -93,7 +93,23 @@ def test_the_new_run_is_checked_here_and_named_by_the_server_unless_named() -> N
     }
     assert len(run_body(None, "t" * 250, spec)["metadata"]["generateName"]) == 58
     e = error_of(build_spec, "flaky", None, 0, "k" * 200, None)
-    assert e.code is ExitCode.INVALID and "concurrency_key" in e.message
+    assert e.code is ExitCode.INVALID and "concurrencyKey" in e.message
+
+
+def test_a_run_for_later_and_its_expiry_are_checked_before_anything_is_sent() -> None:
+    spec = build_spec("flaky", None, 0, None, None, delay="10m", expire_after="1h")
+    assert run_body(None, "flaky", spec)["spec"] == {
+        "taskRef": {"name": "flaky"},
+        "priority": 0,
+        "delay": "10m",
+        "expireAfter": "1h",
+    }
+    both = error_of(build_spec, "flaky", None, 0, None, None, delay="10m", not_before="2026-12-24T18:00:00Z")
+    assert both.code is ExitCode.INVALID and "set delay or notBefore, not both" in both.message
+    bad = error_of(build_spec, "flaky", None, 0, None, None, delay="soon")
+    assert bad.code is ExitCode.INVALID and "delay" in bad.message and "30s, 5m" in bad.message
+    when = error_of(build_spec, "flaky", None, 0, None, None, not_before="tomorrow")
+    assert when.code is ExitCode.INVALID and "notBefore" in when.message
 
 
 # -- kubeconfigs -----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -188,6 +188,52 @@ def test_run_waiting_for_its_task_is_registered_once_the_task_exists() -> None:
     assert p.register is not None
     assert p.status is not None
     assert (p.status["reason"], p.status["message"]) == ("Queued", 'waiting for a slot in queue "default"')
+
+
+def test_a_run_for_later_is_registered_with_the_time_it_may_be_admitted() -> None:
+    delayed = decide(view(taskrun(delay="10m"), task(), None))
+    assert delayed.register is not None and delayed.register.not_before == T0 + timedelta(minutes=10)
+    at = decide(view(taskrun(notBefore="2026-12-24T18:00:00Z"), task(), None))
+    assert at.register is not None and at.register.not_before == datetime(2026, 12, 24, 18, tzinfo=UTC)
+    now = decide(view(taskrun(), task(), None))
+    assert now.register is not None and now.register.not_before is None
+
+
+def test_a_delayed_run_says_when_it_may_start() -> None:
+    t = task()
+    adm = admission(t, "queued", wait_reason=WaitReason.DELAYED, limits=Limits(concurrency_limit=3))
+    p = decide(view(taskrun(delay="10m"), t, adm, now=T0 + timedelta(minutes=1)))
+    assert p.status is not None and p.create_pod is None and p.release is None
+    assert p.status["phase"] == "Queued" and p.status["reason"] == "Delayed"
+    assert p.status["message"] == (
+        f'not admitted before {ts(T0 + timedelta(minutes=10))} (spec.delay 10m), then waits for queue "default"'
+    )
+
+
+def test_a_run_not_started_within_expire_after_ends_expired_holding_nothing() -> None:
+    t = task()
+    adm = admission(t, "queued", wait_reason=WaitReason.QUEUE_FULL, limits=Limits(concurrency_limit=1))
+    before = decide(view(taskrun(expireAfter="30s"), t, adm, now=T0 + 29 * S))
+    assert before.status is not None and before.status["phase"] == "Queued"
+    assert before.recheck_at == T0 + 30 * S  # looked at again when it expires
+    p = decide(view(taskrun(expireAfter="30s"), t, adm, now=T0 + 30 * S))
+    assert p.status is not None and (p.status["phase"], p.status["reason"]) == ("Failed", "Expired")
+    assert "not started within expireAfter (30s)" in p.status["message"]
+    assert p.create_pod is None and p.release == Finish(Phase.FAILED)
+
+
+def test_the_tasks_expire_after_is_the_default_and_a_started_run_never_expires() -> None:
+    t = task(expireAfter="1m")
+    adm = admission(t, "queued", wait_reason=WaitReason.QUEUE_FULL, limits=Limits(concurrency_limit=1))
+    p = decide(view(taskrun(), t, adm, now=T0 + 2 * 60 * S))
+    assert p.status is not None and p.status["reason"] == "Expired"
+    # A run that has started (it waits to retry) is past "before start": it does not expire.
+    retrying = taskrun(
+        status={"phase": "Retrying", "attempts": [{"number": 1, "pod": "video-42-1", "finishTime": ts(T0 + S)}]}
+    )
+    adm = admission(t, "queued", wait_reason=WaitReason.BACKING_OFF, limits=Limits(concurrency_limit=1))
+    q = decide(view(retrying, t, adm, now=T0 + 2 * 60 * S))
+    assert q.status is None or q.status.get("reason") != "Expired"
 
 
 # -- waiting ---------------------------------------------------------------------------------------

@@ -193,6 +193,11 @@ class TaskSpec(Model):
             "manual-intervention hook. Not for runs cancelled by hand."
         ),
     )
+    expire_after: DurationStr | None = Duration(
+        "A run of this Task that has not started this long after it was created ends Failed with reason "
+        "Expired (a run's own spec.expireAfter wins). Unset: runs never expire.",
+        default=None,
+    )
     suspend_after: DurationStr = Duration(
         "A durable sleep longer than this ends the attempt's pod and gives its queue slot back; the run "
         "resumes in a new pod when the sleep is over (a shorter one sleeps in the pod). Waits for tokens "

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 
 from cairn.api.common import (
     CONDITIONS_LIST,
     PAYLOAD_MAX_BYTES,
     RESULT_STATUS_MAX_BYTES,
     Condition,
+    Duration,
+    DurationStr,
     Model,
     ObjectMeta,
     cel,
@@ -59,7 +62,26 @@ class TaskRunSpec(Model):
         "queue is immutable once the TaskRun exists",
         "!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)",
         "a cancelled TaskRun cannot be un-cancelled: create a new one",
-        field_paths={0: ".taskRef", 1: ".payload", 2: ".queue", 3: ".cancel"},
+        "!(has(self.delay) && has(self.notBefore))",
+        "set delay or notBefore, not both",
+        "has(self.delay) == has(oldSelf.delay) && (!has(self.delay) || self.delay == oldSelf.delay)",
+        "delay is immutable once the TaskRun exists",
+        "has(self.notBefore) == has(oldSelf.notBefore) && "
+        "(!has(self.notBefore) || self.notBefore == oldSelf.notBefore)",
+        "notBefore is immutable once the TaskRun exists",
+        "has(self.expireAfter) == has(oldSelf.expireAfter) && "
+        "(!has(self.expireAfter) || self.expireAfter == oldSelf.expireAfter)",
+        "expireAfter is immutable once the TaskRun exists",
+        field_paths={
+            0: ".taskRef",
+            1: ".payload",
+            2: ".queue",
+            3: ".cancel",
+            4: ".notBefore",
+            5: ".delay",
+            6: ".notBefore",
+            7: ".expireAfter",
+        },
     )
 
     task_ref: TaskRef = Field(description="The Task to run (immutable).")
@@ -103,6 +125,28 @@ class TaskRunSpec(Model):
         None,
         description="Set to true to cancel: the pod is stopped and the run ends Cancelled. One way only.",
     )
+    delay: DurationStr | None = Duration(
+        "Not admitted until this long after the TaskRun was created (a run for later; immutable; not with "
+        "notBefore). It waits in its queue meanwhile, holding nothing, with reason Delayed.",
+        default=None,
+    )
+    not_before: datetime | None = Field(
+        None,
+        description="Not admitted before this time, RFC 3339 (e.g. 2026-12-24T18:00:00Z; immutable; not with "
+        "delay). It waits in its queue meanwhile, holding nothing, with reason Delayed.",
+    )
+    expire_after: DurationStr | None = Duration(
+        "A run that has not started this long after the TaskRun was created ends Failed with reason Expired "
+        "(a time to live before start; it held nothing; immutable). Default: the Task's expireAfter; unset: "
+        "never.",
+        default=None,
+    )
+
+    @model_validator(mode="after")
+    def _one_of_delay_and_not_before(self) -> TaskRunSpec:
+        if self.delay is not None and self.not_before is not None:
+            raise ValueError("set delay or notBefore, not both")
+        return self
 
 
 class Attempt(Model):

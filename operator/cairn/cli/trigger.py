@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from cairn.api.common import API_VERSION, GROUP
 from cairn.api.task import DEFAULT_QUEUE
-from cairn.api.taskrun import TaskRef, TaskRunSpec
+from cairn.api.taskrun import TaskRunSpec
 from cairn.cli.errors import CliError, ExitCode
 from cairn.cli.follow import follow
 from cairn.cli.kube import Kube, as_run
@@ -41,11 +41,30 @@ Name = Annotated[
 ]
 
 
-def build_spec(task: str, payload: str | None, priority: int, key: str | None, queue: str | None) -> TaskRunSpec:
+def build_spec(
+    task: str,
+    payload: str | None,
+    priority: int,
+    key: str | None,
+    queue: str | None,
+    *,
+    delay: str | None = None,
+    not_before: str | None = None,
+    expire_after: str | None = None,
+) -> TaskRunSpec:
     """The new run's spec, validated here so that mistakes are reported before anything is sent."""
     try:
-        return TaskRunSpec(
-            task_ref=TaskRef(name=task), payload=payload, priority=priority, concurrency_key=key, queue=queue
+        return TaskRunSpec.model_validate(
+            {
+                "taskRef": {"name": task},
+                "payload": payload,
+                "priority": priority,
+                "concurrencyKey": key,
+                "queue": queue,
+                "delay": delay,
+                "notBefore": not_before,
+                "expireAfter": expire_after,
+            }
         )
     except ValidationError as e:
         problems = "; ".join(
@@ -129,6 +148,33 @@ def trigger(
             "--queue", metavar="QUEUE", help="Run through this Queue instead of the Task's.", show_default=False
         ),
     ] = None,
+    delay: Annotated[
+        str | None,
+        typer.Option(
+            "--delay",
+            metavar="DURATION",
+            help="A run for later: not admitted until this long from now (e.g. 10m, 1h30m).",
+            show_default=False,
+        ),
+    ] = None,
+    not_before: Annotated[
+        str | None,
+        typer.Option(
+            "--not-before",
+            metavar="TIME",
+            help="A run for later: not admitted before this time (RFC 3339, e.g. 2026-12-24T18:00:00Z).",
+            show_default=False,
+        ),
+    ] = None,
+    expire_after: Annotated[
+        str | None,
+        typer.Option(
+            "--expire-after",
+            metavar="DURATION",
+            help="If it has not started this long from now, it ends Failed with reason Expired.",
+            show_default=False,
+        ),
+    ] = None,
     name: Name = None,
     wait: Wait = False,
     timeout: Timeout = None,
@@ -141,7 +187,7 @@ def trigger(
     TaskRun. With --wait, follows it to its end and exits with its outcome (0 Succeeded, 1 Failed,
     2 Cancelled)."""
     text = read_payload(payload, payload_file)
-    spec = build_spec(task, text, priority, key, queue)
+    spec = build_spec(task, text, priority, key, queue, delay=delay, not_before=not_before, expire_after=expire_after)
     with session(namespace, context, kubeconfig) as kube:
         found = kube.get_task(task)
         kube.require_queue(queue or (found.get("spec") or {}).get("queue") or DEFAULT_QUEUE)

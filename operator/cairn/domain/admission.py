@@ -19,6 +19,7 @@ class WaitReason(StrEnum):
     QUEUE_FULL = "QueueFull"
     KEY_FULL = "KeyFull"
     BACKING_OFF = "BackingOff"  # waiting out the delay before its next attempt
+    DELAYED = "Delayed"  # a run for later (spec.delay, spec.notBefore): not admitted before its time
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Candidate:
     not_before: datetime | None = None
     registered: int = 0  # the store's registration order: breaks ties of creation time (1 s resolution)
     resumed: bool = False  # it started before and waited: ahead of its priority's runs that never started
+    started: bool = False  # an attempt has run: a not_before is its backoff, not a delay it was created with
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ def decide(limits: Limits | None, usage: Usage, candidates: Iterable[Candidate],
     waiting: dict[str, WaitReason] = {}
     for c in ordered:
         if c.not_before is not None and c.not_before > now:
-            waiting[c.uid] = WaitReason.BACKING_OFF
+            waiting[c.uid] = WaitReason.BACKING_OFF if c.started else WaitReason.DELAYED
         elif free <= 0:
             waiting[c.uid] = WaitReason.QUEUE_FULL
         elif limits.per_key_limit is not None and c.key is not None and per_key[c.key] >= limits.per_key_limit:
@@ -87,7 +89,7 @@ def decide(limits: Limits | None, usage: Usage, candidates: Iterable[Candidate],
 
 
 def next_due(candidates: Iterable[Candidate], now: datetime) -> datetime | None:
-    """When the earliest backing-off candidate becomes admissible (to schedule the next round)."""
+    """When the earliest backing-off or delayed candidate becomes admissible (to schedule the next round)."""
     due = [c.not_before for c in candidates if c.not_before is not None and c.not_before > now]
     return min(due) if due else None
 
@@ -107,4 +109,6 @@ def explain(reason: WaitReason, queue: str, limits: Limits | None, key: str | No
         return f'Queue "{queue}" is full: all {limits.concurrency_limit} slots are in use'
     if reason is WaitReason.KEY_FULL and limits is not None:
         return f'concurrency key "{key}" already has {limits.per_key_limit} runs holding slots in queue "{queue}"'
+    if reason is WaitReason.DELAYED:
+        return "a run for later (spec.delay or spec.notBefore): not admitted before its time"
     return "waiting out the delay before the next attempt"

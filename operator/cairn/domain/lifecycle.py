@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from cairn.api.common import RESULT_STATUS_MAX_BYTES
@@ -28,6 +28,7 @@ from cairn.api.taskrun import (
     Progress,
     StepEntry,
     TaskRun,
+    TaskRunSpec,
     TaskRunStatus,
     TaskSnapshot,
     TokenEntry,
@@ -52,6 +53,7 @@ SUCCEEDED = "Succeeded"
 # -- inputs ----------------------------------------------------------------------------------------
 RunState = Literal["queued", "admitted", "waiting", "finished"]
 TASK_NOT_FOUND = "TaskNotFound"
+EXPIRED = "Expired"  # spec.expireAfter passed before the run started
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ class Register:
     created: datetime
     snapshot: TaskSnapshot
     parent: tuple[str, str, int] | None = None  # a child run: (parent uid, the parent's step key, its index)
+    not_before: datetime | None = None  # spec.delay or spec.notBefore: not admitted before then
 
 
 @dataclass(frozen=True)
@@ -283,7 +286,13 @@ def plan(view: RunView, settings: Settings) -> Plan:
     if adm.state == "finished":
         # The store says done but the status never said so (a crash between the two): end it now.
         return _finish(b, Phase.FAILED, "Lost", "the run's record ended without an outcome")
-    return _waiting(b, adm, deadline)
+    expires = _expires(b.run, snapshot) if not attempts else None
+    if expires is not None and view.now >= expires:
+        ttl = b.run.spec.expire_after or snapshot.spec.expire_after
+        return _finish(
+            b, Phase.FAILED, EXPIRED, f"not started within expireAfter ({ttl}) of its creation; it held nothing"
+        )
+    return _waiting(b, adm, min((t for t in (deadline, expires) if t is not None), default=None))
 
 
 def _register(b: _Builder) -> Plan:
@@ -308,7 +317,7 @@ def _register(b: _Builder) -> Plan:
         name=task.metadata.name, uid=task.metadata.uid, generation=task.metadata.generation, spec=task.spec
     )
     queue = run.spec.queue or task.spec.queue
-    created = parse_time(run.metadata.creation_timestamp) if run.metadata.creation_timestamp else b.view.now
+    created = _created(run, b.view.now)
     notes = run.metadata.annotations
     parent = None
     if notes.get(naming.ANNOTATION_PARENT_UID) and notes.get(naming.ANNOTATION_PARENT_STEP):
@@ -329,6 +338,7 @@ def _register(b: _Builder) -> Plan:
         created=created,
         snapshot=snapshot,
         parent=parent,
+        not_before=_not_before(run.spec, created),
     )
     if b.old.reason == TASK_NOT_FOUND:
         b.set(reason="Queued", message=f'waiting for a slot in queue "{queue}"')
@@ -342,6 +352,12 @@ def _waiting(b: _Builder, adm: Admission, deadline: datetime | None) -> Plan:
         if adm.wait_reason
         else f'waiting for a slot in queue "{adm.queue}"'
     )
+    if adm.wait_reason is WaitReason.DELAYED:
+        created = _created(b.run, b.view.now)
+        at = _not_before(b.run.spec, created)
+        why = f"spec.delay {b.run.spec.delay}" if b.run.spec.delay else "spec.notBefore"
+        message = f'not admitted before {format_time(at) if at else "?"} ({why}), then waits for queue "{adm.queue}"'
+
     retrying = bool(b.old.attempts)
     if retrying and adm.wait_reason is WaitReason.BACKING_OFF:
         message = f"waiting until {b.old.next_attempt_time} before attempt {len(b.old.attempts or []) + 1}"
@@ -719,6 +735,27 @@ def _wait_status(b: _Builder, wait: WaitView, deadline: datetime | None) -> Plan
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+def _created(run: TaskRun, now: datetime) -> datetime:
+    return parse_time(run.metadata.creation_timestamp) if run.metadata.creation_timestamp else now
+
+
+def _not_before(spec: TaskRunSpec, created: datetime) -> datetime | None:
+    """When a run for later may be admitted: created + spec.delay, or spec.notBefore."""
+    if spec.delay is not None:
+        return created + spec.delay.delta
+    if spec.not_before is not None:
+        return spec.not_before if spec.not_before.tzinfo else spec.not_before.replace(tzinfo=UTC)
+    return None
+
+
+def _expires(run: TaskRun, snapshot: TaskSnapshot) -> datetime | None:
+    """When a run that has not started ends Expired: its creation + expireAfter (the run's, else the Task's)."""
+    ttl = run.spec.expire_after or snapshot.spec.expire_after
+    if ttl is None or not run.metadata.creation_timestamp:
+        return None
+    return parse_time(run.metadata.creation_timestamp) + ttl.delta
+
+
 def _ttl(view: RunView, status: TaskRunStatus) -> int | None:
     """ttlSecondsAfterFinished of the Task the run started with; for a run that ended before it
     started (cancelled while queued, an invalid payload), of the Task it named."""

@@ -144,7 +144,14 @@ class PostgresStore:
             rows = await (await conn.execute(q.QUEUE_CANDIDATES, (namespace, queue, CANDIDATE_LIMIT))).fetchall()
             candidates = [
                 admission.Candidate(
-                    uid=r[0], priority=r[1], created=r[2], key=r[3], not_before=r[4], registered=r[5], resumed=r[6]
+                    uid=r[0],
+                    priority=r[1],
+                    created=r[2],
+                    key=r[3],
+                    not_before=r[4],
+                    registered=r[5],
+                    resumed=r[6],
+                    started=r[7],
                 )
                 for r in rows
             ]
@@ -187,6 +194,7 @@ class PostgresStore:
                     "parent_uid": run.parent[0] if run.parent else None,
                     "parent_step": run.parent[1] if run.parent else None,
                     "parent_index": run.parent[2] if run.parent else None,
+                    "not_before": run.not_before,
                 },
             )
 

@@ -42,7 +42,7 @@ SELECT concurrency_key, count(*) FROM runs
 WHERE namespace = %s AND queue = %s AND state = 'admitted'
 GROUP BY concurrency_key"""
 QUEUE_CANDIDATES: LiteralString = """
-SELECT uid::text, priority, created_at, concurrency_key, not_before, registered, resumed FROM runs
+SELECT uid::text, priority, created_at, concurrency_key, not_before, registered, resumed, attempt > 0 FROM runs
 WHERE namespace = %s AND queue = %s AND state = 'queued'
 ORDER BY priority DESC, resumed DESC, created_at, registered
 LIMIT %s"""
@@ -69,9 +69,9 @@ FROM runs WHERE namespace = %(namespace)s AND queue = %(queue)s AND state <> 'fi
 # -- runs -------------------------------------------------------------------------------------------
 REGISTER_RUN: LiteralString = """
 INSERT INTO runs (uid, namespace, name, task, queue, priority, concurrency_key, created_at, state, snapshot, payload,
-                  parent_uid, parent_step, parent_index)
+                  parent_uid, parent_step, parent_index, not_before)
 VALUES (%(uid)s, %(namespace)s, %(name)s, %(task)s, %(queue)s, %(priority)s, %(key)s, %(created)s, 'queued',
-        %(snapshot)s, %(payload)s, %(parent_uid)s, %(parent_step)s, %(parent_index)s)
+        %(snapshot)s, %(payload)s, %(parent_uid)s, %(parent_step)s, %(parent_index)s, %(not_before)s)
 ON CONFLICT (uid) DO NOTHING"""
 GET_RUN: LiteralString = """
 SELECT r.state, r.queue, r.snapshot, r.wait_reason, q.concurrency_limit, q.per_key_limit, q.paused
