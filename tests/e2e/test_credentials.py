@@ -31,6 +31,16 @@ def _api(cairn: CairnProcesses, token: str | None, method: str, path: str, body:
     return httpx.request(method, f"{cairn.api_url}{path}", json=body, headers=headers, timeout=30, trust_env=False)
 
 
+def _list_pods_on_the_kubernetes_api(kube: Client, namespace: str, token: str) -> httpx.Response:
+    return httpx.get(
+        f"{kube.config.cluster.server}/api/v1/namespaces/{namespace}/pods",
+        headers={"Authorization": f"Bearer {token}"},
+        verify=server_ssl(kube),
+        timeout=10,
+        trust_env=False,
+    )
+
+
 def _running_pod(kube: Client, ns: str, run: str) -> dict[str, Any]:
     wait_phase(kube, ns, run, ("Running",))
     return wait_for(
@@ -67,15 +77,7 @@ def test_a_credential_is_useless_against_the_kubernetes_api(
 ) -> None:
     pod_a, _ = two_runs
     token = pod_token(kube, pod_a)
-    server = kube.config.cluster.server
-    namespace = pod_a["metadata"]["namespace"]
-    answer = httpx.get(
-        f"{server}/api/v1/namespaces/{namespace}/pods",
-        headers={"Authorization": f"Bearer {token}"},
-        verify=server_ssl(kube),
-        timeout=10,
-        trust_env=False,
-    )
+    answer = _list_pods_on_the_kubernetes_api(kube, pod_a["metadata"]["namespace"], token)
     assert answer.status_code == 401  # its audience is Cairn's, not the API server's
 
 
@@ -196,14 +198,7 @@ def test_the_token_mounted_in_a_task_pod_reaches_only_its_run_and_not_after_it_e
     other = _api(cairn, token, "GET", f"/v1/namespaces/{ns}/taskruns/theirs")
     assert other.status_code in (401, 403) and "phase" not in other.json(), other.text
     # The Kubernetes API refuses it: its audience is Cairn's.
-    server = kube.config.cluster.server
-    answer = httpx.get(
-        f"{server}/api/v1/namespaces/{ns}/pods",
-        headers={"Authorization": f"Bearer {token}"},
-        verify=server_ssl(kube),
-        timeout=10,
-        trust_env=False,
-    )
+    answer = _list_pods_on_the_kubernetes_api(kube, ns, token)
     assert answer.status_code == 401, answer.text
 
     # After the run ends its pod still exists (so the API server still vouches for the token, cached or
