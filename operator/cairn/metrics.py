@@ -51,3 +51,18 @@ WAIT_SECONDS = Histogram(
 QUEUE_WAITING = Gauge(
     "cairn_queue_waiting", "Runs of a queue in a durable wait (no slot held).", ["namespace", "queue"]
 )
+QUEUE_RATE_LIMITED = Gauge(
+    "cairn_queue_rate_limited",
+    "Queued runs of a queue held back by its rateLimit or perKeyRateLimit.",
+    ["namespace", "queue"],
+)
+RATE_LIMITED_ROUNDS = Counter(
+    "cairn_rate_limited_rounds_total",
+    "Admission rounds in which a rate held back a run that had a free slot.",
+    ["namespace", "queue"],
+)
+RUNS_REJECTED = Counter(
+    "cairn_runs_rejected_total",
+    "Runs refused by a queue at its maxQueued (trigger API 429, or ended Rejected).",
+    ["namespace", "queue"],
+)

@@ -210,10 +210,30 @@ def test_the_queues_table() -> None:
         }
     )
     paused = Queue.model_validate({"metadata": {"name": "batch"}, "spec": {"paused": True}})
-    assert render.plain(render.queues_table([queue, paused], NOW, wide=True)).splitlines() == [
-        "NAME      LIMIT   PER-KEY   RUNNING   QUEUED   PAUSED   OLDEST QUEUED   AGE   ADMITTED   ACTIVE",
-        "batch     10      -         0         0        yes      -               -     0          -",
-        "default   10      2         10        4        no       60s             75s   31         -",
+    paced = Queue.model_validate(
+        {
+            "metadata": {"name": "api"},
+            "spec": {
+                "rateLimit": {"limit": 10, "period": "10s"},
+                "perKeyRateLimit": {"limit": 2, "period": "1m", "burst": 1},
+                "maxQueued": 100,
+            },
+            "status": {
+                "queued": 3,
+                "rateLimited": 3,
+                "rate": {"limit": 10, "period": "10s", "used": 7, "summary": "7/10 per 10s"},
+            },
+        }
+    )
+    fresh = Queue.model_validate({"metadata": {"name": "new"}, "spec": {"rateLimit": {"limit": 5, "period": "2m"}}})
+    lines = render.plain(render.queues_table([queue, paused, paced, fresh], NOW, wide=True)).splitlines()
+    assert [" ".join(line.split()) for line in lines] == [
+        "NAME LIMIT PER-KEY RATE RUNNING QUEUED PAUSED OLDEST QUEUED AGE RATE-LIMITED PER-KEY RATE MAX QUEUED "
+        "ADMITTED ACTIVE",
+        "api 10 - 7/10 per 10s 0 3 no - - 3 2 per 1m, burst 1 100 0 -",
+        "batch 10 - - 0 0 yes - - 0 - - 0 -",
+        "new 10 - 5 per 2m 0 0 no - - 0 - - 0 -",
+        "default 10 2 - 10 4 no 60s 75s 0 - - 31 -",
     ]
 
 

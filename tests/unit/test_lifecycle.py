@@ -30,6 +30,7 @@ from cairn.domain.lifecycle import (
     RunView,
     plan,
 )
+from cairn.domain.pace import Rate
 from cairn.domain.podspec import RunRef, render_pod
 from cairn.domain.termination import PodView
 from cairn.domain.timefmt import format_time
@@ -234,6 +235,28 @@ def test_the_tasks_expire_after_is_the_default_and_a_started_run_never_expires()
     adm = admission(t, "queued", wait_reason=WaitReason.BACKING_OFF, limits=Limits(concurrency_limit=1))
     q = decide(view(retrying, t, adm, now=T0 + 2 * 60 * S))
     assert q.status is None or q.status.get("reason") != "Expired"
+
+
+def test_a_run_held_back_by_the_rate_says_so_and_when_its_chance_comes() -> None:
+    t = task()
+    limits = Limits(concurrency_limit=3, rate=Rate(10, 10 * S, 10))
+    adm = replace(admission(t, "queued", wait_reason=WaitReason.RATE_LIMITED, limits=limits), wait_until=T0 + 20 * S)
+    p = decide(view(taskrun(), t, adm, now=T0 + S))
+    assert p.status is not None and p.create_pod is None
+    assert (p.status["phase"], p.status["reason"]) == ("Queued", "RateLimited")
+    assert p.status["message"] == (
+        f'Queue "default" admits at most 10 per 10s (spec.rateLimit): its chance comes at {ts(T0 + 20 * S)}'
+    )
+
+
+def test_a_run_past_its_queues_max_queued_ends_rejected_holding_nothing() -> None:
+    t = task()
+    adm = admission(t, "finished", wait_reason=WaitReason.REJECTED, limits=Limits(1, max_queued=100))
+    p = decide(view(taskrun(), t, adm))
+    assert p.status is not None and (p.status["phase"], p.status["reason"]) == ("Failed", "Rejected")
+    assert p.status["message"].startswith('Queue "default" already held 100 waiting runs (spec.maxQueued)')
+    assert p.create_pod is None and p.release == Finish(Phase.FAILED)
+    assert [e.reason for e in p.events] == ["Rejected"]
 
 
 # -- waiting ---------------------------------------------------------------------------------------

@@ -104,7 +104,8 @@ KINDS = [
         short_names=["cqueue"],
         description=(
             "A Queue admits TaskRuns: at most concurrencyLimit hold a pod at once (and at most perKeyLimit "
-            "per concurrency key), higher priority first, then oldest first. The limit is never exceeded."
+            "per concurrency key), higher priority first, then oldest first. The limit is never exceeded. "
+            "It may pace admissions too (rateLimit, perKeyRateLimit) and bound how many wait (maxQueued)."
         ),
         spec=QueueSpec,
         status=QueueStatus,
@@ -113,6 +114,7 @@ KINDS = [
             _col("Per-Key", ".spec.perKeyLimit", "integer", "Most running runs per concurrency key."),
             _col("Running", ".status.running", "integer", "Runs holding a slot."),
             _col("Queued", ".status.queued", "integer", "Runs waiting."),
+            _col("Rate", ".status.rate.summary", description="Admissions in the last period / the rate limit."),
             _col("Waiting", ".status.waiting", "integer", "Runs in a durable wait (no slot held).", priority=1),
             _col("Paused", ".spec.paused", "boolean", "Not admitting."),
             _col("Oldest-Queued", ".status.oldestQueuedTime", "date", "Age of the longest-waiting run."),

@@ -210,9 +210,10 @@ class Kube:
         return True
 
     def require_queue(self, name: str) -> None:
-        """Refuse a run that would wait forever in a Queue that does not exist."""
+        """Refuse a run that would wait forever in a Queue that does not exist, or that the Queue would
+        reject: it holds spec.maxQueued waiting runs (by its status; the operator has the last word)."""
         try:
-            self._get(QueueResource, "queue", name)
+            found = self._get(QueueResource, "queue", name)
         except CliError as e:
             if e.code is ExitCode.REFUSED:
                 return  # may create runs but not read Queues: it cannot tell, so it does not refuse
@@ -225,6 +226,14 @@ class Kube:
                 hint=(f"queues there: {', '.join(queues)}; " if queues else "")
                 + "create it (see examples/queue.yaml), or choose one with --queue",
             ) from e
+        cap = (found.get("spec") or {}).get("maxQueued")
+        depth = (found.get("status") or {}).get("queued", 0)
+        if cap is not None and depth >= cap:
+            raise CliError(
+                ExitCode.REFUSED,
+                f"queue {name!r} is full: {depth} runs wait in it and its maxQueued is {cap}; the run was not created",
+                hint="try again when the queue has drained, or raise the Queue's spec.maxQueued",
+            )
 
     def task_names(self) -> list[str]:
         with self.calls("listing tasks"):

@@ -15,9 +15,10 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from cairn.api.queue import Queue
+from cairn.api.queue import Queue, RateLimit
 from cairn.api.schedule import Schedule
 from cairn.api.taskrun import Attempt, Phase, StepEntry, TaskRun
+from cairn.domain.pace import rate_of
 from cairn.domain.timefmt import parse_time
 
 NONE = "<none>"
@@ -177,8 +178,8 @@ def attempt_outcome(a: Attempt) -> str:
 
 RUN_COLUMNS = ["NAME", "TASK", "PHASE", "ATTEMPT", "STEP", "QUEUE", "AGE"]
 RUN_WIDE_COLUMNS = ["PRIORITY", "KEY", "NODE", "REASON", "MESSAGE"]
-QUEUE_COLUMNS = ["NAME", "LIMIT", "PER-KEY", "RUNNING", "QUEUED", "PAUSED", "OLDEST QUEUED", "AGE"]
-QUEUE_WIDE_COLUMNS = ["ADMITTED", "ACTIVE"]
+QUEUE_COLUMNS = ["NAME", "LIMIT", "PER-KEY", "RATE", "RUNNING", "QUEUED", "PAUSED", "OLDEST QUEUED", "AGE"]
+QUEUE_WIDE_COLUMNS = ["RATE-LIMITED", "PER-KEY RATE", "MAX QUEUED", "ADMITTED", "ACTIVE"]
 
 
 def run_row(run: TaskRun, now: datetime, *, wide: bool = False, namespace: bool = False) -> list[str]:
@@ -219,6 +220,7 @@ def queue_row(queue: Queue, now: datetime, *, wide: bool = False, namespace: boo
         queue.metadata.name,
         str(spec.concurrency_limit),
         str(spec.per_key_limit) if spec.per_key_limit else "-",
+        _rate(queue),
         str(status.running) if status else "0",
         str(status.queued) if status else "0",
         "yes" if spec.paused else "no",
@@ -227,8 +229,28 @@ def queue_row(queue: Queue, now: datetime, *, wide: bool = False, namespace: boo
     ]
     if wide:
         active = next((c for c in (status.conditions if status else None) or [] if c.type == "Active"), None)
-        row += [str(status.admitted_total) if status else "0", f"{active.status} ({active.reason})" if active else "-"]
+        row += [
+            str(status.rate_limited) if status else "0",
+            _describe(spec.per_key_rate_limit),
+            str(spec.max_queued) if spec.max_queued is not None else "-",
+            str(status.admitted_total) if status else "0",
+            f"{active.status} ({active.reason})" if active else "-",
+        ]
     return [queue.metadata.namespace or "", *row] if namespace else row
+
+
+def _describe(spec: RateLimit | None) -> str:
+    rate = rate_of(spec)
+    return rate.describe() if rate else "-"
+
+
+def _rate(queue: Queue) -> str:
+    """The pace and its use: "7/10 per 10s" (from status), the rate alone before a status says, or "-"."""
+    if queue.spec.rate_limit is None:
+        return "-"
+    if queue.status is not None and queue.status.rate is not None:
+        return queue.status.rate.summary
+    return _describe(queue.spec.rate_limit)
 
 
 SCHEDULE_COLUMNS = ["NAME", "SCHEDULE", "TIME ZONE", "SUSPENDED", "LAST", "NEXT", "ACTIVE", "AGE"]

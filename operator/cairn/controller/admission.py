@@ -29,6 +29,8 @@ class AdmissionReconciler:
         if result.admitted:
             metrics.ADMISSIONS.inc(len(result.admitted))
             log.debug("queue %s/%s admitted %d", namespace, queue, len(result.admitted))
+        if result.paced:
+            metrics.RATE_LIMITED_ROUNDS.labels(namespace, queue).inc()
         if result.next_due is not None:
             deps.kick(namespace, queue, at=result.next_due)
         deps.queue_status(namespace, queue)

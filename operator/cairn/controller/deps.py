@@ -51,5 +51,7 @@ class Deps:
         delay = 0.0 if at is None else max(0.0, (at - self.clock()).total_seconds()) + 0.01
         self.enqueue(ADMISSION, (namespace, queue), delay)
 
-    def queue_status(self, namespace: str, queue: str) -> None:
-        self.enqueue(QUEUE_STATUS, (namespace, queue), STATUS_COALESCE)
+    def queue_status(self, namespace: str, queue: str, at: datetime | None = None) -> None:
+        """A Queue status write: soon (bursts coalesce into one), or at `at`."""
+        delay = STATUS_COALESCE if at is None else max(STATUS_COALESCE, (at - self.clock()).total_seconds())
+        self.enqueue(QUEUE_STATUS, (namespace, queue), delay)

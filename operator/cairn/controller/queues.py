@@ -11,10 +11,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from cairn import metrics
-from cairn.api.queue import Queue, QueueStatus
+from cairn.api.queue import Queue, QueueStatus, RateStatus
 from cairn.controller.cache import Body, Key, key_of
 from cairn.controller.deps import QUEUES, Deps
 from cairn.domain.conditions import set_condition
+from cairn.domain.pace import rate_of
 from cairn.domain.timefmt import format_time
 from cairn.store.base import QueueRow
 
@@ -73,7 +74,20 @@ class QueueStatusReconciler:
         metrics.QUEUE_DEPTH.labels(key[0], key[1]).set(stats.queued)
         metrics.QUEUE_RUNNING.labels(key[0], key[1]).set(stats.running)
         metrics.QUEUE_WAITING.labels(key[0], key[1]).set(stats.waiting)
+        metrics.QUEUE_RATE_LIMITED.labels(key[0], key[1]).set(stats.rate_limited)
         old = q.status or QueueStatus()
+        rate = None
+        if q.spec.rate_limit is not None:
+            r = q.spec.rate_limit
+            rate = RateStatus(
+                limit=r.limit,
+                period=str(r.period),
+                used=stats.rate_used,
+                summary=f"{stats.rate_used}/{r.limit} per {r.period}",
+            )
+            if stats.rate_used:
+                # The count falls as admissions age out of the window, with nothing else to say so.
+                deps.queue_status(key[0], key[1], at=deps.clock() + r.period.delta)
         active = not q.spec.paused
         conditions = set_condition(
             old.conditions,
@@ -91,6 +105,8 @@ class QueueStatusReconciler:
             admitted_total=stats.admitted_total,
             oldest_queued_time=format_time(stats.oldest_queued) if stats.oldest_queued else None,
             observed_generation=q.metadata.generation,
+            rate=rate,
+            rate_limited=stats.rate_limited,
             conditions=conditions,
         )
         # Compare with what is stored (not with the model's defaults), so that zeros get written too.
@@ -110,4 +126,7 @@ def queue_row(body: Body) -> QueueRow:
         concurrency_limit=q.spec.concurrency_limit,
         per_key_limit=q.spec.per_key_limit,
         paused=q.spec.paused,
+        rate=rate_of(q.spec.rate_limit),
+        key_rate=rate_of(q.spec.per_key_rate_limit),
+        max_queued=q.spec.max_queued,
     )

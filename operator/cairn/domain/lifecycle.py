@@ -54,6 +54,7 @@ SUCCEEDED = "Succeeded"
 RunState = Literal["queued", "admitted", "waiting", "finished"]
 TASK_NOT_FOUND = "TaskNotFound"
 EXPIRED = "Expired"  # spec.expireAfter passed before the run started
+REJECTED = "Rejected"  # its queue held spec.maxQueued runs when it arrived
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Admission:
     wait_reason: WaitReason | None = None
     limits: Limits | None = None
     wait: WaitView | None = None  # the last wait that ended one of its pods
+    wait_until: datetime | None = None  # waiting on a rate: when its chance comes
 
 
 @dataclass(frozen=True)
@@ -283,6 +285,8 @@ def plan(view: RunView, settings: Settings) -> Plan:
         return _suspended(b, adm, deadline)
     if adm.state == "admitted":
         return _start_attempt(b, settings, adm, len(attempts) + 1)
+    if adm.state == "finished" and adm.wait_reason is WaitReason.REJECTED:
+        return _finish(b, Phase.FAILED, REJECTED, explain(WaitReason.REJECTED, adm.queue, adm.limits, None))
     if adm.state == "finished":
         # The store says done but the status never said so (a crash between the two): end it now.
         return _finish(b, Phase.FAILED, "Lost", "the run's record ended without an outcome")
@@ -348,7 +352,7 @@ def _register(b: _Builder) -> Plan:
 def _waiting(b: _Builder, adm: Admission, deadline: datetime | None) -> Plan:
     reason = adm.wait_reason.value if adm.wait_reason else "Queued"
     message = (
-        explain(adm.wait_reason, adm.queue, adm.limits, b.run.spec.concurrency_key)
+        explain(adm.wait_reason, adm.queue, adm.limits, b.run.spec.concurrency_key, adm.wait_until)
         if adm.wait_reason
         else f'waiting for a slot in queue "{adm.queue}"'
     )

@@ -23,6 +23,24 @@ from cairn.sdk.client import ApiRefused, CairnError, retry_after
 FINAL = ("Succeeded", "Failed", "Cancelled")
 
 
+class QueueAtCapacity(ApiRefused):
+    """The run's queue holds spec.maxQueued waiting runs: it was not created. Retrying at once makes it
+    worse; try again later (or slow the producer)."""
+
+    def __init__(self, message: str, queued: int, max_queued: int) -> None:
+        super().__init__(message)
+        self.queued = queued
+        self.max_queued = max_queued
+
+
+def _error_of(response: httpx.Response) -> str | None:
+    try:
+        doc = response.json()
+    except ValueError:
+        return None
+    return doc.get("error") if isinstance(doc, dict) else None
+
+
 class TriggerClient:
     def __init__(
         self,
@@ -53,6 +71,9 @@ class TriggerClient:
             wait = 0.0
             try:
                 response = self.http.request(method, path, headers=self._headers(), json=body)
+                if response.status_code == 429 and _error_of(response) == "QueueAtCapacity":
+                    doc = response.json()
+                    raise QueueAtCapacity(doc.get("message", ""), doc.get("queued", 0), doc.get("maxQueued", 0))
                 if response.status_code == 429:  # this client is over its pace: come back when told
                     problem, wait = "HTTP 429: over this client's pace of requests", retry_after(response)
                 elif response.status_code < 500:

@@ -9,14 +9,15 @@ from aiohttp import web
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, error: str, message: str) -> None:
+    def __init__(self, status: int, error: str, message: str, *, details: dict[str, object] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.error = error
         self.message = message
+        self.details = details or {}  # more fields of the answer, for programs (e.g. a queue's depth)
 
     def response(self) -> web.Response:
-        return json_response({"error": self.error, "message": self.message}, status=self.status)
+        return json_response({"error": self.error, "message": self.message, **self.details}, status=self.status)
 
 
 def json_response(doc: object, status: int = 200) -> web.Response:

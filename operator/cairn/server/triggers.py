@@ -13,6 +13,7 @@ from lightkube import ApiError as KubeError
 from lightkube import AsyncClient
 from pydantic import BaseModel, ConfigDict, Field
 
+from cairn import metrics
 from cairn.api.common import PAYLOAD_MAX_BYTES
 from cairn.api.task import DEFAULT_QUEUE
 from cairn.k8s.resources import QueueResource, TaskResource, TaskRunResource
@@ -112,7 +113,9 @@ class Triggers:
             if e.status.code == 404:
                 raise not_found(f'Task "{req.task}" does not exist in namespace "{namespace}"') from e
             raise
-        await self._require_queue(namespace, req.queue or (task.get("spec") or {}).get("queue") or DEFAULT_QUEUE, name)
+        queue = req.queue or (task.get("spec") or {}).get("queue") or DEFAULT_QUEUE
+        await self._require_queue(namespace, queue, name)
+        await self._require_room(namespace, queue, name)
         meta: dict[str, Any] = {"namespace": namespace}
         meta.update({"name": name} if name else {"generateName": f"{req.task[:50].rstrip('-.')}-"})
         if req.idempotency_key:
@@ -168,6 +171,28 @@ class Triggers:
             f'Queue "{queue}" does not exist in namespace "{namespace}": the run would wait forever; '
             "create the Queue first, or name another one in `queue`",
         ) from missing
+
+    async def _require_room(self, namespace: str, queue: str, name: str | None) -> None:
+        """Backpressure: a queue holding spec.maxQueued waiting runs takes no new one (a retry of a
+        request that already made its run is still answered with that run)."""
+        cap, depth = await self.store.queue_depth(namespace, queue)
+        if cap is None or depth < cap:
+            return
+        if name is not None:
+            try:
+                await self.kube.get(TaskRunResource, name, namespace=namespace)
+                return
+            except KubeError as e:
+                if e.status.code != 404:
+                    raise
+        metrics.RUNS_REJECTED.labels(namespace, queue).inc()
+        raise ApiError(
+            429,
+            "QueueAtCapacity",
+            f'Queue "{queue}" holds {depth} waiting runs, its maxQueued is {cap}: the run was not created; '
+            "try again when it has drained",
+            details={"queue": queue, "queued": depth, "maxQueued": cap},
+        )
 
     async def get(self, request: web.Request) -> web.Response:
         namespace = self._namespace(request)

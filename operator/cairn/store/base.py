@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from cairn.domain.lifecycle import Admission, Recorded, Register, RunState
+from cairn.domain.pace import Rate
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,9 @@ class QueueRow:
     concurrency_limit: int
     per_key_limit: int | None
     paused: bool
+    rate: Rate | None = None
+    key_rate: Rate | None = None
+    max_queued: int | None = None
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,7 @@ class RoundResult:
     admitted: list[str] = field(default_factory=list)
     reason_changed: list[str] = field(default_factory=list)
     next_due: datetime | None = None
+    paced: bool = False  # a rate held back a run that had a free slot
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,8 @@ class QueueStats:
     oldest_queued: datetime | None
     admitted_total: int
     waiting: int = 0  # in a durable wait: no slot held
+    rate_used: int = 0  # admissions within the last spec.rateLimit.period
+    rate_limited: int = 0  # queued runs held back by a rate
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hmac
 import logging
 import select
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
@@ -20,6 +20,7 @@ from cairn.api.taskrun import TOKENS_SHOWN, TaskSnapshot, TokenEntry
 from cairn.domain import admission, waits
 from cairn.domain.admission import WaitReason
 from cairn.domain.lifecycle import Admission, Recorded, Register
+from cairn.domain.pace import Rate
 from cairn.domain.timefmt import format_time
 from cairn.domain.waits import WaitView
 from cairn.store import queries as q
@@ -27,6 +28,7 @@ from cairn.store.base import Completion, PodIdentity, QueueRow, QueueStats, Roun
 
 log = logging.getLogger(__name__)
 CANDIDATE_LIMIT = 20_000  # queued runs considered per admission round
+_FAR = datetime(9999, 1, 1, tzinfo=UTC)  # prunes every admission of a queue that has no rate any more
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -62,9 +64,23 @@ def _snapshot(value: Any) -> TaskSnapshot:
     return TaskSnapshot.model_validate(value)
 
 
-def _limits(limit: int | None, per_key: int | None, paused: bool | None) -> admission.Limits | None:
-    """A queue's limits from its row (None: no row, the Queue does not exist)."""
-    return admission.Limits(limit, per_key, bool(paused)) if limit is not None else None
+def _limits(row: Sequence[Any]) -> admission.Limits | None:
+    """A queue's limits from its columns (LOCK_QUEUE's order; all None: no row, the Queue does not exist)."""
+    limit, per_key, paused, rate_limit, rate_period, rate_burst, key_limit, key_period, key_burst, cap = row
+    if limit is None:
+        return None
+    return admission.Limits(
+        limit,
+        per_key,
+        bool(paused),
+        rate=Rate(rate_limit, rate_period, rate_burst or rate_limit) if rate_limit else None,
+        key_rate=Rate(key_limit, key_period, key_burst or key_limit) if key_limit else None,
+        max_queued=cap,
+    )
+
+
+def _rate_columns(rate: Rate | None) -> tuple[int | None, timedelta | None, int | None]:
+    return (rate.limit, rate.period, rate.burst) if rate else (None, None, None)
 
 
 async def check_connection(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -118,8 +134,19 @@ class PostgresStore:
                     "limit": row.concurrency_limit,
                     "per_key": row.per_key_limit,
                     "paused": row.paused,
+                    **dict(zip(("rate_limit", "rate_period", "rate_burst"), _rate_columns(row.rate), strict=True)),
+                    **dict(
+                        zip(
+                            ("key_rate_limit", "key_rate_period", "key_rate_burst"),
+                            _rate_columns(row.key_rate),
+                            strict=True,
+                        )
+                    ),
+                    "max_queued": row.max_queued,
                 },
             )
+            if row.rate is None and row.key_rate is None:
+                await conn.execute(q.PRUNE_ADMISSIONS, {"namespace": row.namespace, "queue": row.name, "now": _FAR})
 
     async def delete_queue(self, namespace: str, name: str, uid: str) -> None:
         async with self.pool.connection() as conn:
@@ -134,13 +161,27 @@ class PostgresStore:
         operator or another) waits for the lock and then sees these admissions."""
         async with self._tx() as conn:
             row = await (await conn.execute(q.LOCK_QUEUE, (namespace, queue))).fetchone()
-            limits = _limits(row[0], row[1], row[2]) if row else None
-            by_key: dict[str, int] = {}
+            limits = _limits(row) if row else None
+            recent = None
+            rates = [r for r in (limits.rate, limits.key_rate) if r is not None] if limits else []
+            if rates:
+                # The rates' clock is PostgreSQL's, read after the lock: every operator shares it, and
+                # no admission it sees can be later than it.
+                keep = max(r.period for r in rates)
+                got = await (await conn.execute(q.RECENT_ADMISSIONS, (namespace, queue, keep))).fetchone()
+                assert got is not None
+                now, keys, times = got[0], got[1], got[2]
+                by_key: dict[str, list[datetime]] = {}
+                for k, t in zip(keys, times, strict=True):
+                    if k is not None:
+                        by_key.setdefault(k, []).append(t)
+                recent = admission.Recent(times, by_key)
+            usage_by_key: dict[str, int] = {}
             total = 0
             for key, count in await (await conn.execute(q.QUEUE_USAGE, (namespace, queue))).fetchall():
                 total += count
                 if key is not None:
-                    by_key[key] = count
+                    usage_by_key[key] = count
             rows = await (await conn.execute(q.QUEUE_CANDIDATES, (namespace, queue, CANDIDATE_LIMIT))).fetchall()
             candidates = [
                 admission.Candidate(
@@ -155,48 +196,83 @@ class PostgresStore:
                 )
                 for r in rows
             ]
-            decision = admission.decide(limits, admission.Usage(total, by_key), candidates, now)
+            decision = admission.decide(limits, admission.Usage(total, usage_by_key), candidates, now, recent)
             admitted: list[str] = []
             if decision.admitted:
-                admitted = [r[0] for r in await (await conn.execute(q.ADMIT, (decision.admitted,))).fetchall()]
+                admitted = [
+                    r[0]
+                    for r in await (await conn.execute(q.ADMIT, (now if rates else None, decision.admitted))).fetchall()
+                ]
                 await conn.execute(q.COUNT_ADMISSIONS, (len(admitted), namespace, queue))
+                if rates:
+                    keys_of = {c.uid: c.key for c in candidates}
+                    await conn.execute(q.LOG_ADMISSIONS, (namespace, queue, now, [keys_of[u] for u in admitted]))
+                    await conn.execute(q.PRUNE_ADMISSIONS, {"namespace": namespace, "queue": queue, "now": now})
             changed: list[str] = []
             if decision.waiting:
                 uids = list(decision.waiting)
                 reasons = [decision.waiting[u].value for u in uids]
-                changed = [r[0] for r in await (await conn.execute(q.SET_WAIT_REASONS, (uids, reasons))).fetchall()]
-            return RoundResult(admitted, changed, admission.next_due(candidates, now))
+                until = [decision.chances.get(u) for u in uids]
+                changed = [
+                    r[0] for r in await (await conn.execute(q.SET_WAIT_REASONS, (uids, reasons, until))).fetchall()
+                ]
+            due = [t for t in (admission.next_due(candidates, now), decision.wake) if t is not None]
+            return RoundResult(admitted, changed, min(due, default=None), paced=bool(decision.chances))
 
     async def queue_stats(self, namespace: str, queue: str) -> QueueStats:
         async with self.pool.connection() as conn:
             row = await (await conn.execute(q.QUEUE_STATS, {"namespace": namespace, "queue": queue})).fetchone()
         assert row is not None
         return QueueStats(
-            queued=row[0], running=row[1], oldest_queued=row[2], admitted_total=row[3] or 0, waiting=row[4]
+            queued=row[0],
+            running=row[1],
+            oldest_queued=row[2],
+            admitted_total=row[3] or 0,
+            waiting=row[4],
+            rate_used=row[5] or 0,
+            rate_limited=row[6],
         )
+
+    async def queue_depth(self, namespace: str, queue: str) -> tuple[int | None, int]:
+        """The queue's spec.maxQueued (None: unbounded, or no such queue) and how many runs wait in it."""
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(q.QUEUE_DEPTH, (namespace, queue))).fetchone()
+        return (row[0], row[1]) if row else (None, 0)
 
     # -- runs ------------------------------------------------------------------------------------
     async def register_run(self, run: Register) -> None:
+        """Put the run in its queue's line: in one round trip where the queue has no maxQueued; where
+        it has, under the queue's row lock, so that two registrations never both take the last place
+        (past it the run is recorded as rejected, and its reconciler ends it)."""
+        params = self._register_params(run)
         async with self.pool.connection() as conn:
-            await conn.execute(
-                q.REGISTER_RUN,
-                {
-                    "uid": run.uid,
-                    "namespace": run.namespace,
-                    "name": run.name,
-                    "task": run.snapshot.name,
-                    "queue": run.queue,
-                    "priority": run.priority,
-                    "key": run.key,
-                    "created": run.created,
-                    "snapshot": Jsonb(run.snapshot.wire()),
-                    "payload": run.payload,
-                    "parent_uid": run.parent[0] if run.parent else None,
-                    "parent_step": run.parent[1] if run.parent else None,
-                    "parent_index": run.parent[2] if run.parent else None,
-                    "not_before": run.not_before,
-                },
-            )
+            if await (await conn.execute(q.REGISTER_UNCAPPED, params)).fetchone() is not None:
+                return
+            async with conn.transaction():
+                cap = await (await conn.execute(q.LOCK_QUEUE_CAP, params)).fetchone()
+                if cap is None or cap[0] is None:  # the cap went away meanwhile (or the run exists)
+                    await conn.execute(q.REGISTER_RUN, params)
+                else:
+                    await conn.execute(q.REGISTER_CAPPED, {**params, "cap": cap[0]})
+
+    @staticmethod
+    def _register_params(run: Register) -> dict[str, Any]:
+        return {
+            "uid": run.uid,
+            "namespace": run.namespace,
+            "name": run.name,
+            "task": run.snapshot.name,
+            "queue": run.queue,
+            "priority": run.priority,
+            "key": run.key,
+            "created": run.created,
+            "snapshot": Jsonb(run.snapshot.wire()),
+            "payload": run.payload,
+            "parent_uid": run.parent[0] if run.parent else None,
+            "parent_step": run.parent[1] if run.parent else None,
+            "parent_index": run.parent[2] if run.parent else None,
+            "not_before": run.not_before,
+        }
 
     async def admission(self, uid: str) -> Admission | None:
         """The run's place in its queue, with the queue's limits; None: not registered."""
@@ -223,7 +299,8 @@ class PostgresStore:
             queue=r[1],
             snapshot=_snapshot(r[2]),
             wait_reason=WaitReason(r[3]) if r[3] else None,
-            limits=_limits(r[4], r[5], r[6]),
+            wait_until=r[4],
+            limits=_limits(r[5:15]),
             wait=wait,
         )
 

@@ -23,20 +23,45 @@ RECORD_MIGRATION: LiteralString = "INSERT INTO cairn_migrations (version, name) 
 
 # -- queues -----------------------------------------------------------------------------------------
 UPSERT_QUEUE: LiteralString = """
-INSERT INTO queues (namespace, name, uid, concurrency_limit, per_key_limit, paused)
-VALUES (%(namespace)s, %(name)s, %(uid)s, %(limit)s, %(per_key)s, %(paused)s)
+INSERT INTO queues (namespace, name, uid, concurrency_limit, per_key_limit, paused, rate_limit, rate_period,
+                    rate_burst, key_rate_limit, key_rate_period, key_rate_burst, max_queued)
+VALUES (%(namespace)s, %(name)s, %(uid)s, %(limit)s, %(per_key)s, %(paused)s, %(rate_limit)s, %(rate_period)s,
+        %(rate_burst)s, %(key_rate_limit)s, %(key_rate_period)s, %(key_rate_burst)s, %(max_queued)s)
 ON CONFLICT (namespace, name) DO UPDATE SET
     uid = EXCLUDED.uid,
     concurrency_limit = EXCLUDED.concurrency_limit,
     per_key_limit = EXCLUDED.per_key_limit,
     paused = EXCLUDED.paused,
+    rate_limit = EXCLUDED.rate_limit,
+    rate_period = EXCLUDED.rate_period,
+    rate_burst = EXCLUDED.rate_burst,
+    key_rate_limit = EXCLUDED.key_rate_limit,
+    key_rate_period = EXCLUDED.key_rate_period,
+    key_rate_burst = EXCLUDED.key_rate_burst,
+    max_queued = EXCLUDED.max_queued,
     admitted_total = CASE WHEN queues.uid = EXCLUDED.uid THEN queues.admitted_total ELSE 0 END,
     updated_at = now()"""
 DELETE_QUEUE: LiteralString = "DELETE FROM queues WHERE namespace = %s AND name = %s AND uid = %s"
+# Admissions older than any rate of the queue can count no more (all of them, once it has no rate).
+PRUNE_ADMISSIONS: LiteralString = """
+DELETE FROM admissions a WHERE a.namespace = %(namespace)s AND a.queue = %(queue)s
+AND a.at <= %(now)s - coalesce(
+    (SELECT greatest(q.rate_period, q.key_rate_period) FROM queues q
+     WHERE q.namespace = %(namespace)s AND q.name = %(queue)s), interval '0')"""
 QUEUES_WITH_WAITING_RUNS: LiteralString = """
 SELECT DISTINCT namespace, queue FROM runs WHERE state = 'queued'"""
 LOCK_QUEUE: LiteralString = """
-SELECT concurrency_limit, per_key_limit, paused FROM queues WHERE namespace = %s AND name = %s FOR UPDATE"""
+SELECT concurrency_limit, per_key_limit, paused, rate_limit, rate_period, rate_burst, key_rate_limit, key_rate_period,
+       key_rate_burst, max_queued
+FROM queues WHERE namespace = %s AND name = %s FOR UPDATE"""
+# After the lock: PostgreSQL's clock (the one every operator shares) and the admissions that still count.
+RECENT_ADMISSIONS: LiteralString = """
+SELECT clock_timestamp(), coalesce(array_agg(concurrency_key ORDER BY at), '{}'),
+       coalesce(array_agg(at ORDER BY at), '{}')
+FROM admissions WHERE namespace = %s AND queue = %s AND at > clock_timestamp() - %s::interval"""
+LOG_ADMISSIONS: LiteralString = """
+INSERT INTO admissions (namespace, queue, concurrency_key, at)
+SELECT %s, %s, k, %s FROM unnest(%s::text[]) AS k"""
 QUEUE_USAGE: LiteralString = """
 SELECT concurrency_key, count(*) FROM runs
 WHERE namespace = %s AND queue = %s AND state = 'admitted'
@@ -47,15 +72,17 @@ WHERE namespace = %s AND queue = %s AND state = 'queued'
 ORDER BY priority DESC, resumed DESC, created_at, registered
 LIMIT %s"""
 ADMIT: LiteralString = """
-UPDATE runs SET state = 'admitted', admitted_at = now(), wait_reason = NULL, not_before = NULL, updated_at = now()
+UPDATE runs SET state = 'admitted', admitted_at = coalesce(%s, now()), wait_reason = NULL, wait_until = NULL,
+    not_before = NULL, updated_at = now()
 WHERE uid = ANY(%s::uuid[]) AND state = 'queued'
 RETURNING uid::text"""
 COUNT_ADMISSIONS: LiteralString = """
 UPDATE queues SET admitted_total = admitted_total + %s WHERE namespace = %s AND name = %s"""
 SET_WAIT_REASONS: LiteralString = """
-UPDATE runs SET wait_reason = v.reason, updated_at = now()
-FROM unnest(%s::uuid[], %s::text[]) AS v (uid, reason)
-WHERE runs.uid = v.uid AND runs.state = 'queued' AND runs.wait_reason IS DISTINCT FROM v.reason
+UPDATE runs SET wait_reason = v.reason, wait_until = v.until, updated_at = now()
+FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[]) AS v (uid, reason, until)
+WHERE runs.uid = v.uid AND runs.state = 'queued'
+AND (runs.wait_reason, runs.wait_until) IS DISTINCT FROM (v.reason, v.until)
 RETURNING runs.uid::text"""
 QUEUE_STATS: LiteralString = """
 SELECT
@@ -63,7 +90,10 @@ SELECT
     count(*) FILTER (WHERE state = 'admitted'),
     min(created_at) FILTER (WHERE state = 'queued'),
     (SELECT admitted_total FROM queues q WHERE q.namespace = %(namespace)s AND q.name = %(queue)s),
-    count(*) FILTER (WHERE state = 'waiting')
+    count(*) FILTER (WHERE state = 'waiting'),
+    (SELECT count(*) FROM admissions a JOIN queues q ON q.namespace = a.namespace AND q.name = a.queue
+     WHERE a.namespace = %(namespace)s AND a.queue = %(queue)s AND a.at > now() - q.rate_period),
+    count(*) FILTER (WHERE state = 'queued' AND wait_reason IN ('RateLimited', 'KeyRateLimited'))
 FROM runs WHERE namespace = %(namespace)s AND queue = %(queue)s AND state <> 'finished'"""
 
 # -- runs -------------------------------------------------------------------------------------------
@@ -73,12 +103,38 @@ INSERT INTO runs (uid, namespace, name, task, queue, priority, concurrency_key, 
 VALUES (%(uid)s, %(namespace)s, %(name)s, %(task)s, %(queue)s, %(priority)s, %(key)s, %(created)s, 'queued',
         %(snapshot)s, %(payload)s, %(parent_uid)s, %(parent_step)s, %(parent_index)s, %(not_before)s)
 ON CONFLICT (uid) DO NOTHING"""
+# The one round trip of a queue without spec.maxQueued; a queue with one registers under its row lock.
+REGISTER_UNCAPPED: LiteralString = """
+INSERT INTO runs (uid, namespace, name, task, queue, priority, concurrency_key, created_at, state, snapshot, payload,
+                  parent_uid, parent_step, parent_index, not_before)
+SELECT %(uid)s, %(namespace)s, %(name)s, %(task)s, %(queue)s, %(priority)s, %(key)s, %(created)s, 'queued',
+       %(snapshot)s, %(payload)s, %(parent_uid)s, %(parent_step)s, %(parent_index)s, %(not_before)s
+WHERE NOT EXISTS (SELECT 1 FROM queues WHERE namespace = %(namespace)s AND name = %(queue)s AND max_queued IS NOT NULL)
+ON CONFLICT (uid) DO NOTHING
+RETURNING 1"""
+LOCK_QUEUE_CAP: LiteralString = """
+SELECT max_queued FROM queues WHERE namespace = %(namespace)s AND name = %(queue)s FOR UPDATE"""
+# Past maxQueued the run is recorded as rejected (ended, nothing held), so its reconciler ends it.
+REGISTER_CAPPED: LiteralString = """
+INSERT INTO runs (uid, namespace, name, task, queue, priority, concurrency_key, created_at, state, snapshot, payload,
+                  parent_uid, parent_step, parent_index, not_before, wait_reason)
+SELECT %(uid)s, %(namespace)s, %(name)s, %(task)s, %(queue)s, %(priority)s, %(key)s, %(created)s,
+       CASE WHEN d.n >= %(cap)s THEN 'finished' ELSE 'queued' END,
+       %(snapshot)s, %(payload)s, %(parent_uid)s, %(parent_step)s, %(parent_index)s, %(not_before)s,
+       CASE WHEN d.n >= %(cap)s THEN 'Rejected' END
+FROM (SELECT count(*) AS n FROM runs WHERE namespace = %(namespace)s AND queue = %(queue)s AND state = 'queued') d
+ON CONFLICT (uid) DO NOTHING"""
+QUEUE_DEPTH: LiteralString = """
+SELECT q.max_queued, (SELECT count(*) FROM runs r WHERE r.namespace = q.namespace AND r.queue = q.name
+                      AND r.state = 'queued')
+FROM queues q WHERE q.namespace = %s AND q.name = %s"""
 GET_RUN: LiteralString = """
-SELECT r.state, r.queue, r.snapshot, r.wait_reason, q.concurrency_limit, q.per_key_limit, q.paused
+SELECT r.state, r.queue, r.snapshot, r.wait_reason, r.wait_until, q.concurrency_limit, q.per_key_limit, q.paused,
+       q.rate_limit, q.rate_period, q.rate_burst, q.key_rate_limit, q.key_rate_period, q.key_rate_burst, q.max_queued
 FROM runs r LEFT JOIN queues q ON q.namespace = r.namespace AND q.name = r.queue
 WHERE r.uid = %s"""
 REQUEUE: LiteralString = """
-UPDATE runs SET state = 'queued', not_before = %s, wait_reason = NULL, updated_at = now()
+UPDATE runs SET state = 'queued', not_before = %s, wait_reason = NULL, wait_until = NULL, updated_at = now()
 WHERE uid = %s AND state = 'admitted'
 RETURNING namespace, queue"""
 LIVE_RUNS: LiteralString = """
@@ -193,11 +249,12 @@ FROM waits w WHERE w.run_uid = %s AND w.step_key = %s
 ON CONFLICT (run_uid, step_key) DO NOTHING"""
 # A woken run queues again, ahead of runs of its priority that never started ('resumed').
 WAKE_RUN: LiteralString = """
-UPDATE runs SET state = 'queued', resumed = true, not_before = NULL, wait_reason = NULL, updated_at = now()
+UPDATE runs SET state = 'queued', resumed = true, not_before = NULL, wait_reason = NULL, wait_until = NULL,
+    updated_at = now()
 WHERE uid = %s AND state = 'waiting'
 RETURNING namespace, queue"""
 SUSPEND_RUN: LiteralString = """
-UPDATE runs SET state = 'waiting', wait_reason = NULL, updated_at = now()
+UPDATE runs SET state = 'waiting', wait_reason = NULL, wait_until = NULL, updated_at = now()
 WHERE uid = %s AND state = 'admitted'
 RETURNING namespace, queue"""
 # The run's last wait that ended a pod: what the operator shows and watches the clock for.
@@ -242,8 +299,9 @@ WHERE run_uid = %s ORDER BY created_at DESC LIMIT %s"""
 # A finished child: its parent (if any) may be waiting for it.
 FINISH: LiteralString = """
 UPDATE runs SET state = 'finished', phase = %s, finished_at = now(), retain_until = now() + %s,
-    not_before = NULL, wait_reason = NULL, updated_at = now()
-WHERE uid = %s AND state <> 'finished'
+    not_before = NULL, wait_until = NULL, updated_at = now(),
+    wait_reason = CASE WHEN state = 'finished' THEN wait_reason END  -- 'Rejected' stays: it says why
+WHERE uid = %s AND (state <> 'finished' OR (wait_reason = 'Rejected' AND retain_until IS NULL))
 RETURNING namespace, queue, parent_uid::text, parent_step"""
 FORGET_RUN: LiteralString = """
 UPDATE runs SET state = 'finished', phase = coalesce(phase, 'Deleted'), finished_at = coalesce(finished_at, now()),

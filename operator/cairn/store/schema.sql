@@ -17,8 +17,25 @@ CREATE TABLE queues (
     paused            boolean NOT NULL DEFAULT false,
     admitted_total    bigint  NOT NULL DEFAULT 0,
     updated_at        timestamptz NOT NULL DEFAULT now(),
+    rate_limit        integer CHECK (rate_limit >= 1),  -- spec.rateLimit: limit per period, burst
+    rate_period       interval,
+    rate_burst        integer,
+    key_rate_limit    integer CHECK (key_rate_limit >= 1),  -- spec.perKeyRateLimit
+    key_rate_period   interval,
+    key_rate_burst    integer,
+    max_queued        integer CHECK (max_queued >= 0),  -- spec.maxQueued
     PRIMARY KEY (namespace, name)
 );
+
+-- Every admission of a queue, for its rates (a sliding window, by PostgreSQL's clock): kept while it
+-- may still count, pruned by the admission rounds.
+CREATE TABLE admissions (
+    namespace       text        NOT NULL,
+    queue           text        NOT NULL,
+    concurrency_key text,
+    at              timestamptz NOT NULL
+);
+CREATE INDEX admissions_recent ON admissions (namespace, queue, at);
 
 -- One row per TaskRun. state 'admitted' is a held slot of its queue.
 CREATE TABLE runs (
@@ -47,7 +64,8 @@ CREATE TABLE runs (
     resumed         boolean NOT NULL DEFAULT false,  -- it started before a wait: ahead of runs that never did
     parent_uid      uuid,     -- a child run: its parent, the step that started it, its place among its siblings
     parent_step     text,
-    parent_index    integer
+    parent_index    integer,
+    wait_until      timestamptz  -- waiting on a rate: when its chance comes
 );
 CREATE INDEX runs_children ON runs (parent_uid, parent_step) WHERE parent_uid IS NOT NULL;
 CREATE INDEX runs_waiting ON runs (namespace, queue, priority DESC, created_at, registered) WHERE state = 'queued';
