@@ -222,6 +222,26 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         'spec.perKeyLimit: Invalid value: "object": perKeyLimit must not exceed concurrencyLimit',
     ),
     (
+        "rate burst above its limit",
+        with_path(_Q, "spec.rateLimit", {"limit": 5, "period": "10s", "burst": 6}),
+        'spec.rateLimit.burst: Invalid value: "object": burst must not exceed limit',
+    ),
+    (
+        "rate period over a day",
+        with_path(_Q, "spec.rateLimit", {"limit": 5, "period": "48h"}),
+        'spec.rateLimit.period: Invalid value: "object": period must be from 1s to 24h',
+    ),
+    (
+        "rate period not a duration",
+        with_path(_Q, "spec.perKeyRateLimit", {"limit": 5, "period": "ten"}),
+        "spec.perKeyRateLimit.period: Invalid value:",
+    ),
+    (
+        "negative maxQueued",
+        with_path(_Q, "spec.maxQueued", -1),
+        "spec.maxQueued: Invalid value: -1: spec.maxQueued in body should be greater than or equal to 0",
+    ),
+    (
         "paused as a word",
         with_path(_Q, "spec.paused", "yes"),
         'spec.paused: Invalid value: "string": spec.paused in body must be of type boolean',

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from cairn.api.common import CONDITIONS_LIST, Condition, Duration, DurationStr, Model, ObjectMeta, cel
+from cairn.api.common import CONDITIONS_LIST, DURATION_PATTERN, Condition, Duration, DurationStr, Model, ObjectMeta, cel
 
 
 class RateLimit(Model):
@@ -16,7 +16,10 @@ class RateLimit(Model):
     model_config = cel(
         "!has(self.burst) || self.burst <= self.limit",
         "burst must not exceed limit",
-        field_paths={0: ".burst"},
+        f"!self.period.matches('{DURATION_PATTERN}') || "
+        "(duration(self.period) >= duration('1s') && duration(self.period) <= duration('24h'))",
+        "period must be from 1s to 24h",
+        field_paths={0: ".burst", 1: ".period"},
     )
 
     limit: int = Field(ge=1, le=100000, description="Admissions allowed in any window of period.")

@@ -421,8 +421,10 @@ def _start_attempt(b: _Builder, settings: Settings, adm: Admission, number: int)
     )
     b.condition(ADMITTED, "True", "Admitted", f'holds a slot in queue "{adm.queue}"')
     _attempt_phase(b, number, pod_name, running=existing is not None and existing.phase == "Running")
-    word = "Started" if first else "Resumed" if resumed else "Retried"
-    b.event("Normal", word, f"attempt {number} started in pod {pod_name}")
+    if not first:
+        # An Event is for what a person needs to know (a retry, a resumption), not for every start:
+        # the status says the run started, and each Event is a request to the API server.
+        b.event("Normal", "Resumed" if resumed else "Retried", f"attempt {number} started in pod {pod_name}")
     b.plan.recheck(view.now + settings.pod_appear_grace)
     return b.done()
 
@@ -573,11 +575,13 @@ def _finish(b: _Builder, phase: Phase, reason: str, message: str) -> Plan:
     b.condition(SUCCEEDED, "True" if phase is Phase.SUCCEEDED else "False", reason, message)
     if b.new.conditions and any(c.type == ADMITTED and c.status == "True" for c in b.new.conditions):
         b.condition(ADMITTED, "False", "Finished", "the slot was released")
-    b.event(
-        "Normal" if phase is Phase.SUCCEEDED else "Warning",
-        reason if phase is not Phase.SUCCEEDED else "Succeeded",
-        message,
-    )
+    if phase is not Phase.SUCCEEDED or len(b.new.attempts or []) > 1:
+        # A plain success says so in the status only; one after failed attempts closes their story.
+        b.event(
+            "Normal" if phase is Phase.SUCCEEDED else "Warning",
+            reason if phase is not Phase.SUCCEEDED else "Succeeded",
+            message,
+        )
     if phase is Phase.FAILED:
         _dead_letter(b, reason, message)
     ttl = _ttl(view, b.new)

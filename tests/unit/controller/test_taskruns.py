@@ -66,7 +66,7 @@ def test_an_admitted_run_begins_its_attempt_in_the_store_before_its_pod_is_creat
     w.store.admit(RUN_UID, NAMESPACE, admission(task(), "admitted"))
     reconcile(w)
     assert w.store.writes == [("begin_attempt", RUN_UID, 1, NAMESPACE, "video-42-1")]
-    assert w.kube.names() == ["create_pod", "patch_taskrun_status", "post_event"]
+    assert w.kube.names() == ["create_pod", "patch_taskrun_status"]
     assert w.kube.writes[0][1] == "video-42-1"
     (patch,) = w.kube.status_patches()
     assert (patch["phase"], patch["attempt"]) == ("Starting", 1)
