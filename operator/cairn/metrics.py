@@ -66,3 +66,10 @@ RUNS_REJECTED = Counter(
     "Runs refused by a queue at its maxQueued (trigger API 429, or ended Rejected).",
     ["namespace", "queue"],
 )
+STATUS_WRITES_WAITING = Gauge(
+    "cairn_status_writes_waiting", "TaskRun status patches handed over and not yet sent (one per run at most)."
+)
+STATUS_WRITES_MERGED = Counter(
+    "cairn_status_writes_merged_total",
+    "TaskRun status patches merged into one still waiting for the client's budget (a request saved each).",
+)

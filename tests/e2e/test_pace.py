@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 from lightkube import Client
+from lightkube.types import PatchType
 
 from cairn.k8s.resources import QueueResource, TaskResource
 from tests.e2e.test_cli import cli
@@ -150,7 +151,7 @@ def test_past_max_queued_the_api_answers_429_the_cli_refuses_and_a_taskrun_ends_
     assert refused.code == 6, refused
     assert "queue 'small' is full: 2 runs wait in it and its maxQueued is 2" in refused.err, refused.err
     # Nothing already queued was touched: resumed, both run.
-    kube.patch(QueueResource, "small", {"spec": {"paused": False}}, namespace=ns)
+    kube.patch(QueueResource, "small", {"spec": {"paused": False}}, namespace=ns, patch_type=PatchType.MERGE)
     for name in ("first", "second"):
         assert wait_phase(kube, ns, name, timeout=120)["phase"] == "Succeeded"
     report(

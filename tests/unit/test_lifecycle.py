@@ -796,6 +796,14 @@ def test_run_whose_store_row_ended_without_an_outcome_fails_as_lost() -> None:
     assert (p.status["phase"], p.status["reason"]) == ("Failed", "Lost")
 
 
+def test_run_whose_store_row_ended_before_its_status_was_written_ends_as_the_store_says() -> None:
+    """A crash while its status write waited: the store recorded the phase, so the run is not called lost."""
+    t = task()
+    p = decide(view(taskrun(), t, replace(admission(t, "finished"), phase="Succeeded")))
+    assert p.status is not None and (p.status["phase"], p.status["reason"]) == ("Succeeded", "Succeeded")
+    assert "its status is written after a restart" in p.status["message"]
+
+
 def test_run_being_deleted_is_left_alone() -> None:
     t = task()
     run, adm = started(t)

@@ -48,9 +48,15 @@ class Cache:
     # The runs each Schedule started (by the annotation naming it), so a Schedule's look is not a scan.
     runs_by_schedule: dict[Key, set[str]] = field(default_factory=lambda: defaultdict(set))
     children: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # parent uid -> child uids
+    # Status patches handed to the status writer and not yet sent, by run uid (controller/statuses.py).
+    pending_status: dict[str, tuple[Key, Body]] = field(default_factory=dict)
 
     def put_taskrun(self, body: Body) -> str:
         uid: str = body["metadata"]["uid"]
+        waiting = self.pending_status.get(uid)
+        if waiting is not None:
+            # What the watch brings predates a write still waiting: the run is what it will be.
+            body = {**body, "status": {**(body.get("status") or {}), **waiting[1]}}
         self.taskruns[uid] = body
         self.deleted_runs.discard(uid)
         if (schedule := schedule_of(body)) is not None:

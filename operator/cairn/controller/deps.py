@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
+from cairn import metrics
 from cairn.clock import Clock
 from cairn.config import Settings
 from cairn.controller.cache import Cache
@@ -24,6 +25,7 @@ ADMISSION = "admission"  # key: (namespace, queue); one admission round
 QUEUE_STATUS = "queue-status"  # key: (namespace, name); the Queue's status
 SCHEDULES = "schedules"  # key: (namespace, name) of a Schedule
 TOKENS = "token-completions"  # key: (namespace, name) of a TokenCompletion
+TASKRUN_STATUS = "taskrun-status"  # key: a TaskRun's uid; writes its waiting status patch
 STATUS_COALESCE = 0.5  # seconds: bursts of admissions make one Queue status write
 
 
@@ -45,6 +47,16 @@ class Deps:
 
     def reconcile_run(self, uid: str, after: float = 0.0) -> None:
         self.enqueue(TASKRUNS, uid, after)
+
+    def write_status(self, uid: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        """Hand a TaskRun's status patch to the status writer, merged into any still waiting."""
+        waiting = self.cache.pending_status.get(uid)
+        if waiting is not None:
+            metrics.STATUS_WRITES_MERGED.inc()
+            patch = {**waiting[1], **patch}
+        self.cache.pending_status[uid] = ((namespace, name), patch)
+        metrics.STATUS_WRITES_WAITING.set(len(self.cache.pending_status))
+        self.enqueue(TASKRUN_STATUS, uid)
 
     def kick(self, namespace: str, queue: str, at: datetime | None = None) -> None:
         """An admission round on the queue: now, or just after `at` (when a backoff ends)."""

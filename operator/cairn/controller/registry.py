@@ -11,9 +11,9 @@ from typing import Any, Protocol
 
 from cairn.api.common import GROUP, VERSION
 from cairn.config import Settings
-from cairn.controller import admission, progress, queues, schedules, sweep, taskruns, tokens
+from cairn.controller import admission, progress, queues, schedules, statuses, sweep, taskruns, tokens
 from cairn.controller.cache import Body
-from cairn.controller.deps import ADMISSION, QUEUE_STATUS, QUEUES, SCHEDULES, TASKRUNS, TOKENS, Deps
+from cairn.controller.deps import ADMISSION, QUEUE_STATUS, QUEUES, SCHEDULES, TASKRUN_STATUS, TASKRUNS, TOKENS, Deps
 from cairn.domain import naming
 
 
@@ -61,6 +61,8 @@ WATCHES: tuple[Watch, ...] = (
 
 WORK: tuple[Work, ...] = (
     Work(TASKRUNS, taskruns.TaskRunReconciler, lambda s: s.workers),
+    # Fewer writers than reconcilers: under load, pods and admissions come first, statuses merge.
+    Work(TASKRUN_STATUS, statuses.TaskRunStatusWriter, lambda s: max(1, s.workers // 4)),
     Work(QUEUES, queues.QueueReconciler, lambda s: 1),
     Work(ADMISSION, admission.AdmissionReconciler, lambda s: 2),
     Work(QUEUE_STATUS, queues.QueueStatusReconciler, lambda s: 2),

@@ -128,9 +128,17 @@ class TaskRunReconciler:
         now = view.now if view is not None else deps.clock()
         context = {"namespace": ns, "run": name, "run_uid": uid}
         if plan.register is not None:
-            await deps.store.register_run(plan.register)
-            deps.kick(ns, plan.register.queue)
-            log.info("run registered in queue %s", plan.register.queue, extra={**context, "queue": plan.register.queue})
+            queue = plan.register.queue
+            if await deps.store.register_run(plan.register):
+                # Admitted as it registered (the queue had room): on to its first pod, no round.
+                faults.point("operator.after_slot_taken")
+                metrics.ADMISSIONS.inc()
+                deps.reconcile_run(uid)
+                deps.queue_status(ns, queue)
+                log.info("run registered and admitted in queue %s", queue, extra={**context, "queue": queue})
+            else:
+                deps.kick(ns, queue)
+                log.info("run registered in queue %s", queue, extra={**context, "queue": queue})
         if plan.ended is not None:
             ended = plan.ended
             await deps.store.end_attempt(uid, ended.number, ended.exit_code, ended.reason or "")
@@ -206,11 +214,9 @@ class TaskRunReconciler:
             if await deps.kube.create_taskrun(new_run):
                 log.info("started onFailure run %s", new_run["metadata"]["name"], extra=context)
         if plan.status is not None:
-            if not await deps.kube.patch_taskrun_status(ns, name, plan.status):
-                return
-            # Until the watch brings the patched object back, reconcile from what we wrote.
+            deps.write_status(uid, ns, name, plan.status)
+            # Until the watch brings the patched object back, reconcile from what will be written.
             deps.cache.taskruns[uid] = {**body, "status": {**(body.get("status") or {}), **plan.status}}
-            faults.point("operator.after_status_written")
         for event in plan.events:
             await deps.kube.post_event(body, event.type, event.reason, event.message, now)
         if plan.delete_run:

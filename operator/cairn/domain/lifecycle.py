@@ -68,6 +68,7 @@ class Admission:
     limits: Limits | None = None
     wait: WaitView | None = None  # the last wait that ended one of its pods
     wait_until: datetime | None = None  # waiting on a rate: when its chance comes
+    phase: str | None = None  # once finished: the phase the store recorded
 
 
 @dataclass(frozen=True)
@@ -288,7 +289,13 @@ def plan(view: RunView, settings: Settings) -> Plan:
     if adm.state == "finished" and adm.wait_reason is WaitReason.REJECTED:
         return _finish(b, Phase.FAILED, REJECTED, explain(WaitReason.REJECTED, adm.queue, adm.limits, None))
     if adm.state == "finished":
-        # The store says done but the status never said so (a crash between the two): end it now.
+        # The store says done but the status never said so (a crash before its write): say what the
+        # store recorded, else that it was lost.
+        if adm.phase in (Phase.SUCCEEDED.value, Phase.FAILED.value, Phase.CANCELLED.value):
+            phase = Phase(adm.phase)
+            return _finish(
+                b, phase, phase.value, f"the run ended {phase.value} (its status is written after a restart)"
+            )
         return _finish(b, Phase.FAILED, "Lost", "the run's record ended without an outcome")
     expires = _expires(b.run, snapshot) if not attempts else None
     if expires is not None and view.now >= expires:

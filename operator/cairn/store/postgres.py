@@ -240,20 +240,36 @@ class PostgresStore:
         return (row[0], row[1]) if row else (None, 0)
 
     # -- runs ------------------------------------------------------------------------------------
-    async def register_run(self, run: Register) -> None:
-        """Put the run in its queue's line: in one round trip where the queue has no maxQueued; where
-        it has, under the queue's row lock, so that two registrations never both take the last place
-        (past it the run is recorded as rejected, and its reconciler ends it)."""
+    async def register_run(self, run: Register) -> bool:
+        """Put the run in its queue's line; True: it was admitted at once (its queue had room, no run
+        waited ahead of it, no rate or delay applied), so its first pod needs no admission round.
+
+        Under the queue's row lock, as an admission round: two registrations never both take the last
+        slot or the last place below maxQueued (past it the run is recorded as rejected, and its
+        reconciler ends it). A queue that paces or is paused, a run for later, or a queue that does not
+        exist (yet) go through the rounds."""
         params = self._register_params(run)
-        async with self.pool.connection() as conn:
-            if await (await conn.execute(q.REGISTER_UNCAPPED, params)).fetchone() is not None:
-                return
-            async with conn.transaction():
-                cap = await (await conn.execute(q.LOCK_QUEUE_CAP, params)).fetchone()
-                if cap is None or cap[0] is None:  # the cap went away meanwhile (or the run exists)
-                    await conn.execute(q.REGISTER_RUN, params)
+        async with self._tx() as conn:
+            row = await (await conn.execute(q.LOCK_QUEUE, (run.namespace, run.queue))).fetchone()
+            limits = _limits(row) if row else None
+            if limits is None or limits.paused or limits.rate or limits.key_rate or run.not_before is not None:
+                if limits is not None and limits.max_queued is not None:
+                    await conn.execute(q.REGISTER_CAPPED, {**params, "cap": limits.max_queued})
                 else:
-                    await conn.execute(q.REGISTER_CAPPED, {**params, "cap": cap[0]})
+                    await conn.execute(q.REGISTER_RUN, params)
+                return False
+            got = await (
+                await conn.execute(
+                    q.REGISTER_AND_ADMIT,
+                    {
+                        **params,
+                        "limit": limits.concurrency_limit,
+                        "per_key": limits.per_key_limit,
+                        "cap": limits.max_queued,
+                    },
+                )
+            ).fetchone()
+            return got is not None and got[0] == "admitted"
 
     @staticmethod
     def _register_params(run: Register) -> dict[str, Any]:
@@ -301,6 +317,7 @@ class PostgresStore:
             wait_reason=WaitReason(r[3]) if r[3] else None,
             wait_until=r[4],
             limits=_limits(r[5:15]),
+            phase=r[15],
             wait=wait,
         )
 

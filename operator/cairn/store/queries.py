@@ -103,17 +103,6 @@ INSERT INTO runs (uid, namespace, name, task, queue, priority, concurrency_key, 
 VALUES (%(uid)s, %(namespace)s, %(name)s, %(task)s, %(queue)s, %(priority)s, %(key)s, %(created)s, 'queued',
         %(snapshot)s, %(payload)s, %(parent_uid)s, %(parent_step)s, %(parent_index)s, %(not_before)s)
 ON CONFLICT (uid) DO NOTHING"""
-# The one round trip of a queue without spec.maxQueued; a queue with one registers under its row lock.
-REGISTER_UNCAPPED: LiteralString = """
-INSERT INTO runs (uid, namespace, name, task, queue, priority, concurrency_key, created_at, state, snapshot, payload,
-                  parent_uid, parent_step, parent_index, not_before)
-SELECT %(uid)s, %(namespace)s, %(name)s, %(task)s, %(queue)s, %(priority)s, %(key)s, %(created)s, 'queued',
-       %(snapshot)s, %(payload)s, %(parent_uid)s, %(parent_step)s, %(parent_index)s, %(not_before)s
-WHERE NOT EXISTS (SELECT 1 FROM queues WHERE namespace = %(namespace)s AND name = %(queue)s AND max_queued IS NOT NULL)
-ON CONFLICT (uid) DO NOTHING
-RETURNING 1"""
-LOCK_QUEUE_CAP: LiteralString = """
-SELECT max_queued FROM queues WHERE namespace = %(namespace)s AND name = %(queue)s FOR UPDATE"""
 # Past maxQueued the run is recorded as rejected (ended, nothing held), so its reconciler ends it.
 REGISTER_CAPPED: LiteralString = """
 INSERT INTO runs (uid, namespace, name, task, queue, priority, concurrency_key, created_at, state, snapshot, payload,
@@ -124,13 +113,47 @@ SELECT %(uid)s, %(namespace)s, %(name)s, %(task)s, %(queue)s, %(priority)s, %(ke
        CASE WHEN d.n >= %(cap)s THEN 'Rejected' END
 FROM (SELECT count(*) AS n FROM runs WHERE namespace = %(namespace)s AND queue = %(queue)s AND state = 'queued') d
 ON CONFLICT (uid) DO NOTHING"""
+# A new run where its queue has room (and no run waits ahead of it, no rate paces it): admitted as it
+# is registered, in the transaction that holds the queue's row lock (LOCK_QUEUE first), so the first
+# pod is one reconcile away. Without room it is queued, or past maxQueued recorded as rejected.
+# Returns the state it was given.
+REGISTER_AND_ADMIT: LiteralString = """
+WITH here AS (
+    SELECT
+        (SELECT count(*) FROM runs WHERE namespace = %(namespace)s AND queue = %(queue)s AND state = 'admitted')
+            < %(limit)s
+        AND (%(per_key)s::integer IS NULL OR %(key)s::text IS NULL OR
+             (SELECT count(*) FROM runs WHERE namespace = %(namespace)s AND queue = %(queue)s AND state = 'admitted'
+              AND concurrency_key = %(key)s) < %(per_key)s)
+        AND NOT EXISTS (SELECT 1 FROM runs WHERE namespace = %(namespace)s AND queue = %(queue)s AND state = 'queued')
+        AS room,
+        %(cap)s::integer IS NOT NULL AND
+        (SELECT count(*) FROM runs WHERE namespace = %(namespace)s AND queue = %(queue)s AND state = 'queued')
+            >= %(cap)s AS full
+), added AS (
+    INSERT INTO runs (uid, namespace, name, task, queue, priority, concurrency_key, created_at, state, admitted_at,
+                      snapshot, payload, parent_uid, parent_step, parent_index, not_before, wait_reason)
+    SELECT %(uid)s, %(namespace)s, %(name)s, %(task)s, %(queue)s, %(priority)s, %(key)s, %(created)s,
+           CASE WHEN here.room THEN 'admitted' WHEN here.full THEN 'finished' ELSE 'queued' END,
+           CASE WHEN here.room THEN now() END,
+           %(snapshot)s, %(payload)s, %(parent_uid)s, %(parent_step)s, %(parent_index)s, %(not_before)s,
+           CASE WHEN NOT here.room AND here.full THEN 'Rejected' END
+    FROM here
+    ON CONFLICT (uid) DO NOTHING
+    RETURNING state
+), counted AS (
+    UPDATE queues SET admitted_total = admitted_total + 1
+    WHERE namespace = %(namespace)s AND name = %(queue)s AND EXISTS (SELECT 1 FROM added WHERE state = 'admitted')
+)
+SELECT state FROM added"""
 QUEUE_DEPTH: LiteralString = """
 SELECT q.max_queued, (SELECT count(*) FROM runs r WHERE r.namespace = q.namespace AND r.queue = q.name
                       AND r.state = 'queued')
 FROM queues q WHERE q.namespace = %s AND q.name = %s"""
 GET_RUN: LiteralString = """
 SELECT r.state, r.queue, r.snapshot, r.wait_reason, r.wait_until, q.concurrency_limit, q.per_key_limit, q.paused,
-       q.rate_limit, q.rate_period, q.rate_burst, q.key_rate_limit, q.key_rate_period, q.key_rate_burst, q.max_queued
+       q.rate_limit, q.rate_period, q.rate_burst, q.key_rate_limit, q.key_rate_period, q.key_rate_burst, q.max_queued,
+       r.phase
 FROM runs r LEFT JOIN queues q ON q.namespace = r.namespace AND q.name = r.queue
 WHERE r.uid = %s"""
 REQUEUE: LiteralString = """

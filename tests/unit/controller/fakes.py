@@ -22,6 +22,7 @@ from tests.unit.builders import SETTINGS, T0
 class FakeStore:
     """The store's state as the reconcilers see it, and every write they made (`writes`)."""
 
+    admit_on_register: bool = False  # register_run says the queue had room: admitted at once
     runs: dict[str, Admission] = field(default_factory=dict)
     completions: dict[str, Completion] = field(default_factory=dict)  # what complete_token answers, by token
     recorded_by_run: dict[str, Recorded] = field(default_factory=dict)
@@ -60,8 +61,9 @@ class FakeStore:
     async def queue_stats(self, namespace: str, queue: str) -> QueueStats:
         return self.stats
 
-    async def register_run(self, run: Register) -> None:
+    async def register_run(self, run: Register) -> bool:
         self.writes.append(("register_run", run))
+        return self.admit_on_register
 
     async def admission(self, uid: str) -> Admission | None:
         return self.runs.get(uid)
@@ -122,6 +124,7 @@ class FakeKube:
     taskruns: set[tuple[str, str, str]] = field(default_factory=set)  # (namespace, name, uid) that exist
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)  # TaskRuns created (or there before), by name
     writes: list[tuple[Any, ...]] = field(default_factory=list)
+    status_failures: int = 0  # the next this many status patches fail (the API server is unreachable)
 
     def names(self) -> list[str]:
         return [w[0] for w in self.writes]
@@ -144,6 +147,9 @@ class FakeKube:
         self.writes.append(("delete_pod", namespace, name, force))
 
     async def patch_taskrun_status(self, namespace: str, name: str, patch: dict[str, Any]) -> bool:
+        if self.status_failures:
+            self.status_failures -= 1
+            raise ConnectionError("the API server is unreachable")
         self.writes.append(("patch_taskrun_status", namespace, name, patch))
         return True
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from cairn.controller.deps import ADMISSION, TASKRUNS
+from cairn.controller.deps import ADMISSION, TASKRUN_STATUS, TASKRUNS
+from cairn.controller.statuses import TaskRunStatusWriter
 from cairn.controller.taskruns import TaskRunReconciler, on_pod, on_task, on_taskrun
 from cairn.domain.admission import WaitReason
 from cairn.domain.lifecycle import Register
@@ -17,10 +18,13 @@ from tests.unit.builders import NAMESPACE, RUN_UID, T0, admission, snapshot, tas
 from tests.unit.controller.fakes import World, body, world
 
 
-def reconcile(w: World, uid: str = RUN_UID) -> None:
+def reconcile(w: World, uid: str = RUN_UID, *, write_status: bool = True) -> None:
+    """One reconcile, then (as the operator's status writer would, unless told not to) its status write."""
     # One reconciler per world, as in the operator: what it remembers between reconciles counts.
     reconciler = w.keep.setdefault("taskruns", TaskRunReconciler(w.deps))
     asyncio.run(reconciler.reconcile(uid))
+    if write_status:
+        asyncio.run(TaskRunStatusWriter(w.deps).reconcile(uid))
 
 
 def with_run(w: World, run_body: dict[str, Any] | None = None, *, with_task: bool = True) -> None:
@@ -196,3 +200,48 @@ def test_a_queued_run_shows_the_limit_it_waits_on_as_the_store_reports_it() -> N
     reconcile(w)
     (patch,) = w.kube.status_patches()
     assert (patch["reason"], patch["message"]) == ("QueueFull", 'Queue "default" is full: all 4 slots are in use')
+
+
+# -- the fast path and the status writer ------------------------------------------------------------
+def test_a_run_admitted_as_it_registers_goes_on_to_its_pod_without_an_admission_round() -> None:
+    w = world()
+    w.store.admit_on_register = True
+    with_run(w)
+    reconcile(w)
+    assert "register_run" in w.store.names()
+    assert (TASKRUNS, RUN_UID, 0.0) in w.enqueued.calls  # straight on to its first pod
+    assert not [c for c in w.enqueued.calls if c[0] == ADMISSION]
+
+
+def test_status_patches_waiting_for_their_turn_merge_into_one_request_newest_values_winning() -> None:
+    w = world()
+    w.deps.write_status(RUN_UID, NAMESPACE, "video-42", {"phase": "Starting", "attempt": 1, "message": "a"})
+    w.deps.write_status(RUN_UID, NAMESPACE, "video-42", {"phase": "Running", "message": "b"})
+    w.deps.write_status(RUN_UID, NAMESPACE, "video-42", {"phase": "Succeeded"})
+    asyncio.run(TaskRunStatusWriter(w.deps).reconcile(RUN_UID))
+    assert w.kube.status_patches() == [{"phase": "Succeeded", "attempt": 1, "message": "b"}]
+    assert [c[:2] for c in w.enqueued.calls] == [(TASKRUN_STATUS, RUN_UID)] * 3  # the queue dedups them
+    asyncio.run(TaskRunStatusWriter(w.deps).reconcile(RUN_UID))
+    assert len(w.kube.status_patches()) == 1  # nothing was waiting any more
+
+
+def test_a_watch_event_older_than_a_waiting_status_write_does_not_undo_it() -> None:
+    w = world()
+    with_run(w)
+    w.deps.write_status(RUN_UID, NAMESPACE, "video-42", {"phase": "Starting", "attempt": 1})
+    on_taskrun(w.deps, "MODIFIED", body(taskrun()))  # the object as it was before the write
+    assert w.cache.taskruns[RUN_UID]["status"]["phase"] == "Starting"
+    asyncio.run(TaskRunStatusWriter(w.deps).reconcile(RUN_UID))
+    on_taskrun(w.deps, "MODIFIED", body(taskrun()))  # written: the watch's body is the truth again
+    assert "phase" not in (w.cache.taskruns[RUN_UID].get("status") or {})
+
+
+def test_a_status_write_that_fails_is_kept_under_what_came_since_and_retried() -> None:
+    w = world()
+    w.kube.status_failures = 1
+    w.deps.write_status(RUN_UID, NAMESPACE, "video-42", {"phase": "Starting", "attempt": 1})
+    with pytest.raises(ConnectionError):
+        asyncio.run(TaskRunStatusWriter(w.deps).reconcile(RUN_UID))
+    w.deps.write_status(RUN_UID, NAMESPACE, "video-42", {"phase": "Running"})
+    asyncio.run(TaskRunStatusWriter(w.deps).reconcile(RUN_UID))
+    assert w.kube.status_patches() == [{"phase": "Running", "attempt": 1}]
