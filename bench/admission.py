@@ -149,7 +149,15 @@ def _cairn(env: Env, opts: Options, rep: int) -> dict[str, Any]:
                 return total(m, "cairn_runs_finished_total") >= n
 
             env.wait(f"{n} runs to finish", drained, DRAIN_TIMEOUT, interval=1.0)
-        t_drained = time.time()
+            t_drained = time.time()
+
+            # Status writes merge while they wait for the budget: count them all, and say how long
+            # the last ones took to land after the last run ended.
+            def written() -> bool:
+                return total(env.operator_metrics(procs), "cairn_status_writes_waiting") == 0
+
+            env.wait("every status write", written, DRAIN_TIMEOUT, interval=0.5)
+        t_settled = time.time()
         metrics = env.operator_metrics(procs)
         cpu = cpu_seconds(procs.operator.pid)
     finally:
@@ -162,6 +170,8 @@ def _cairn(env: Env, opts: Options, rep: int) -> dict[str, Any]:
         {
             "created_in_s": round(create_s, 1),
             "operator_live_after_s": round(t_live - t0, 2),
+            "statuses_written_s_after_drain": round(t_settled - t_drained, 1),
+            "status_writes_merged": total(metrics, "cairn_status_writes_merged_total"),
             "admitted": admitted,
             "requests": {k: int(v) for k, v in sorted(requests.items())},
             "requests_per_admission": sum(requests.values()) / max(1.0, admitted),
