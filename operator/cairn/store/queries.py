@@ -147,8 +147,10 @@ WITH here AS (
 )
 SELECT state FROM added"""
 QUEUE_DEPTH: LiteralString = """
-SELECT q.max_queued, (SELECT count(*) FROM runs r WHERE r.namespace = q.namespace AND r.queue = q.name
-                      AND r.state = 'queued')
+SELECT q.max_queued,
+       CASE WHEN q.max_queued IS NULL THEN 0  -- unbounded: no need to count
+            ELSE (SELECT count(*) FROM runs r WHERE r.namespace = q.namespace AND r.queue = q.name
+                  AND r.state = 'queued') END
 FROM queues q WHERE q.namespace = %s AND q.name = %s"""
 GET_RUN: LiteralString = """
 SELECT r.state, r.queue, r.snapshot, r.wait_reason, r.wait_until, q.concurrency_limit, q.per_key_limit, q.paused,
