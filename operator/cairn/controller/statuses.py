@@ -24,19 +24,17 @@ class TaskRunStatusWriter:
 
     async def reconcile(self, uid: str) -> None:
         cache = self.deps.cache
-        waiting = cache.pending_status.pop(uid, None)
-        metrics.STATUS_WRITES_WAITING.set(len(cache.pending_status))
+        waiting = cache.pending_status.get(uid)
         if waiting is None:
             return
         (namespace, name), patch = waiting
-        try:
-            written = await self.deps.kube.patch_taskrun_status(namespace, name, patch)
-        except BaseException:
-            # Back under whatever came since (newer values win), for the retry.
-            later = cache.pending_status.get(uid)
-            cache.pending_status[uid] = ((namespace, name), {**patch, **(later[1] if later else {})})
-            metrics.STATUS_WRITES_WAITING.set(len(cache.pending_status))
-            raise
+        # It stays in the cache's overlay until written: a watch event older than this write, arriving
+        # while it is in flight, must not undo it either.
+        written = await self.deps.kube.patch_taskrun_status(namespace, name, patch)
+        if cache.pending_status.get(uid) is waiting:
+            del cache.pending_status[uid]
+        # else: more came while it was in flight, merged with it; the queue has the run again.
+        metrics.STATUS_WRITES_WAITING.set(len(cache.pending_status))
         if not written:
             log.debug("TaskRun %s/%s is gone: its status was not written", namespace, name)
             return

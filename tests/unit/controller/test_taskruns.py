@@ -242,6 +242,8 @@ def test_a_status_write_that_fails_is_kept_under_what_came_since_and_retried() -
     w.deps.write_status(RUN_UID, NAMESPACE, "video-42", {"phase": "Starting", "attempt": 1})
     with pytest.raises(ConnectionError):
         asyncio.run(TaskRunStatusWriter(w.deps).reconcile(RUN_UID))
+    assert w.cache.pending_status[RUN_UID][1] == {"phase": "Starting", "attempt": 1}  # kept for the retry
     w.deps.write_status(RUN_UID, NAMESPACE, "video-42", {"phase": "Running"})
     asyncio.run(TaskRunStatusWriter(w.deps).reconcile(RUN_UID))
     assert w.kube.status_patches() == [{"phase": "Running", "attempt": 1}]
+    assert RUN_UID not in w.cache.pending_status
