@@ -170,6 +170,7 @@ LONGEST_FIRST: list[str] = [
         "e2e/test_examples.py",
         "e2e/test_schedules.py",
         "e2e/test_waits.py",
+        "e2e/test_pace.py",
         "e2e/test_docs.py",
         "e2e/test_lifecycle.py",
         "e2e/test_queues.py",
@@ -187,6 +188,7 @@ SPLIT_BY_TEST = {
     "tests/e2e/test_schedules.py",
     "tests/e2e/test_waits.py",
     "tests/e2e/test_operators.py",
+    "tests/e2e/test_pace.py",
 }
 
 

@@ -98,12 +98,14 @@ class TaskRunReconciler:
                 log.warning("Task %s/%s does not parse; treating it as missing", ns, run.spec.task_ref.name)
         pods = {attempt: PodView.parse(pod, attempt) for attempt, pod in deps.cache.pods.get(uid, {}).items()}
         children = tuple(_child_view(c) for c in deps.cache.children_of(uid))
+        admission = await deps.store.admission(uid)
         return lifecycle.RunView(
             run=run,
             task=task,
-            admission=await deps.store.admission(uid),
+            admission=admission,
             pods=pods,
-            recorded=await deps.store.recorded(uid),
+            # A run the store has no row of has recorded nothing: no need to ask (a new run's first look).
+            recorded=await deps.store.recorded(uid) if admission is not None else lifecycle.Recorded(),
             now=deps.clock(),
             jitter=self.rng.random(),
             rejected_pod=self._rejected.get(uid),
