@@ -8,6 +8,8 @@ import pwd
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,8 +21,9 @@ from harness.procs import HarnessError, Proc, run
 
 PG_BIN = Path(os.environ.get("CAIRN_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
-# Tests trade durability across an OS crash for speed; a crash of the postgres process itself (what
-# the fault tests inject) still recovers from the WAL.
+# Tests trade durability for speed: without fsync an OS crash may lose data, and without
+# synchronous_commit a crash of the server forgets its last commits (the scenario that kills it turns
+# it back on: Postgres.durable).
 TEST_SETTINGS = {
     "fsync": "off",
     "synchronous_commit": "off",
@@ -121,6 +124,22 @@ class Postgres:
         else:
             self.proc.stop()
         self._spawn()
+
+    @contextmanager
+    def durable(self) -> Iterator[None]:
+        """Commits that survive a crash of the server while inside: synchronous_commit on (the harness
+        runs with it off, for speed, and a killed server then forgets its last commits, which no
+        store could survive). For the scenarios that crash the server; it is restarted to apply it."""
+        before = dict(self.settings)
+        self.settings["synchronous_commit"] = "on"
+        self.stop_only(crash=False)
+        self.start_again()
+        try:
+            yield
+        finally:
+            self.settings = before
+            self.stop_only(crash=False)
+            self.start_again()
 
     def stop_only(self, *, crash: bool = True) -> None:
         assert self.proc is not None

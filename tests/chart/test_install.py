@@ -298,16 +298,8 @@ def test_helm_test_runs_a_task_end_to_end(release: Release) -> None:
     out = release.helm(*command[1:], "--timeout", "5m")
     print(f"\nhelm test: {time.monotonic() - t0:.1f}s")
     assert "TEST SUITE:     cairn-test" in out and "Phase:          Succeeded" in out, out
-    events = kubectl_json(
-        release.kubeconfig,
-        "get",
-        "events",
-        "-n",
-        test_ns,
-        "--field-selector",
-        "involvedObject.kind=TaskRun,involvedObject.name=cairn-test,reason=Succeeded",
-    )["items"]
-    assert events, "no Succeeded event for the helm test's TaskRun"
+    # The hook's pod succeeds only if the TaskRun it made reached Succeeded (charts/cairn/files/helm_test.py);
+    # a plain success posts no Event (an Event is for retries, waits and failures).
     # It cleaned up after itself: its hooks, its Task, Queue and TaskRun.
     for kind in ("pod", "serviceaccount", "role", "rolebinding", "configmap", "taskrun", "task", "queue"):
         res = kubectl(release.kubeconfig, "get", kind, "cairn-test", "-n", test_ns, check=False)

@@ -234,10 +234,12 @@ def test_every_command_on_a_run_with_two_attempts(cluster_env: ClusterEnv, kube:
     # queues: the default queue, now idle.
     r = cli(cluster_env, ns, "queues")
     head, row = table(r.out)
-    assert head == ["NAME", "LIMIT", "PER-KEY", "RUNNING", "QUEUED", "PAUSED", "OLDEST QUEUED", "AGE"]
-    assert row[:7] == ["default", "10", "-", "0", "0", "no", "-"]
+    assert head == ["NAME", "LIMIT", "PER-KEY", "RATE", "RUNNING", "QUEUED", "PAUSED", "OLDEST QUEUED", "AGE"]
+    assert row[:8] == ["default", "10", "-", "-", "0", "0", "no", "-"]
     r = cli(cluster_env, ns, "queues", "-o", "wide")
-    assert table(r.out)[1][8:] == ["2", "True (Admitting)"]  # one admission per attempt: backoff frees the slot
+    wide = table(r.out)
+    assert wide[0][9:] == ["RATE-LIMITED", "PER-KEY RATE", "MAX QUEUED", "ADMITTED", "ACTIVE"]
+    assert wide[1][9:] == ["0", "-", "-", "2", "True (Admitting)"]  # one admission per attempt: backoff frees the slot
 
     # rerun: a new run with the same task and payload; -o name prints only its name (progress goes
     # to stderr), and it goes through the same two attempts.
@@ -326,10 +328,10 @@ def test_queues_show_a_run_waiting_in_a_paused_queue_and_cancel_ends_it_there(
 
     def held_row() -> list[str] | None:
         rows = {row[0]: row for row in table(cli(cluster_env, ns, "queues").out)[1:]}
-        return rows["held"] if rows.get("held", [""] * 5)[4] == "1" else None
+        return rows["held"] if rows.get("held", [""] * 6)[5] == "1" else None
 
     row = wait_for("the held queue to count its queued run", held_row, timeout=30)
-    assert row[:6] == ["held", "2", "1", "0", "1", "yes"] and row[6].endswith("s")  # OLDEST QUEUED: an age
+    assert row[:7] == ["held", "2", "1", "-", "0", "1", "yes"] and row[7].endswith("s")  # OLDEST QUEUED: an age
     r = cli(cluster_env, ns, "runs")
     assert table(r.out)[1][:6] == ["q1", "sleepy", "Queued", "0", "0", "held"]  # no attempt, no snapshot yet
     r = cli(cluster_env, ns, "logs", "q1")

@@ -131,9 +131,17 @@ class AdmissionMachine(RuleBasedStateMachine):
     @rule(priority=st.integers(-2, 2), key=st.sampled_from([None, "a", "b", "c"]), age=st.integers(0, 100))
     def arrive(self, priority: int, key: str | None, age: int) -> None:
         run = _run(self.queue, priority, key, NOW - timedelta(seconds=age))
-        self._do(self.store.register_run(run))
-        self.waiting.add(run.uid)
+        before = len(self._do(_admitted(self.store, self.queue)))
+        admitted_at_once = self._do(self.store.register_run(run))
         self.keys[run.uid] = key
+        if admitted_at_once:
+            # Only where the queue had room and no run waited ahead of it.
+            assert not self.paused and not self.waiting and before < self.limit
+            if self.per_key is not None and key is not None:
+                held = [k for _, k in self._do(_admitted(self.store, self.queue))]
+                assert held.count(key) <= self.per_key
+        else:
+            self.waiting.add(run.uid)
 
     @rule(data=st.data())
     def complete_or_delete(self, data: st.DataObject) -> None:
@@ -364,9 +372,9 @@ def test_every_terminal_path_releases_the_slot(database: str, path: str) -> None
         await store.open()
         await store.upsert_queue(QueueRow("ns", "r", "uid", 1, None, False))
         a, b = _run("r"), _run("r", created=NOW + timedelta(seconds=1))
-        await store.register_run(a)
-        await store.register_run(b)
-        assert (await store.admission_round("ns", "r", NOW)).admitted == [a.uid]
+        assert await store.register_run(a)  # the queue had room: admitted as it registered
+        assert not await store.register_run(b)
+        assert (await store.admission_round("ns", "r", NOW)).admitted == []
         if path == "finish":
             await store.finish(a.uid, "Failed", timedelta(days=1))
         else:
