@@ -73,3 +73,7 @@ STATUS_WRITES_MERGED = Counter(
     "cairn_status_writes_merged_total",
     "TaskRun status patches merged into one still waiting for the client's budget (a request saved each).",
 )
+RECONCILES_SKIPPED = Counter(
+    "cairn_taskrun_events_skipped_total",
+    "TaskRun watch events that changed nothing a reconcile reads (mostly the echo of a status write).",
+)

@@ -28,12 +28,26 @@ log = logging.getLogger(__name__)
 # -- intake ----------------------------------------------------------------------------------------
 def on_taskrun(deps: Deps, event: str | None, body: Body) -> None:
     # A deleted run is reconciled too: what it held in its queue is released.
+    before = deps.cache.taskruns.get(body["metadata"]["uid"])
     uid = deps.cache.drop_taskrun(body) if event == "DELETED" else deps.cache.put_taskrun(body)
+    if event != "DELETED" and before is not None and _same_inputs(before, deps.cache.taskruns[uid]):
+        # The echo of our own status write (or a resync): nothing a reconcile reads has changed.
+        metrics.RECONCILES_SKIPPED.inc()
+        return
     deps.reconcile_run(uid)
     started_by = schedule_of(body)
     if started_by is not None:
         # The Schedule's overlap policy and status follow its runs (a burst of changes, one look).
         deps.enqueue(SCHEDULES, started_by, STATUS_COALESCE)
+
+
+def _same_inputs(before: Body, after: Body) -> bool:
+    b, a = before.get("metadata") or {}, after.get("metadata") or {}
+    return (
+        before.get("spec") == after.get("spec")
+        and before.get("status") == after.get("status")
+        and all(b.get(k) == a.get(k) for k in ("generation", "deletionTimestamp", "annotations", "labels"))
+    )
 
 
 def on_task(deps: Deps, event: str | None, body: Body) -> None:

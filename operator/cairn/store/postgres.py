@@ -209,9 +209,16 @@ class PostgresStore:
                     await conn.execute(q.LOG_ADMISSIONS, (namespace, queue, now, [keys_of[u] for u in admitted]))
                     await conn.execute(q.PRUNE_ADMISSIONS, {"namespace": namespace, "queue": queue, "now": now})
             changed: list[str] = []
-            if decision.waiting:
-                uids = list(decision.waiting)
-                reasons = [decision.waiting[u].value for u in uids]
+            shown = {r[0]: (r[8], r[9]) for r in rows}
+            # Only the reasons that change are sent: a backlog of thousands says QueueFull once, not every round.
+            moved = {
+                u: reason
+                for u, reason in decision.waiting.items()
+                if shown.get(u) != (reason.value, decision.chances.get(u))
+            }
+            if moved:
+                uids = list(moved)
+                reasons = [moved[u].value for u in uids]
                 until = [decision.chances.get(u) for u in uids]
                 changed = [
                     r[0] for r in await (await conn.execute(q.SET_WAIT_REASONS, (uids, reasons, until))).fetchall()

@@ -67,7 +67,8 @@ SELECT concurrency_key, count(*) FROM runs
 WHERE namespace = %s AND queue = %s AND state = 'admitted'
 GROUP BY concurrency_key"""
 QUEUE_CANDIDATES: LiteralString = """
-SELECT uid::text, priority, created_at, concurrency_key, not_before, registered, resumed, attempt > 0 FROM runs
+SELECT uid::text, priority, created_at, concurrency_key, not_before, registered, resumed, attempt > 0, wait_reason,
+       wait_until FROM runs
 WHERE namespace = %s AND queue = %s AND state = 'queued'
 ORDER BY priority DESC, resumed DESC, created_at, registered
 LIMIT %s"""

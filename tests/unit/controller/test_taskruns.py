@@ -247,3 +247,17 @@ def test_a_status_write_that_fails_is_kept_under_what_came_since_and_retried() -
     asyncio.run(TaskRunStatusWriter(w.deps).reconcile(RUN_UID))
     assert w.kube.status_patches() == [{"phase": "Running", "attempt": 1}]
     assert RUN_UID not in w.cache.pending_status
+
+
+def test_the_echo_of_a_status_write_is_not_reconciled_again_but_a_real_change_is() -> None:
+    w = world()
+    with_run(w)
+    w.deps.write_status(RUN_UID, NAMESPACE, "video-42", {"phase": "Starting"})
+    w.cache.taskruns[RUN_UID] = {**w.cache.taskruns[RUN_UID], "status": {"phase": "Starting"}}
+    asyncio.run(TaskRunStatusWriter(w.deps).reconcile(RUN_UID))
+    echo = {**body(taskrun()), "status": {"phase": "Starting"}}
+    on_taskrun(w.deps, "MODIFIED", echo)
+    assert (TASKRUNS, RUN_UID, 0.0) not in w.enqueued.calls
+    cancelled = {**echo, "spec": {**echo["spec"], "cancel": True}}
+    on_taskrun(w.deps, "MODIFIED", cancelled)
+    assert (TASKRUNS, RUN_UID, 0.0) in w.enqueued.calls
