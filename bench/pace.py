@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 
+import psycopg
+
 from bench import env as E
 from bench.env import Env
 from bench.kube import Watcher
@@ -22,7 +24,7 @@ LIMIT, PERIOD_S = 20, 10  # 120 a minute
 MINUTE_S = 60.0
 
 
-def _one(env: Env, opts: Options, burst: int, rep: int) -> tuple[float, list[float]]:
+def _one(env: Env, opts: Options, burst: int, rep: int) -> tuple[float, float, list[float]]:
     kube = env.kube
     ns = env.namespace(f"pace-{burst}-{rep}")
     allowed = LIMIT * MINUTE_S / PERIOD_S
@@ -41,13 +43,23 @@ def _one(env: Env, opts: Options, burst: int, rep: int) -> tuple[float, list[flo
             return bool(times) and times[-1] - times[0] >= MINUTE_S + 1
 
         env.wait("a minute of paced admissions", minute_seen, MINUTE_S * 3, interval=1.0)
+        with psycopg.connect(procs.dsn) as conn:
+            admitted = [
+                r[0].timestamp()
+                for r in conn.execute("SELECT admitted_at FROM runs WHERE admitted_at IS NOT NULL ORDER BY 1")
+            ]
     finally:
         watch.stop()
         env.release(procs)
     times = _pod_times(tl)
     t0 = times[0]
     in_minute = [t - t0 for t in times if t - t0 < MINUTE_S]
-    return len(in_minute) / allowed, in_minute
+    # The pace is kept on the admissions' times (PostgreSQL's clock); the pods' are those plus the
+    # watch's latency, which varies (the first wave's pods arrive while the backlog is still being
+    # created), so a minute of pods may catch the edge of the next wave: both are reported.
+    a0 = admitted[0]
+    by_store = sum(1 for t in admitted if t - a0 < MINUTE_S)
+    return by_store / allowed, len(in_minute) / allowed, in_minute
 
 
 def _pod_times(tl: Timeline) -> list[float]:
@@ -62,12 +74,15 @@ def run(env: Env, opts: Options) -> Result:
     details: dict[str, object] = {"limit": LIMIT, "period_s": PERIOD_S}
     for burst, label in ((LIMIT, "burst = limit"), (1, "burst 1")):
         ratios: list[float] = []
+        watched: list[float] = []
         for rep in range(reps):
             t1 = time.monotonic()
-            ratio, offsets = _one(env, opts, burst, rep)
+            ratio, seen, offsets = _one(env, opts, burst, rep)
             ratios.append(ratio)
+            watched.append(seen)
             details[f"burst_{burst}_rep_{rep}"] = {
-                "ratio": round(ratio, 4),
+                "ratio_admissions": round(ratio, 4),
+                "ratio_pods_watched": round(seen, 4),
                 "pods_in_minute": len(offsets),
                 "first_10_offsets_s": [round(t, 2) for t in offsets[:10]],
                 "took_s": round(time.monotonic() - t1, 1),
@@ -75,7 +90,7 @@ def run(env: Env, opts: Options) -> Result:
         figures.append(
             Figure(
                 "pace",
-                f"achieved / allowed over a minute, {LIMIT} per {PERIOD_S}s, {label}",
+                f"admitted / allowed over a minute, {LIMIT} per {PERIOD_S}s, {label}",
                 "ratio",
                 ratios,
                 baseline=[1.0],
@@ -84,7 +99,22 @@ def run(env: Env, opts: Options) -> Result:
                 target_kind="min",
                 better="higher",
                 samples=int(LIMIT * MINUTE_S / PERIOD_S),
-                note="never above 1.00 (the window is never exceeded); within 2 % of it",
+                note="by the admissions' times; never above 1.00 (no window is exceeded), within 2 % of it",
+            )
+        )
+        figures.append(
+            Figure(
+                "pace",
+                f"pods seen / allowed over a minute, {LIMIT} per {PERIOD_S}s, {label}",
+                "ratio",
+                watched,
+                baseline=[1.0],
+                baseline_name="the rate",
+                target=0.98,
+                target_kind="min",
+                better="higher",
+                samples=int(LIMIT * MINUTE_S / PERIOD_S),
+                note="by the pod watch: the admissions' times plus a latency that varies",
             )
         )
     return Result("pace", figures, details, machine.reading())
