@@ -158,13 +158,8 @@ class Triggers:
                     return
                 raise
             missing = e
-        if name is not None:
-            try:
-                await self.kube.get(TaskRunResource, name, namespace=namespace)
-                return
-            except KubeError as e:
-                if e.status.code != 404:
-                    raise
+        if await self._made_already(namespace, name):
+            return
         raise ApiError(
             422,
             "QueueMissing",
@@ -172,19 +167,26 @@ class Triggers:
             "create the Queue first, or name another one in `queue`",
         ) from missing
 
+    async def _made_already(self, namespace: str, name: str | None) -> bool:
+        """A retry of a request whose run exists: it is answered with that run, whatever the queue's state."""
+        if name is None:
+            return False
+        try:
+            await self.kube.get(TaskRunResource, name, namespace=namespace)
+            return True
+        except KubeError as e:
+            if e.status.code != 404:
+                raise
+            return False
+
     async def _require_room(self, namespace: str, queue: str, name: str | None) -> None:
         """Backpressure: a queue holding spec.maxQueued waiting runs takes no new one (a retry of a
         request that already made its run is still answered with that run)."""
         cap, depth = await self.store.queue_depth(namespace, queue)
         if cap is None or depth < cap:
             return
-        if name is not None:
-            try:
-                await self.kube.get(TaskRunResource, name, namespace=namespace)
-                return
-            except KubeError as e:
-                if e.status.code != 404:
-                    raise
+        if await self._made_already(namespace, name):
+            return
         metrics.RUNS_REJECTED.labels(namespace, queue).inc()
         raise ApiError(
             429,
