@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything the tests need, idempotently: Debian packages, the Kubernetes binaries (built
-# from the Go module proxy, cached per version), KWOK and Helm, and the Python virtual environment.
+# from the Go module proxy, cached per version), KWOK and Helm, the Python virtual environment, and the TypeScript SDK (npm packages, tsc).
 # Called by `make test`, `make dev-cluster`, `make demo` and `make bench`; safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +29,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null 9>&-
   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}" >/dev/null 9>&-
 fi
+# Node.js and npm, for the TypeScript SDK and its tasks: Debian's packages if no node is installed yet
+# (a node from elsewhere, e.g. NodeSource's, is used as it is: its package provides npm itself).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  [ "$(id -u)" = 0 ] || { echo "setup: installing nodejs and npm needs root" >&2; exit 1; }
+  log "apt-get install nodejs npm"
+  apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null 9>&-
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends nodejs npm >/dev/null 9>&-
+fi
 # Debian's packages start no daemons here (no systemd), but make sure a stray one does not hold the
 # default sockets the harness avoids anyway.
 
@@ -44,4 +52,5 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import cairn, kopf, light
   .venv/bin/pip install -q -e ".[dev]"
   touch .venv/.installed
 fi
+bash hack/build-typescript.sh
 log "ready"

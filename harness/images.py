@@ -6,6 +6,9 @@
   installed from the local wheel: the base of task images;
 - `localhost/cairn-operator:<version>`: the same base with the operator's dependencies;
 - `localhost/cairn-examples:<version>`: the task image plus `examples/`, for the demo and tests;
+- `localhost/cairn-node:<version>`: Debian trixie (debootstrap) with Node.js 20, the TypeScript SDK
+  (`@cairn-dev/sdk`, built by hack/build-typescript.sh) and the TypeScript example: the base of
+  Node.js task images;
 - `localhost/cairn-postgres:15`: Debian bookworm's PostgreSQL 15 run as a non-root user, the Helm
   chart's bundled database (images/postgres/).
 
@@ -70,6 +73,7 @@ OPERATOR = f"localhost/cairn-operator:{VERSION}"
 EXAMPLES = f"localhost/cairn-examples:{VERSION}"
 COREDNS = f"localhost/coredns:{config.COREDNS_VERSION}"
 POSTGRES = "localhost/cairn-postgres:15"
+NODE = f"localhost/cairn-node:{VERSION}"
 
 
 @dataclass(frozen=True)
@@ -329,6 +333,113 @@ def python_image(recipe: PythonRecipe, wheel: Path) -> Image:
     return _image(recipe.name, layers, python_config(recipe.cmd))
 
 
+# -- Node.js tasks ---------------------------------------------------------------------------------------
+TS_SDK = config.REPO / "sdks" / "typescript"
+TS_TASKS = TS_SDK / "build" / "tasks"
+# ES modules resolve a bare import ("@cairn-dev/sdk") through node_modules directories up to the root,
+# never through NODE_PATH: a package at /node_modules is found from /app and from a ConfigMap at /tasks.
+NODE_SDK_DIR = "node_modules/@cairn-dev/sdk"
+
+
+@dataclass(frozen=True)
+class NodeRecipe:
+    name: str = NODE
+    src: str = "images/node"
+    dockerfile: str = "images/node/Dockerfile"
+    suite: str = "trixie"
+
+    def packages(self) -> list[str]:
+        lines = (config.REPO / self.src / "packages.txt").read_text().splitlines()
+        return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+
+    def debootstrap_argv(self, rootfs: str) -> list[str]:
+        include = ",".join(self.packages())
+        return ["debootstrap", "--variant=minbase", f"--include={include}", self.suite, rootfs, DEBIAN_MIRROR]
+
+    def config(self) -> ImageConfig:
+        return ImageConfig(
+            entrypoint=["/usr/bin/tini", "--"],
+            cmd=["cairn-run"],
+            env=["PATH=/usr/local/bin:/usr/bin:/bin", "NODE_OPTIONS=--enable-source-maps"],
+            user=RUNTIME_USER,
+            workdir="/app",
+        )
+
+
+NODE_RECIPE = NodeRecipe()
+
+
+def build_typescript() -> None:
+    """The SDK's dist/ and the compiled TypeScript tasks, from this checkout (tsc: a few seconds)."""
+    run(["bash", str(config.REPO / "hack" / "build-typescript.sh")], timeout=600)
+
+
+def node_rootfs_layer(recipe: NodeRecipe = NODE_RECIPE) -> Layer:
+    key = _hash(
+        " ".join(recipe.debootstrap_argv("ROOTFS")),
+        " ".join(DEBIAN_PRUNE),
+        (SRC / "base" / "passwd").read_bytes(),
+        (SRC / "base" / "group").read_bytes(),
+        "v1",
+    )
+    layer_file = _layer_path("node", key)
+    if layer_file.exists():
+        return layer_at(layer_file)
+    print(f"[images] debootstrap {recipe.suite} ({', '.join(recipe.packages())}): about a minute, once", flush=True)
+    with tempfile.TemporaryDirectory(prefix="cairn-rootfs-") as tmp:
+        root = Path(tmp) / "rootfs"
+        _debootstrap(recipe.debootstrap_argv(str(root)), root)
+        for junk in DEBIAN_PRUNE:
+            target = root / junk
+            if target.exists():
+                shutil.rmtree(target)
+                target.mkdir()
+        shutil.copy2(SRC / "base" / "passwd", root / "etc" / "passwd")
+        shutil.copy2(SRC / "base" / "group", root / "etc" / "group")
+        home = root / "home" / "cairn"
+        home.mkdir(parents=True, exist_ok=True)
+        shutil.chown(home, 65532, 65532)
+        return layer_from_dir(root, layer_file)
+
+
+def _tree(base: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    return sorted(p for p in base.rglob("*") if p.is_file() and p.name.endswith(suffixes))
+
+
+def node_sdk_layer() -> Layer:
+    """The SDK as npm would install it (package.json and dist/), and `cairn-run` on the PATH."""
+    files = [TS_SDK / "package.json", *_tree(TS_SDK / "dist", (".js", ".js.map", ".d.ts"))]
+    key = _hash(*(str(p.relative_to(TS_SDK)).encode() + p.read_bytes() for p in files), "v1")
+    layer_file = _layer_path("node-sdk", key)
+    if layer_file.exists():
+        return layer_at(layer_file)
+    with tempfile.TemporaryDirectory(prefix="cairn-node-sdk-") as tmp:
+        root = Path(tmp)
+        for p in files:
+            target = root / NODE_SDK_DIR / p.relative_to(TS_SDK)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(p, target)
+        (root / NODE_SDK_DIR / "dist" / "run.js").chmod(0o755)
+        (root / "usr" / "local" / "bin").mkdir(parents=True)
+        (root / "usr" / "local" / "bin" / "cairn-run").symlink_to(f"/{NODE_SDK_DIR}/dist/run.js")
+        return layer_from_dir(root, layer_file)
+
+
+def node_examples_layer() -> Layer:
+    """examples/typescript: its manifests and package.json, and process-video.ts compiled to .js."""
+    src = config.REPO / "examples" / "typescript"
+    built = TS_TASKS / "examples" / "typescript"
+    entries = [FileEntry(f"app/examples/typescript/{p.name}", source=p) for p in _tree(built, (".js", ".js.map"))]
+    entries += [FileEntry(f"app/examples/typescript/{p.name}", source=p) for p in _tree(src, (".yaml", ".json"))]
+    key = _hash(*(e.path.encode() + Path(e.source or "").read_bytes() for e in entries))
+    return layer_from_files(entries, _layer_path("node-examples", key))
+
+
+def node_image(recipe: NodeRecipe = NODE_RECIPE) -> Image:
+    build_typescript()
+    return _image(recipe.name, [node_rootfs_layer(recipe), node_sdk_layer(), node_examples_layer()], recipe.config())
+
+
 # -- the bundled PostgreSQL of the Helm chart ----------------------------------------------------------
 @dataclass(frozen=True)
 class PostgresRecipe:
@@ -452,6 +563,7 @@ def build_all() -> list[Image]:
             busybox_image(),
             coredns_image(),
             *(python_image(r, wheel) for r in RECIPES),
+            node_image(),
             postgres_image(),
         ]
 

@@ -170,6 +170,7 @@ LONGEST_FIRST: list[str] = [
         "e2e/test_examples.py",
         "e2e/test_schedules.py",
         "e2e/test_waits.py",
+        "e2e/test_typescript.py",
         "e2e/test_pace.py",
         "e2e/test_docs.py",
         "e2e/test_lifecycle.py",

@@ -90,6 +90,14 @@ def test_each_committed_dockerfile_matches_the_recipe_the_harness_builds_from(
     )
 
 
+def test_the_committed_node_dockerfile_matches_the_recipe_the_harness_builds_from() -> None:
+    recipe = images.NODE_RECIPE
+    committed = (config.REPO / recipe.dockerfile).read_text()
+    assert committed == dockerfiles.render_node(recipe), (
+        f"{recipe.dockerfile} is out of date: run `python -m harness.dockerfiles`"
+    )
+
+
 def test_the_python_images_run_as_a_non_root_user_under_tini() -> None:
     cfg = images.python_config(["python3"])
     assert cfg.user == "65532:65532"
