@@ -20,3 +20,7 @@ npm run --silent build:tasks
 # The tasks are ES modules: each directory's package.json says so to Node.
 cp ../../examples/typescript/package.json build/tasks/examples/typescript/
 cp ../../tests/e2e/typescript/package.json build/tasks/tests/e2e/typescript/
+# So that the compiled tasks also run on this machine (`node dist/run.js build/tasks/...`), as they do
+# in the image, where the SDK is at /node_modules/@cairn-dev/sdk.
+mkdir -p build/tasks/node_modules/@cairn-dev
+ln -sfn ../../../.. build/tasks/node_modules/@cairn-dev/sdk

@@ -49,6 +49,7 @@ function parse(raw: unknown): Payload {
     const v = p[field];
     if (typeof v !== "number" || !Number.isInteger(v) || v < 2) throw new TypeError(`'${field}' must be a whole number >= 2`);
   }
+  if (p.width! % 2 || p.height! % 2) throw new TypeError("unsupported format: width and height must be even");
   if (p.width! * p.height! * p.frames! > MAX_CLIP_BYTES) {
     throw new TypeError(`a clip over ${MAX_CLIP_BYTES} bytes does not fit in a step's result: record a reference instead`);
   }
@@ -66,7 +67,8 @@ async function progress(ctx: Context, p: Payload, step: string): Promise<void> {
   await sleep((p.stepSeconds ?? 0) * 1000);
 }
 
-async function download(p: Payload): Promise<Clip> {
+async function download(ctx: Context, p: Payload): Promise<Clip> {
+  await progress(ctx, p, "download");
   const size = p.width * p.height * p.frames;
   const base = process.env["MEDIA_SOURCE_URL"];
   let data: Buffer;
@@ -84,7 +86,8 @@ async function download(p: Payload): Promise<Clip> {
   return { width: p.width, height: p.height, frames: p.frames, sha256: sha(data), base64: data.toString("base64") };
 }
 
-function transcode(clip: Clip): Clip {
+async function transcode(ctx: Context, p: Payload, clip: Clip): Promise<Clip> {
+  await progress(ctx, p, "transcode");
   const data = Buffer.from(clip.base64, "base64");
   if (sha(data) !== clip.sha256) throw new Error("the downloaded clip does not match its checksum");
   const { width, height } = clip;
@@ -98,7 +101,8 @@ function transcode(clip: Clip): Clip {
   return { width: width / 2, height: height / 2, frames: clip.frames, sha256: sha(half), base64: half.toString("base64") };
 }
 
-function thumbnail(clip: Clip): Thumbnail {
+async function thumbnail(ctx: Context, p: Payload, clip: Clip): Promise<Thumbnail> {
+  await progress(ctx, p, "thumbnail");
   const first = Buffer.from(clip.base64, "base64").subarray(0, clip.width * clip.height);
   const pgm = Buffer.concat([Buffer.from(`P5 ${clip.width} ${clip.height} 255\n`), first]);
   return { width: clip.width, height: clip.height, sha256: sha(pgm), pgm: pgm.toString("base64") };
@@ -108,22 +112,9 @@ export default task({
   id: "process-video",
   payload: parse,
   run: async (payload, ctx) => {
-    const source = await ctx.step(
-      "download",
-      async () => {
-        await progress(ctx, payload, "download");
-        return download(payload);
-      },
-      { retry: { maxAttempts: 3, initialDelay: 1 } },
-    );
-    const half = await ctx.step("transcode", async () => {
-      await progress(ctx, payload, "transcode");
-      return transcode(source);
-    });
-    const thumb = await ctx.step("thumbnail", async () => {
-      await progress(ctx, payload, "thumbnail");
-      return thumbnail(half);
-    });
+    const clip = await ctx.step("download", () => download(ctx, payload), { retry: { maxAttempts: 3 } });
+    const half = await ctx.step("transcode", () => transcode(ctx, payload, clip));
+    const thumb = await ctx.step("thumbnail", () => thumbnail(ctx, payload, half));
     return { size: `${thumb.width}x${thumb.height}`, thumbnailSha256: thumb.sha256, frames: half.frames };
   },
 });

@@ -82,6 +82,17 @@ def test_the_typescript_process_video_killed_after_its_second_step_resumes_at_th
     _apply(cluster_env, ns, "typescript/task.yaml")
     task = yaml.safe_load((config.REPO / "examples/typescript/task.yaml").read_text())
     assert task["spec"]["retry"]["maxAttempts"] == 5
+    # The example's own TaskRun is a valid manifest (the API server's schema and CEL rules say so).
+    dry = kubectl(
+        cluster_env.kubeconfig,
+        "create",
+        "--dry-run=server",
+        "-n",
+        ns,
+        "-f",
+        str(config.REPO / "examples/typescript/taskrun.yaml"),
+    )
+    assert "created (server dry run)" in dry.stdout, dry.stdout
     payload = {
         "source": "clip-001",
         "width": 64,

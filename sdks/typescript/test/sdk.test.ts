@@ -105,6 +105,16 @@ describe("steps", () => {
   });
 });
 
+describe("state", () => {
+  it("saved state and its note reach the API, and the next attempt starts from it", async () => {
+    const ctx = await attempt();
+    await ctx.saveState({ done: 1200 }, "processed 1200 of 5000");
+    assert.deepEqual(api.seen.at(-1)!.body, { state: { done: 1200 }, note: "processed 1200 of 5000" });
+    assert.deepEqual((await attempt(2)).state, { done: 1200 });
+    await assert.rejects(ctx.saveState({ n: NaN }), /step 'state' returned a value that cannot be recorded/);
+  });
+});
+
 describe("values that cannot be recorded fail at their step, by name", () => {
   const cases: Array<[string, unknown, RegExp]> = [
     ["NaN", { score: NaN }, /the value\.score is NaN, which JSON cannot hold/],
@@ -226,6 +236,17 @@ describe("durable waits and child runs", () => {
     void failed;
     const one = await ctx.triggerAndWait("one", child, { n: 4 });
     assert.deepEqual(one, { run: "r1-x", phase: "Failed", ok: false, result: null });
+  });
+
+  it("trigger starts a child once and gives its name; a later attempt gets the same name", async () => {
+    api.waitAnswer = (body) => ({ key: body.key, done: true, result: { runs: ["r1-kick-0-0"] } });
+    const first = await attempt(1);
+    assert.equal(await first.trigger("kick", "square", { n: 1 }, { parentClosePolicy: "Abandon" }), "r1-kick-0-0");
+    assert.equal(api.seen.at(-1)!.body.wait, false);
+    assert.equal(api.seen.at(-1)!.body.parentClosePolicy, "Abandon");
+    const calls = api.seen.length;
+    assert.equal(await (await attempt(2)).trigger("kick", "square", { n: 1 }), "r1-kick-0-0");
+    assert.equal(api.seen.length, calls + 1); // GET /v1/run only: no second child
   });
 
   it("a child payload that is not JSON fails at the step that starts it", async () => {
