@@ -306,6 +306,12 @@ IMMUTABLE: list[tuple[str, str, object, str]] = [
     ),
     ("another queue", "spec.queue", "fast", 'spec.queue: Invalid value: "object": queue is immutable'),
     (
+        "made a fork afterwards",
+        "spec.from",
+        {"run": "earlier", "step": "work#3"},
+        'spec.from: Invalid value: "object": from is immutable',
+    ),
+    (
         "un-cancel",
         "spec.cancel",
         False,

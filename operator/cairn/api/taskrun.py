@@ -50,6 +50,35 @@ class TaskRef(Model):
     name: str = Field(min_length=1, max_length=253, description="The Task's name.")
 
 
+class TaskRevision(StrEnum):
+    SOURCE = "Source"
+    CURRENT = "Current"
+
+
+class ForkFrom(Model):
+    """Start from a step of an earlier run: the steps it recorded before that step are copied into this
+    run (never executed again); that step and the rest run."""
+
+    run: str = Field(
+        min_length=1,
+        max_length=253,
+        description="The earlier TaskRun, in this namespace; it may be finished or deleted (its record is kept "
+        "for the Task's checkpointRetention).",
+    )
+    step: str = Field(
+        min_length=1,
+        max_length=256,
+        pattern=r"^[^#]+#[0-9]+$",
+        description="The step to start from, by key (name#occurrence, e.g. transcode#0): it and every step after it "
+        "run again. A key the source never recorded fails the fork with the list of those it did.",
+    )
+    task_revision: TaskRevision = Field(
+        TaskRevision.SOURCE,
+        description="Source (the default): the Task as the earlier run had it, so the fork behaves like it. "
+        "Current: the Task as it is now.",
+    )
+
+
 class TaskRunSpec(Model):
     """One execution of a Task: which Task, with what payload, at what priority."""
 
@@ -72,6 +101,8 @@ class TaskRunSpec(Model):
         "has(self.expireAfter) == has(oldSelf.expireAfter) && "
         "(!has(self.expireAfter) || self.expireAfter == oldSelf.expireAfter)",
         "expireAfter is immutable once the TaskRun exists",
+        "has(self.from) == has(oldSelf.from) && (!has(self.from) || self.from == oldSelf.from)",
+        "from is immutable: create a new TaskRun to start from another step",
         field_paths={
             0: ".taskRef",
             1: ".payload",
@@ -81,6 +112,7 @@ class TaskRunSpec(Model):
             5: ".delay",
             6: ".notBefore",
             7: ".expireAfter",
+            8: ".from",
         },
     )
 
@@ -140,6 +172,14 @@ class TaskRunSpec(Model):
         "(a time to live before start; it held nothing; immutable). Default: the Task's expireAfter; unset: "
         "never.",
         default=None,
+    )
+
+    from_: ForkFrom | None = Field(
+        None,
+        alias="from",
+        description="A fork: start from a step of an earlier run (cairn rerun RUN --from-step KEY), copying the "
+        "steps it recorded before that step. The payload is this spec's if set, else the earlier run's; taskRef "
+        "must name the earlier run's Task. Immutable.",
     )
 
     @model_validator(mode="after")
@@ -207,6 +247,15 @@ class TokenEntry(Model):
     completion_time: str | None = Field(None, description="When it was completed or timed out.")
 
 
+class ForkedFrom(Model):
+    """Where a fork came from."""
+
+    run: str = Field(description="The earlier run.")
+    uid: str = Field(description="Its uid (a run of that name made later is another run).")
+    step: str = Field(description="The step this run started from.")
+    steps_copied: int = Field(description="The steps recorded before it, copied into this run (not executed again).")
+
+
 class TaskSnapshot(Model):
     """The Task as it was when the run started. Edits to the Task never change a run in flight."""
 
@@ -258,6 +307,7 @@ class TaskRunStatus(Model):
         ),
     )
     result_truncated: bool | None = Field(None, description="True when the result was too large for status.")
+    forked_from: ForkedFrom | None = Field(None, description="A fork's source run and step (spec.from).")
     tokens: list[TokenEntry] | None = Field(
         None, max_length=TOKENS_SHOWN, description=f"The wait tokens it created (the last {TOKENS_SHOWN})."
     )

@@ -56,7 +56,12 @@ def steps_by_attempt(run: TaskRun) -> dict[int, list[StepEntry]]:
 def steps_summary(run: TaskRun) -> str:
     """Which attempt ran which steps: `attempt 1: one#0, two#0; attempt 2: three#0`."""
     grouped = steps_by_attempt(run)
-    return "; ".join(f"attempt {n}: {', '.join(s.key for s in grouped[n])}" for n in sorted(grouped)) or NONE
+    return (
+        "; ".join(
+            f"{'copied' if n == 0 else f'attempt {n}'}: {', '.join(s.key for s in grouped[n])}" for n in sorted(grouped)
+        )
+        or NONE
+    )
 
 
 def _day(run: TaskRun) -> str | None:
@@ -95,6 +100,9 @@ def header(run: TaskRun, now: datetime) -> list[str]:
     if status is not None and status.next_attempt_time:
         wait = (parse_time(status.next_attempt_time) - now).total_seconds()
         lines += field("Next attempt", f"{status.next_attempt_time} (in {elapsed(max(wait, 0))})")
+    if status is not None and status.forked_from is not None:
+        ff = status.forked_from
+        lines += field("Forked from", f"{ff.run} at step {ff.step} ({ff.steps_copied} steps copied, not run again)")
     lines += field("Attempts", attempts_summary(run))
     lines += field("Progress", progress_summary(run))
     if status is not None and status.progress is not None and status.progress.state:
@@ -191,6 +199,9 @@ def timeline(run: TaskRun, now: datetime) -> list[str]:
     grouped = steps_by_attempt(run)
     attempts = (status.attempts if status else None) or []
     previous: Attempt | None = None
+    copied = grouped.pop(0, [])  # a fork's steps, copied from its source run
+    if copied and status is not None and status.forked_from is not None:
+        out.append(f"  copied from {status.forked_from.run}: {', '.join(s.key for s in copied)}")
     for a in attempts:
         out += attempt_lines(a, grouped.pop(a.number, []), previous, day, now)
         previous = a

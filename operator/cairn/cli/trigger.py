@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from cairn.api.common import API_VERSION, GROUP
 from cairn.api.task import DEFAULT_QUEUE
-from cairn.api.taskrun import TaskRunSpec
+from cairn.api.taskrun import ForkFrom, TaskRevision, TaskRun, TaskRunSpec
 from cairn.cli.errors import CliError, ExitCode
 from cairn.cli.follow import follow
 from cairn.cli.kube import Kube, as_run
@@ -196,6 +196,37 @@ def trigger(
 
 def rerun(
     run: Annotated[str, typer.Argument(metavar="RUN", help="The TaskRun to run again.", show_default=False)],
+    from_step: Annotated[
+        str | None,
+        typer.Option(
+            "--from-step",
+            metavar="KEY",
+            help="Fork: start from this step of RUN (e.g. transcode#0); the steps RUN recorded before it are "
+            "copied, not run again. A key RUN did not record is refused with the list of those it did.",
+            show_default=False,
+        ),
+    ] = None,
+    payload: Annotated[
+        str | None,
+        typer.Option("--payload", "-p", metavar="JSON", help="Run with this payload instead.", show_default=False),
+    ] = None,
+    payload_file: Annotated[
+        str | None,
+        typer.Option(
+            "--payload-file",
+            metavar="FILE",
+            help="Read the new payload from this file; - reads stdin.",
+            show_default=False,
+        ),
+    ] = None,
+    latest_task: Annotated[
+        bool,
+        typer.Option(
+            "--latest-task",
+            help="Run the Task as it is now. A plain rerun always does; a fork (--from-step) otherwise runs the "
+            "Task as RUN had it, so that it behaves like RUN.",
+        ),
+    ] = False,
     name: Name = None,
     wait: Wait = False,
     timeout: Timeout = None,
@@ -204,15 +235,43 @@ def rerun(
     context: Context = None,
     kubeconfig: Kubeconfig = None,
 ) -> None:
-    """Start a new run with RUN's task, payload, priority, concurrency key and queue. The new run is
-    annotated cairn.dev/rerun-of=RUN. With --wait, as for trigger."""
+    """Start a new run with RUN's task, payload, priority, concurrency key and queue (--payload: another
+    payload). With --from-step KEY, a fork: the new run starts at that step, with the steps RUN recorded
+    before it copied (TaskRun spec.from). The new run is annotated cairn.dev/rerun-of=RUN. With --wait,
+    as for trigger."""
+    text = read_payload(payload, payload_file) if payload is not None or payload_file is not None else None
     with session(namespace, context, kubeconfig) as kube:
         old = as_run(kube.get_run(run))
         task = old.spec.task_ref.name
         kube.get_task(task)
-        spec = old.spec.model_copy(update={"cancel": None})
+        updates: dict[str, Any] = {"cancel": None}
+        if text is not None:
+            updates["payload"] = text
+        if from_step is not None:
+            updates["from_"] = fork_from(old, run, from_step, latest_task)
+        spec = old.spec.model_copy(update=updates)
         body = run_body(name, task, spec, {ANNOTATION_RERUN_OF: run})
         create_and_report(kube, body, output, wait=wait, timeout=timeout)
+
+
+def fork_from(old: TaskRun, run: str, step: str, latest_task: bool) -> ForkFrom:
+    """spec.from for a fork of `old` at `step`, refused here when its status shows the step was never
+    recorded (all its steps are listed there unless it has more than the status keeps)."""
+    status = old.status
+    shown = [s.key for s in (status.steps or [])] if status else []
+    total = status.progress.steps_completed if status and status.progress else len(shown)
+    if step not in shown and total <= len(shown):
+        raise CliError(
+            ExitCode.INVALID,
+            f"run {run} recorded no step {step!r}; its steps: {', '.join(shown) or 'none'}",
+            hint=f"cairn rerun {run} --from-step {shown[-1]}" if shown else None,
+        )
+    try:
+        return ForkFrom(run=run, step=step, task_revision=TaskRevision.CURRENT if latest_task else TaskRevision.SOURCE)
+    except ValidationError as e:
+        raise CliError(
+            ExitCode.INVALID, f"--from-step {step!r} is not a step key: give name#occurrence, e.g. transcode#0"
+        ) from e
 
 
 def wait(

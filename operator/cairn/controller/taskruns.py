@@ -113,6 +113,10 @@ class TaskRunReconciler:
         pods = {attempt: PodView.parse(pod, attempt) for attempt, pod in deps.cache.pods.get(uid, {}).items()}
         children = tuple(_child_view(c) for c in deps.cache.children_of(uid))
         admission = await deps.store.admission(uid)
+        # A fork is looked up once, to register it: afterwards the store has its copies.
+        fork = None
+        if admission is None and run.spec.from_ is not None:
+            fork = await deps.store.fork_source(ns, run.spec.from_.run)
         return lifecycle.RunView(
             run=run,
             task=task,
@@ -124,6 +128,7 @@ class TaskRunReconciler:
             jitter=self.rng.random(),
             rejected_pod=self._rejected.get(uid),
             children=children,
+            fork=fork,
         )
 
     async def _unreadable(self, uid: str, body: Body, error: ValidationError) -> None:

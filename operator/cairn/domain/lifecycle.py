@@ -24,9 +24,11 @@ from cairn.api.common import RESULT_STATUS_MAX_BYTES
 from cairn.api.task import Task
 from cairn.api.taskrun import (
     Attempt,
+    ForkedFrom,
     Phase,
     Progress,
     StepEntry,
+    TaskRevision,
     TaskRun,
     TaskRunSpec,
     TaskRunStatus,
@@ -55,6 +57,7 @@ RunState = Literal["queued", "admitted", "waiting", "finished"]
 TASK_NOT_FOUND = "TaskNotFound"
 EXPIRED = "Expired"  # spec.expireAfter passed before the run started
 REJECTED = "Rejected"  # its queue held spec.maxQueued runs when it arrived
+INVALID_FORK = "InvalidFork"  # spec.from names no run, or a step its run never recorded
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,17 @@ class Recorded:
 
 
 @dataclass(frozen=True)
+class ForkSource:
+    """The run a fork (spec.from) starts from, as the store keeps it (its TaskRun may be gone)."""
+
+    uid: str
+    task: str
+    payload: str | None
+    snapshot: TaskSnapshot
+    steps: tuple[str, ...]  # the keys it recorded, in the order they were recorded
+
+
+@dataclass(frozen=True)
 class RunView:
     run: TaskRun
     task: Task | None
@@ -97,6 +111,7 @@ class RunView:
     # The API server refused the pod of this attempt (its message): seen by the last apply.
     rejected_pod: tuple[int, str] | None = None
     children: tuple[ChildView, ...] = ()
+    fork: ForkSource | None = None  # spec.from's run, when the store has it
 
 
 # -- outputs ---------------------------------------------------------------------------------------
@@ -115,6 +130,7 @@ class Register:
     snapshot: TaskSnapshot
     parent: tuple[str, str, int] | None = None  # a child run: (parent uid, the parent's step key, its index)
     not_before: datetime | None = None  # spec.delay or spec.notBefore: not admitted before then
+    fork: tuple[str, str] | None = None  # (source uid, step key): copy the source's steps recorded before it
 
 
 @dataclass(frozen=True)
@@ -327,6 +343,23 @@ def _register(b: _Builder) -> Plan:
     snapshot = TaskSnapshot(
         name=task.metadata.name, uid=task.metadata.uid, generation=task.metadata.generation, spec=task.spec
     )
+    payload, fork = run.spec.payload, None
+    if run.spec.from_ is not None:
+        refused = fork_refusal(run, b.view.fork)
+        if refused is not None:
+            return _finish(b, Phase.FAILED, INVALID_FORK, refused)
+        source = b.view.fork
+        assert source is not None
+        if run.spec.from_.task_revision is TaskRevision.SOURCE:
+            snapshot = source.snapshot
+        payload = payload if payload is not None else source.payload
+        fork = (source.uid, run.spec.from_.step)
+        copied = source.steps.index(run.spec.from_.step)
+        b.set(
+            forked_from=ForkedFrom(
+                run=run.spec.from_.run, uid=source.uid, step=run.spec.from_.step, steps_copied=copied
+            )
+        )
     queue = run.spec.queue or task.spec.queue
     created = _created(run, b.view.now)
     notes = run.metadata.annotations
@@ -342,7 +375,7 @@ def _register(b: _Builder) -> Plan:
         uid=run.metadata.uid or "",
         namespace=run.metadata.namespace or "",
         name=run.metadata.name,
-        payload=run.spec.payload,
+        payload=payload,
         queue=queue,
         priority=run.spec.priority,
         key=run.spec.concurrency_key,
@@ -350,10 +383,32 @@ def _register(b: _Builder) -> Plan:
         snapshot=snapshot,
         parent=parent,
         not_before=_not_before(run.spec, created),
+        fork=fork,
     )
     if b.old.reason == TASK_NOT_FOUND:
         b.set(reason="Queued", message=f'waiting for a slot in queue "{queue}"')
     return b.done()
+
+
+def fork_refusal(run: TaskRun, source: ForkSource | None) -> str | None:
+    """Why spec.from cannot be honoured (naming what to change), or None."""
+    want = run.spec.from_
+    assert want is not None
+    if source is None:
+        return (
+            f'spec.from.run: no run "{want.run}" in namespace {run.metadata.namespace} (neither a TaskRun nor a '
+            "record kept after its deletion): name an existing run"
+        )
+    if source.task != run.spec.task_ref.name:
+        return (
+            f'spec.taskRef: the fork runs Task "{run.spec.task_ref.name}" but run "{want.run}" ran "{source.task}": '
+            "a fork runs its source's Task"
+        )
+    if want.step not in source.steps:
+        listed = ", ".join(source.steps[:50]) or "none"
+        more = f" (and {len(source.steps) - 50} more)" if len(source.steps) > 50 else ""
+        return f'spec.from.step: run "{want.run}" recorded no step "{want.step}"; its steps: {listed}{more}'
+    return None
 
 
 def _waiting(b: _Builder, adm: Admission, deadline: datetime | None) -> Plan:

@@ -19,7 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 from cairn.api.taskrun import TOKENS_SHOWN, TaskSnapshot, TokenEntry
 from cairn.domain import admission, waits
 from cairn.domain.admission import WaitReason
-from cairn.domain.lifecycle import Admission, Recorded, Register
+from cairn.domain.lifecycle import Admission, ForkSource, Recorded, Register
 from cairn.domain.pace import Rate
 from cairn.domain.timefmt import format_time
 from cairn.domain.waits import WaitView
@@ -264,6 +264,7 @@ class PostgresStore:
                     await conn.execute(q.REGISTER_CAPPED, {**params, "cap": limits.max_queued})
                 else:
                     await conn.execute(q.REGISTER_RUN, params)
+                await self._copy_fork_steps(conn, run)
                 return False
             got = await (
                 await conn.execute(
@@ -276,7 +277,25 @@ class PostgresStore:
                     },
                 )
             ).fetchone()
+            await self._copy_fork_steps(conn, run)
             return got is not None and got[0] == "admitted"
+
+    @staticmethod
+    async def _copy_fork_steps(conn: psycopg.AsyncConnection[Any], run: Register) -> None:
+        # In the registration's transaction: the fork's first pod, however soon, sees the copies.
+        if run.fork is not None:
+            await conn.execute(q.COPY_FORK_STEPS, {"uid": run.uid, "source": run.fork[0], "step": run.fork[1]})
+
+    async def fork_source(self, namespace: str, name: str) -> ForkSource | None:
+        """The run a fork starts from, by name: its TaskRun may be deleted, its record kept."""
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(q.FORK_SOURCE, (namespace, name))).fetchone()
+            if row is None:
+                return None
+            steps = await (await conn.execute(q.FORK_SOURCE_STEPS, (row[0],))).fetchall()
+        return ForkSource(
+            uid=row[0], task=row[1], payload=row[2], snapshot=_snapshot(row[3]), steps=tuple(s[0] for s in steps)
+        )
 
     @staticmethod
     def _register_params(run: Register) -> dict[str, Any]:

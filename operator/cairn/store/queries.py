@@ -104,6 +104,20 @@ INSERT INTO runs (uid, namespace, name, task, queue, priority, concurrency_key, 
 VALUES (%(uid)s, %(namespace)s, %(name)s, %(task)s, %(queue)s, %(priority)s, %(key)s, %(created)s, 'queued',
         %(snapshot)s, %(payload)s, %(parent_uid)s, %(parent_step)s, %(parent_index)s, %(not_before)s)
 ON CONFLICT (uid) DO NOTHING"""
+# A fork (TaskRun spec.from): the run of that name the store knows last, and the keys it recorded.
+FORK_SOURCE: LiteralString = """
+SELECT uid::text, task, payload, snapshot FROM runs WHERE namespace = %s AND name = %s
+ORDER BY created_at DESC LIMIT 1"""
+FORK_SOURCE_STEPS: LiteralString = "SELECT step_key FROM steps WHERE run_uid = %s ORDER BY seq"
+# In the fork's registration: the source's steps recorded before the chosen one, as they were (attempt
+# 0: not run by any attempt of this run); the fork's next step takes the next seq.
+COPY_FORK_STEPS: LiteralString = """
+INSERT INTO steps (run_uid, step_key, seq, attempt, result, started_at, completed_at, tries)
+SELECT %(uid)s, s.step_key, s.seq, 0, s.result, s.started_at, s.completed_at, s.tries
+FROM steps s
+WHERE s.run_uid = %(source)s
+  AND s.seq < (SELECT seq FROM steps WHERE run_uid = %(source)s AND step_key = %(step)s)
+ON CONFLICT (run_uid, step_key) DO NOTHING"""
 # Past maxQueued the run is recorded as rejected (ended, nothing held), so its reconciler ends it.
 REGISTER_CAPPED: LiteralString = """
 INSERT INTO runs (uid, namespace, name, task, queue, priority, concurrency_key, created_at, state, snapshot, payload,

@@ -12,7 +12,7 @@ from cairn.api.taskrun import TaskRun
 from cairn.config import Settings
 from cairn.controller.cache import Body, Cache
 from cairn.controller.deps import Deps
-from cairn.domain.lifecycle import Admission, Recorded, Register
+from cairn.domain.lifecycle import Admission, ForkSource, Recorded, Register
 from cairn.k8s.base import NamespaceTerminating, PodRejected
 from cairn.store.base import Completion, QueueRow, QueueStats, RoundResult
 from tests.unit.builders import SETTINGS, T0
@@ -32,6 +32,7 @@ class FakeStore:
     live: list[tuple[str, str, str, str]] = field(default_factory=list)
     waiting_queues: list[tuple[str, str]] = field(default_factory=list)
     notifications: list[str] = field(default_factory=list)
+    forks: dict[tuple[str, str], ForkSource] = field(default_factory=dict)  # fork_source answers, by (ns, name)
     writes: list[tuple[Any, ...]] = field(default_factory=list)
     _where: dict[str, tuple[str, str]] = field(default_factory=dict)
 
@@ -67,6 +68,9 @@ class FakeStore:
 
     async def admission(self, uid: str) -> Admission | None:
         return self.runs.get(uid)
+
+    async def fork_source(self, namespace: str, name: str) -> ForkSource | None:
+        return self.forks.get((namespace, name))
 
     async def requeue(self, uid: str, not_before: datetime) -> tuple[str, str] | None:
         self.writes.append(("requeue", uid, not_before))
