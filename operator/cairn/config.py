@@ -72,6 +72,19 @@ class Settings(BaseModel):
     retention_default: GoDuration = Field(
         GoDuration("168h"), description="Checkpoint retention for runs deleted before finishing."
     )
+    history_keep: int = Field(
+        100_000,
+        ge=0,
+        description="At most this many archived runs (their TaskRun deleted) are kept per namespace, whatever "
+        "their retention: past it the oldest go (the count side of retention; the time side is each Task's "
+        "checkpointRetention).",
+    )
+    history_purge_batch: int = Field(
+        500,
+        ge=1,
+        description="At most this many expired runs are deleted from history per sweep, so that a backlog is "
+        "worked off in bounded rounds that never hold up admission or checkpoints.",
+    )
 
     @property
     def dsn(self) -> str:

@@ -11,7 +11,7 @@ import typer
 from pydantic import ValidationError
 
 from cairn import logs
-from cairn.cli import control, podlogs, runs, schedules, tokens, trigger
+from cairn.cli import control, history, podlogs, runs, schedules, tokens, trigger
 from cairn.cli.errors import EXIT_CODES_HELP, CliError, ExitCode
 from cairn.cli.options import console
 from cairn.config import Settings, env_name
@@ -36,6 +36,7 @@ app.command("trigger", epilog=EPILOG)(trigger.trigger)
 app.command("runs", epilog=EPILOG)(runs.runs)
 app.command("get", epilog=EPILOG)(runs.get)
 app.command("describe", epilog=EPILOG)(runs.describe)
+app.command("steps", epilog=EPILOG)(history.steps)
 app.command("logs", epilog=EPILOG)(podlogs.logs)
 app.command("cancel", epilog=EPILOG)(control.cancel)
 app.command("rerun", epilog=EPILOG)(trigger.rerun)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any
 
 import typer
 
+from cairn.cli.errors import CliError, ExitCode
+from cairn.cli.history import Server, Token, archived_runs, connect_history, describe_archived
 from cairn.cli.kube import as_run
 from cairn.cli.options import (
     AllNamespaces,
@@ -52,12 +55,47 @@ def runs(
             show_default=False,
         ),
     ] = None,
+    archived: Annotated[
+        bool,
+        typer.Option(
+            "--archived",
+            help="Runs whose TaskRun was deleted, from PostgreSQL (kept for their Task's checkpointRetention), "
+            "through Cairn's API (--server). Filters: --task, --phase (Succeeded, Failed, Cancelled, Deleted), "
+            "--since, -l.",
+        ),
+    ] = False,
+    history_all: Annotated[
+        bool, typer.Option("--history", help="Like --archived, but every run in history, live ones too.")
+    ] = False,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since", metavar="WHEN", help="With --archived: created since (24h, 7d, or RFC 3339).", show_default=False
+        ),
+    ] = None,
+    label: Annotated[
+        str | None,
+        typer.Option("-l", "--selector", metavar="K=V[,K=V]", help="With --archived: by label.", show_default=False),
+    ] = None,
+    server: Server = None,
+    token: Token = None,
     output: OutputFormat = None,
     namespace: Namespace = None,
     context: Context = None,
     kubeconfig: Kubeconfig = None,
 ) -> None:
-    """List runs: name, task, phase, attempt (of maxAttempts), steps completed (the last), queue, age."""
+    """List runs: name, task, phase, attempt (of maxAttempts), steps completed (the last), queue, age.
+    With --archived, the runs whose TaskRun was deleted (their records are kept in PostgreSQL)."""
+    if archived or history_all:
+        if all_namespaces:
+            raise CliError(ExitCode.INVALID, "--archived lists one namespace at a time (history is read per namespace)")
+        archived_runs(
+            namespace, context, kubeconfig, server, token,
+            task=task, phase=phase, since=since, label=label, everything=history_all, output=output,
+        )  # fmt: skip
+        return
+    if since is not None or label is not None:
+        raise CliError(ExitCode.INVALID, "--since and -l go with --archived (or --history)")
     with session(namespace, context, kubeconfig) as kube:
         bodies = kube.list_runs(all_namespaces)
         where = "in any namespace" if all_namespaces else f"in namespace {kube.namespace!r}"
@@ -85,14 +123,32 @@ def get(
 
 def describe(
     run: RunName,
+    archived: Annotated[
+        bool,
+        typer.Option("--archived", help="Describe the run from history (its TaskRun may be deleted): --server."),
+    ] = False,
+    server: Server = None,
+    token: Token = None,
     namespace: Namespace = None,
     context: Context = None,
     kubeconfig: Kubeconfig = None,
 ) -> None:
     """Show a run in full: its fields, a timeline of its attempts with the steps each ran (when each
-    started and ended, on which node, why it ended), its conditions and its recent events."""
-    with session(namespace, context, kubeconfig) as kube:
-        body = kube.get_run(run)
-        model = as_run(body)
-        events = kube.events_of(model.metadata.uid) if model.metadata.uid else []
-    console().print(describe_text(model, events, utcnow()))
+    started and ended, on which node, why it ended), its conditions and its recent events. A run whose
+    TaskRun was deleted is described from history (--archived, or when a server is given)."""
+    if not archived:
+        try:
+            with session(namespace, context, kubeconfig) as kube:
+                body = kube.get_run(run)
+                model = as_run(body)
+                events = kube.events_of(model.metadata.uid) if model.metadata.uid else []
+            console().print(describe_text(model, events, utcnow()))
+            return
+        except CliError as e:
+            if e.code is not ExitCode.NOT_FOUND or not (server or os.environ.get("CAIRN_SERVER")):
+                raise
+    client = connect_history(server, token, namespace, context, kubeconfig)
+    try:
+        console().print(describe_archived(client, run))
+    finally:
+        client.close()

@@ -38,7 +38,7 @@ class Sweeper:
                 deps.kick(ns, queue)
         for ns, queue in await deps.store.queues_with_waiting_runs():
             deps.kick(ns, queue)
-        await deps.store.purge_expired()
+        await deps.store.purge_expired(deps.settings.history_purge_batch, deps.settings.history_keep)
         return reclaimed
 
     async def sweep_forever(self) -> None:

@@ -131,6 +131,7 @@ class Register:
     parent: tuple[str, str, int] | None = None  # a child run: (parent uid, the parent's step key, its index)
     not_before: datetime | None = None  # spec.delay or spec.notBefore: not admitted before then
     fork: tuple[str, str] | None = None  # (source uid, step key): copy the source's steps recorded before it
+    labels: tuple[tuple[str, str], ...] = ()  # the TaskRun's labels, kept with its history
 
 
 @dataclass(frozen=True)
@@ -384,6 +385,7 @@ def _register(b: _Builder) -> Plan:
         parent=parent,
         not_before=_not_before(run.spec, created),
         fork=fork,
+        labels=tuple(sorted((run.metadata.labels or {}).items())),
     )
     if b.old.reason == TASK_NOT_FOUND:
         b.set(reason="Queued", message=f'waiting for a slot in queue "{queue}"')

@@ -20,6 +20,7 @@ from cairn.server.auth import TokenVerifier
 from cairn.server.checkpoints import STEP_MAX_BYTES, Checkpoints
 from cairn.server.errors import ApiError, json_response, too_large
 from cairn.server.guard import Pace, handler_args, make_guard
+from cairn.server.history import History
 from cairn.server.triggers import Triggers
 from cairn.server.waits import Waits
 from cairn.store.faulty import with_commit_faults
@@ -72,7 +73,9 @@ def make_app(
     checkpoints = Checkpoints(store, verifier)
     app.add_routes(checkpoints.routes())
     app.add_routes(Waits(store, checkpoints, kube, public_url).routes())
-    app.add_routes(Triggers(kube, Access(kube), store).routes())
+    access = Access(kube)
+    app.add_routes(Triggers(kube, access, store).routes())
+    app.add_routes(History(store, access).routes())
     openapi = resources.files("cairn.server").joinpath("openapi.yaml").read_text()
 
     async def readyz(_: web.Request) -> web.Response:

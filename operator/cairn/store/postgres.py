@@ -264,7 +264,7 @@ class PostgresStore:
                     await conn.execute(q.REGISTER_CAPPED, {**params, "cap": limits.max_queued})
                 else:
                     await conn.execute(q.REGISTER_RUN, params)
-                await self._copy_fork_steps(conn, run)
+                await self._after_register(conn, run)
                 return False
             got = await (
                 await conn.execute(
@@ -277,8 +277,14 @@ class PostgresStore:
                     },
                 )
             ).fetchone()
-            await self._copy_fork_steps(conn, run)
+            await self._after_register(conn, run)
             return got is not None and got[0] == "admitted"
+
+    @staticmethod
+    async def _after_register(conn: psycopg.AsyncConnection[Any], run: Register) -> None:
+        if run.labels:
+            await conn.execute(q.SET_LABELS, (Jsonb(dict(run.labels)), run.uid))
+        await PostgresStore._copy_fork_steps(conn, run)
 
     @staticmethod
     async def _copy_fork_steps(conn: psycopg.AsyncConnection[Any], run: Register) -> None:
@@ -366,6 +372,7 @@ class PostgresStore:
         child deleted by hand counts as ended for its parent (phase Deleted)."""
         async with self._tx() as conn:
             row = await (await conn.execute(q.FORGET_RUN, (retention, uid))).fetchone()
+            await conn.execute(q.MARK_DELETED, (uid,))  # archived: its record stays for its retention
             if row is not None and row[2] is not None:
                 await self._child_ended(conn, row[2], row[3])
         return (row[0], row[1]) if row else None
@@ -562,10 +569,13 @@ class PostgresStore:
             rows = await (await conn.execute(q.LIVE_RUNS, (older_than,))).fetchall()
         return [(r[0], r[1], r[2], r[3]) for r in rows]
 
-    async def purge_expired(self) -> int:
+    async def purge_expired(self, batch: int, keep: int) -> int:
+        """Delete at most `batch` runs past their retention, then at most `batch` archived runs beyond the
+        `keep` newest of their namespace: bounded work per sweep, each in its own short transaction."""
         async with self.pool.connection() as conn:
-            cur = await conn.execute(q.PURGE_EXPIRED)
-            return cur.rowcount
+            expired = (await conn.execute(q.PURGE_EXPIRED, {"batch": batch})).rowcount
+            over = (await conn.execute(q.PURGE_OVER_COUNT, {"batch": batch, "keep": keep})).rowcount
+        return max(0, expired) + max(0, over)
 
     # -- attempts --------------------------------------------------------------------------------
     async def begin_attempt(self, uid: str, attempt: int, namespace: str, pod: str) -> None:
@@ -663,6 +673,93 @@ class PostgresStore:
             existing = await (await conn.execute(q.STEP_RESULT, (uid, key))).fetchone()
             return StepWrite(True, False, existing[0] if existing else None)
 
+    # -- history (the history API) -----------------------------------------------------------------
+    async def history_runs(self, namespace: str, filters: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+        """Runs of a namespace newest first, live and archived, as the history API lists them.
+        filters: task, phase, since, until, labels (a dict), archived (bool), after ((created, uid))."""
+        after = filters.get("after")
+        params = {
+            "namespace": namespace,
+            "task": filters.get("task"),
+            "phase": filters.get("phase"),
+            "since": filters.get("since"),
+            "until": filters.get("until"),
+            "labels": Jsonb(filters["labels"]) if filters.get("labels") else None,
+            "archived": bool(filters.get("archived")),
+            "after_time": after[0] if after else None,
+            "after_uid": after[1] if after else None,
+            "limit": limit,
+        }
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(q.HISTORY_RUNS, params)).fetchall()
+        return [
+            {
+                "uid": r[0],
+                "name": r[1],
+                "task": r[2],
+                "queue": r[3],
+                "phase": r[5] or "Live",
+                "createdAt": _iso(r[6]),
+                "finishedAt": _iso(r[7]),
+                "deletedAt": _iso(r[8]),
+                "attempt": r[9],
+                "labels": r[10] or {},
+                "stepsCompleted": r[11],
+            }
+            for r in rows
+        ]
+
+    async def history_run(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The last run of that name (its TaskRun may be deleted): its record, attempts and steps."""
+        async with self.pool.connection() as conn:
+            r = await (await conn.execute(q.HISTORY_RUN, (namespace, name))).fetchone()
+            if r is None:
+                return None
+            attempts = await (await conn.execute(q.RUN_HISTORY_ATTEMPTS, (r[0],))).fetchall()
+            steps = await (await conn.execute(q.RUN_HISTORY_STEPS, (r[0],))).fetchall()
+        return {
+            "namespace": namespace,
+            "uid": r[0],
+            "name": r[1],
+            "task": r[2],
+            "queue": r[3],
+            "phase": r[5] or "Live",
+            "createdAt": _iso(r[6]),
+            "finishedAt": _iso(r[7]),
+            "deletedAt": _iso(r[8]),
+            "attempt": r[9],
+            "labels": r[10] or {},
+            "payload": r[11],
+            "resultRecorded": bool(r[12]),
+            "result": r[13],
+            "retainUntil": _iso(r[14]),
+            "taskGeneration": (r[15] or {}).get("generation"),
+            "state": r[16],
+            "attempts": [
+                {
+                    "number": a[0],
+                    "pod": a[1],
+                    "startedAt": _iso(a[2]),
+                    "endedAt": _iso(a[3]),
+                    "exitCode": a[4],
+                    "reason": a[5],
+                }
+                for a in attempts
+            ],
+            "steps": [
+                {
+                    "key": st[0],
+                    "seq": st[1],
+                    "attempt": st[2],
+                    "startedAt": _iso(st[3]),
+                    "completedAt": _iso(st[4]),
+                    "bytes": st[5] or 0,
+                    "tries": st[6],
+                }
+                for st in steps
+            ],
+        }
+
     async def run_result(self, uid: str) -> tuple[bool, Any]:
         """(recorded?, result) of a run."""
         async with self.pool.connection() as conn:
@@ -692,6 +789,10 @@ class PostgresStore:
                 await conn.execute(q.RECORD_RESULT, {"uid": uid, "attempt": attempt, "result": Jsonb(result)})
             ).fetchone()
             return row is not None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return format_time(value) if value is not None else None
 
 
 def make_store(dsn: str, *, max_size: int, name: str) -> PostgresStore:

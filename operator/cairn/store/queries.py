@@ -179,8 +179,25 @@ WHERE uid = %s AND state = 'admitted'
 RETURNING namespace, queue"""
 LIVE_RUNS: LiteralString = """
 SELECT uid::text, namespace, queue, name FROM runs WHERE state <> 'finished' AND updated_at < %s"""
+# Bounded per call (a sweep deletes at most `batch` runs, oldest retention first), so that a backlog
+# of expired history never holds long locks; SKIP LOCKED: a run being written is left for the next one.
 PURGE_EXPIRED: LiteralString = """
-DELETE FROM runs WHERE state = 'finished' AND retain_until < now()"""
+DELETE FROM runs WHERE uid IN (
+    SELECT uid FROM runs WHERE state = 'finished' AND retain_until < now()
+    ORDER BY retain_until LIMIT %(batch)s FOR UPDATE SKIP LOCKED
+)"""
+# The count side of retention: past `keep` archived runs (TaskRun deleted) in a namespace, the oldest
+# go, `batch` at most per call.
+PURGE_OVER_COUNT: LiteralString = """
+DELETE FROM runs WHERE uid IN (
+    SELECT uid FROM (
+        SELECT uid, row_number() OVER (PARTITION BY namespace ORDER BY finished_at DESC, uid) AS n
+        FROM runs WHERE state = 'finished' AND deleted_at IS NOT NULL
+    ) ranked
+    WHERE n > %(keep)s LIMIT %(batch)s
+)"""
+MARK_DELETED: LiteralString = "UPDATE runs SET deleted_at = coalesce(deleted_at, now()) WHERE uid = %s"
+SET_LABELS: LiteralString = "UPDATE runs SET labels = %s WHERE uid = %s"
 
 # -- attempts ---------------------------------------------------------------------------------------
 BEGIN_ATTEMPT: LiteralString = """
@@ -259,9 +276,30 @@ UPDATE runs SET result = %(result)s, result_set = true, updated_at = now()
 WHERE uid = %(uid)s AND attempt = %(attempt)s AND state = 'admitted'
 RETURNING 1"""
 
-# -- history (cairn describe) -------------------------------------------------------------------------
+# -- history (the history API: cairn runs --archived, cairn steps, describe of a deleted run) -----------
+# Newest first, keyset-paginated by (created_at, uid); each filter applies when its parameter is set.
+HISTORY_RUNS: LiteralString = """
+SELECT uid::text, name, task, queue, state, phase, created_at, finished_at, deleted_at, attempt, labels,
+       (SELECT count(*) FROM steps s WHERE s.run_uid = r.uid) AS steps
+FROM runs r
+WHERE namespace = %(namespace)s
+  AND (%(task)s::text IS NULL OR task = %(task)s)
+  AND (%(phase)s::text IS NULL OR phase = %(phase)s OR (%(phase)s = 'Live' AND state <> 'finished'))
+  AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s)
+  AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s)
+  AND (%(labels)s::jsonb IS NULL OR labels @> %(labels)s)
+  AND (NOT %(archived)s OR deleted_at IS NOT NULL)
+  AND (%(after_time)s::timestamptz IS NULL OR (created_at, uid) < (%(after_time)s, %(after_uid)s::uuid))
+ORDER BY created_at DESC, uid DESC
+LIMIT %(limit)s"""
+HISTORY_RUN: LiteralString = """
+SELECT uid::text, name, task, queue, state, phase, created_at, finished_at, deleted_at, attempt, labels, payload,
+       result_set, result, retain_until, snapshot,
+       (SELECT jsonb_build_object('state', rs.state, 'note', rs.note) FROM run_state rs WHERE rs.run_uid = r.uid)
+FROM runs r WHERE namespace = %s AND name = %s
+ORDER BY created_at DESC LIMIT 1"""
 RUN_HISTORY_STEPS: LiteralString = """
-SELECT step_key, seq, attempt, started_at, completed_at, octet_length(result::text) FROM steps
+SELECT step_key, seq, attempt, started_at, completed_at, octet_length(result::text), tries FROM steps
 WHERE run_uid = %s ORDER BY seq"""
 RUN_HISTORY_ATTEMPTS: LiteralString = """
 SELECT attempt, pod_name, started_at, ended_at, exit_code, reason FROM attempts WHERE run_uid = %s ORDER BY attempt"""

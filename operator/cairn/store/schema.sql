@@ -65,13 +65,16 @@ CREATE TABLE runs (
     parent_uid      uuid,     -- a child run: its parent, the step that started it, its place among its siblings
     parent_step     text,
     parent_index    integer,
-    wait_until      timestamptz  -- waiting on a rate: when its chance comes
+    wait_until      timestamptz,  -- waiting on a rate: when its chance comes
+    labels          jsonb,        -- the TaskRun's labels, for history queries
+    deleted_at      timestamptz   -- when its TaskRun was deleted: an archived run
 );
 CREATE INDEX runs_children ON runs (parent_uid, parent_step) WHERE parent_uid IS NOT NULL;
 CREATE INDEX runs_waiting ON runs (namespace, queue, priority DESC, created_at, registered) WHERE state = 'queued';
 CREATE INDEX runs_holding ON runs (namespace, queue, concurrency_key) WHERE state = 'admitted';
 CREATE INDEX runs_by_name ON runs (namespace, name);
 CREATE INDEX runs_expiring ON runs (retain_until) WHERE state = 'finished';
+CREATE INDEX runs_history ON runs (namespace, created_at DESC);
 
 -- One row per attempt (pod). The attempt named by runs.attempt is the only one allowed to record.
 CREATE TABLE attempts (

@@ -87,7 +87,7 @@ class FakeStore:
     async def live_runs(self, older_than: datetime) -> list[tuple[str, str, str, str]]:
         return list(self.live)
 
-    async def purge_expired(self) -> int:
+    async def purge_expired(self, batch: int, keep: int) -> int:
         self.writes.append(("purge_expired",))
         return 0
 

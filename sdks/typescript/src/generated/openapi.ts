@@ -214,6 +214,62 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/namespaces/{namespace}/history/runs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Runs as PostgreSQL keeps them, newest first, including those whose TaskRun was deleted
+         * @description The caller must be allowed (RBAC) to `get taskruns.cairn.dev` in the namespace. A run stays in
+         *     history for its Task's checkpointRetention after it ends (and at most CAIRN_HISTORY_KEEP archived
+         *     runs per namespace are kept). Pages of `limit` runs; pass the answer's `next` as `after`.
+         */
+        get: operations["listHistory"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/namespaces/{namespace}/history/runs/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One run from history (the last of that name), with its attempts and steps */
+        get: operations["getHistory"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/namespaces/{namespace}/history/runs/{name}/steps/{key}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One recorded step of a run, with its whole result */
+        get: operations["getHistoryStep"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -392,6 +448,69 @@ export interface components {
             createdAt?: string | null;
             completedAt?: string | null;
             result?: components["schemas"]["Json"];
+        };
+        HistoryRun: {
+            uid: string;
+            name: string;
+            task: string;
+            queue?: string;
+            /** @description Succeeded, Failed, Cancelled, Deleted (its TaskRun went before it ended), or Live. */
+            phase: string;
+            createdAt: string;
+            finishedAt?: string | null;
+            /** @description When its TaskRun was deleted: an archived run. */
+            deletedAt?: string | null;
+            attempt: number;
+            labels?: {
+                [key: string]: string;
+            };
+            /** @description Steps recorded. */
+            stepsCompleted: number;
+        };
+        HistoryStep: {
+            key: string;
+            /** @description Its place in the order steps were recorded (1 for the first). */
+            seq: number;
+            /** @description The attempt that ran it (0: copied by a fork from its source). */
+            attempt: number;
+            startedAt?: string | null;
+            completedAt: string;
+            /** @description Size of its result as JSON. */
+            bytes: number;
+            tries?: number | null;
+        };
+        HistoryRunDetail: {
+            namespace: string;
+            uid: string;
+            name: string;
+            task: string;
+            queue?: string;
+            phase: string;
+            createdAt: string;
+            finishedAt?: string | null;
+            deletedAt?: string | null;
+            attempt: number;
+            labels?: {
+                [key: string]: string;
+            };
+            /** @description The payload as JSON text. */
+            payload?: string | null;
+            resultRecorded?: boolean;
+            result?: components["schemas"]["Json"];
+            /** @description When its record goes. */
+            retainUntil?: string | null;
+            taskGeneration?: number | null;
+            /** @description Saved state and its note ({state, note}), if any. */
+            state?: unknown;
+            attempts: {
+                number?: number;
+                pod?: string;
+                startedAt?: string | null;
+                endedAt?: string | null;
+                exitCode?: number | null;
+                reason?: string | null;
+            }[];
+            steps: components["schemas"]["HistoryStep"][];
         };
         Error: {
             /** @description A PascalCase code: BadRequest, Unauthorized, Forbidden, Superseded, RunEnded, TooLarge, ... */
@@ -906,6 +1025,123 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["CallerForbidden"];
             /** @description No such run. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listHistory: {
+        parameters: {
+            query?: {
+                task?: string;
+                phase?: "Succeeded" | "Failed" | "Cancelled" | "Deleted" | "Live";
+                /** @description RFC 3339, or a duration ago: 30m, 24h, 7d. */
+                since?: string;
+                until?: string;
+                /** @description key=value[,key=value] */
+                label?: string;
+                /** @description true: only runs whose TaskRun was deleted. */
+                archived?: "true" | "false";
+                limit?: number;
+                after?: string;
+            };
+            header?: never;
+            path: {
+                namespace: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of runs. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        runs: components["schemas"]["HistoryRun"][];
+                        /** @description The cursor of the next page (none: the last). */
+                        next?: string | null;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["CallerForbidden"];
+        };
+    };
+    getHistory: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                namespace: string;
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The run. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HistoryRunDetail"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["CallerForbidden"];
+            /** @description No such run in history. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getHistoryStep: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                namespace: string;
+                name: string;
+                /** @description The step key, e.g. transcode#0 (# sent as %23). */
+                key: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The step and its result. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HistoryStep"] & {
+                        run?: string;
+                        uid?: string;
+                        result?: components["schemas"]["Json"];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["CallerForbidden"];
+            /** @description No such run, or it recorded no such step (the message lists those it did). */
             404: {
                 headers: {
                     [name: string]: unknown;
