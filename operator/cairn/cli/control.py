@@ -8,8 +8,9 @@ import typer
 
 from cairn.api.common import GROUP
 from cairn.api.queue import Queue
+from cairn.cli.bulk import DryRun, PhaseFilter, Selector, Since, TaskFilter, Yes, confirm, each, selected
 from cairn.cli.errors import CliError, ExitCode
-from cairn.cli.kube import as_run
+from cairn.cli.kube import Kube, as_run
 from cairn.cli.options import (
     AllNamespaces,
     Context,
@@ -28,7 +29,16 @@ from cairn.clock import utcnow
 
 
 def cancel(
-    run: Annotated[str, typer.Argument(metavar="RUN", help="The TaskRun to cancel.", show_default=False)],
+    run: Annotated[
+        str | None,
+        typer.Argument(metavar="[RUN]", help="The TaskRun to cancel (or select several).", show_default=False),
+    ] = None,
+    selector: Selector = None,
+    task: TaskFilter = None,
+    phase: PhaseFilter = None,
+    since: Since = None,
+    dry_run: DryRun = False,
+    yes: Yes = False,
     wait: Wait = False,
     timeout: Timeout = None,
     namespace: Namespace = None,
@@ -36,7 +46,23 @@ def cancel(
     kubeconfig: Kubeconfig = None,
 ) -> None:
     """Cancel a run: sets spec.cancel=true (a merge patch). The operator stops its pod and the run ends
-    Cancelled. A run that has already ended is left as it is. With --wait, follows it to its end."""
+    Cancelled. A run that has already ended is left as it is. With --wait, follows it to its end.
+    Several at once: -l, --task, --phase, --since (lists them; --yes or a confirmation; --dry-run)."""
+    if run is None or any(f is not None for f in (selector, task, phase, since)):
+        if run is not None:
+            raise CliError(ExitCode.INVALID, "give RUN or a selection (-l, --task, --phase, --since), not both")
+        if all(f is None for f in (selector, task, phase, since)):
+            raise CliError(ExitCode.INVALID, "which runs? give RUN, or select them with -l, --task, --phase or --since")
+        if wait:
+            raise CliError(ExitCode.INVALID, "--wait follows one run: give RUN")
+        with session(namespace, context, kubeconfig) as kube:
+            names = selected(kube, selector, task, phase, since, utcnow())
+            if not names:
+                console(stderr=True).print(f"No runs match in namespace {kube.namespace!r}.")
+                return
+            if confirm("cancel", names, dry_run=dry_run, yes=yes):
+                each(kube, names, "cancelling", lambda name: _cancel_one(kube, name))
+        return
     with session(namespace, context, kubeconfig) as kube:
         model = as_run(kube.get_run(run))
         phase = model.status.phase if model.status else None
@@ -51,6 +77,17 @@ def cancel(
             out.print(f"taskrun.{GROUP}/{run} cancellation requested")
         if wait:
             follow_to_end(kube, run, stderr=False, timeout=timeout)
+
+
+def _cancel_one(kube: Kube, name: str) -> str:
+    model = as_run(kube.get_run(name))
+    phase = model.status.phase if model.status else None
+    if phase is not None and phase.finished:
+        return f"already ended ({phase}): left as it is"
+    if model.spec.cancel:
+        return "cancellation already requested"
+    kube.cancel_run(name)
+    return "cancellation requested"
 
 
 def queues(

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from cairn.api.common import API_VERSION, GROUP
 from cairn.api.task import DEFAULT_QUEUE
 from cairn.api.taskrun import ForkFrom, TaskRevision, TaskRun, TaskRunSpec
+from cairn.cli.bulk import DryRun, PhaseFilter, Selector, Since, TaskFilter, Yes, confirm, each, selected
 from cairn.cli.errors import CliError, ExitCode
 from cairn.cli.follow import follow
 from cairn.cli.kube import Kube, as_run
@@ -19,6 +20,7 @@ from cairn.cli.options import Context, Kubeconfig, Namespace, OutputFormat, Time
 from cairn.cli.payload import read_payload
 from cairn.cli.progress import outcome_code
 from cairn.cli.render import Output, dump
+from cairn.clock import utcnow
 
 ANNOTATION_RERUN_OF = f"{GROUP}/rerun-of"
 
@@ -195,7 +197,10 @@ def trigger(
 
 
 def rerun(
-    run: Annotated[str, typer.Argument(metavar="RUN", help="The TaskRun to run again.", show_default=False)],
+    run: Annotated[
+        str | None,
+        typer.Argument(metavar="[RUN]", help="The TaskRun to run again (or select several).", show_default=False),
+    ] = None,
     from_step: Annotated[
         str | None,
         typer.Option(
@@ -227,6 +232,12 @@ def rerun(
             "Task as RUN had it, so that it behaves like RUN.",
         ),
     ] = False,
+    selector: Selector = None,
+    task_filter: TaskFilter = None,
+    phase: PhaseFilter = None,
+    since: Since = None,
+    dry_run: DryRun = False,
+    yes: Yes = False,
     name: Name = None,
     wait: Wait = False,
     timeout: Timeout = None,
@@ -238,20 +249,59 @@ def rerun(
     """Start a new run with RUN's task, payload, priority, concurrency key and queue (--payload: another
     payload). With --from-step KEY, a fork: the new run starts at that step, with the steps RUN recorded
     before it copied (TaskRun spec.from). The new run is annotated cairn.dev/rerun-of=RUN. With --wait,
-    as for trigger."""
+    as for trigger. Several at once: -l, --task, --phase, --since (lists them; --yes or a confirmation;
+    --dry-run)."""
     text = read_payload(payload, payload_file) if payload is not None or payload_file is not None else None
+    filters = (selector, task_filter, phase, since)
+    if run is None or any(f is not None for f in filters):
+        if run is not None:
+            raise CliError(ExitCode.INVALID, "give RUN or a selection (-l, --task, --phase, --since), not both")
+        if all(f is None for f in filters):
+            raise CliError(ExitCode.INVALID, "which runs? give RUN, or select them with -l, --task, --phase or --since")
+        if wait or name:
+            raise CliError(ExitCode.INVALID, "--wait and --name are for one run: give RUN")
+        with session(namespace, context, kubeconfig) as kube:
+            names = selected(kube, selector, task_filter, phase, since, utcnow())
+            if not names:
+                console(stderr=True).print(f"No runs match in namespace {kube.namespace!r}.")
+                return
+            if confirm("rerun", names, dry_run=dry_run, yes=yes):
+                each(
+                    kube,
+                    names,
+                    "rerunning",
+                    lambda one: (
+                        "rerun as " + _rerun_one(kube, one, text, from_step, latest_task, None)["metadata"]["name"]
+                    ),
+                )
+        return
     with session(namespace, context, kubeconfig) as kube:
-        old = as_run(kube.get_run(run))
-        task = old.spec.task_ref.name
-        kube.get_task(task)
-        updates: dict[str, Any] = {"cancel": None}
-        if text is not None:
-            updates["payload"] = text
-        if from_step is not None:
-            updates["from_"] = fork_from(old, run, from_step, latest_task)
-        spec = old.spec.model_copy(update=updates)
-        body = run_body(name, task, spec, {ANNOTATION_RERUN_OF: run})
-        create_and_report(kube, body, output, wait=wait, timeout=timeout)
+        created = _rerun_one(kube, run, text, from_step, latest_task, name, create=False)
+        create_and_report(kube, created, output, wait=wait, timeout=timeout)
+
+
+def _rerun_one(
+    kube: Kube,
+    run: str,
+    text: str | None,
+    from_step: str | None,
+    latest_task: bool,
+    name: str | None,
+    *,
+    create: bool = True,
+) -> dict[str, Any]:
+    """The rerun of `run` (created, unless `create` is False: then its body)."""
+    old = as_run(kube.get_run(run))
+    task = old.spec.task_ref.name
+    kube.get_task(task)
+    updates: dict[str, Any] = {"cancel": None}
+    if text is not None:
+        updates["payload"] = text
+    if from_step is not None:
+        updates["from_"] = fork_from(old, run, from_step, latest_task)
+    spec = old.spec.model_copy(update=updates)
+    body = run_body(name, task, spec, {ANNOTATION_RERUN_OF: run})
+    return kube.create_run(body) if create else body
 
 
 def fork_from(old: TaskRun, run: str, step: str, latest_task: bool) -> ForkFrom:
