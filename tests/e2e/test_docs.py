@@ -20,11 +20,13 @@ from lightkube import Client
 
 from cairn.k8s.resources import QueueResource
 from harness import config
+from harness.cairn import CairnProcesses
 from harness.controlplane import free_port
 from tests.e2e.test_cli import DOOMED, FAST_RETRY, FLAKY, SLEEPY, cairn_env, dead_kubeconfig
 from tests.support.builders import queue_body
 from tests.support.env import ClusterEnv
 from tests.support.runs import make_task
+from tests.support.tokens import service_account_token
 
 PAGE = config.REPO / "docs" / "cli.md"
 
@@ -89,7 +91,7 @@ def normalize(line: str, namespace: str) -> str:
 
 
 def test_every_command_of_docs_cli_md_runs_as_the_page_shows(
-    cluster_env: ClusterEnv, kube: Client, ns: str, tmp_path: Path
+    cluster_env: ClusterEnv, kube: Client, ns: str, tmp_path: Path, cairn: CairnProcesses
 ) -> None:
     commands = shown_commands(PAGE.read_text())
     assert len(commands) >= 30, f"only {len(commands)} commands found in {PAGE}"
@@ -101,6 +103,9 @@ def test_every_command_of_docs_cli_md_runs_as_the_page_shows(
     kube.create(QueueResource.from_dict(held))
     _files_the_page_uses(tmp_path)
     run = _Runner(cluster_env, ns, tmp_path)
+    # `cairn steps` reads history through Cairn's API, as a reader the page's namespace allows.
+    run.environ["CAIRN_SERVER"] = cairn.api_url
+    run.environ["CAIRN_TOKEN"] = service_account_token(kube, ns, "reader", verbs=["get"])
     run.quietly("trigger", "flaky", "--name", "taken", "--wait")  # `logs taken --attempt 7` needs a run
 
     mismatches = []
