@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from cairn.api.taskrun import Phase, TaskRun
-from cairn.domain.lifecycle import Finish, ForkSource, Plan, RunView, plan
+from cairn.domain.lifecycle import Finish, ForkSource, Plan, RunView, plan, steps_to_copy
 from tests.unit.builders import SETTINGS, snapshot, task, taskrun, view
 
 SOURCE_UID = "0d7c1f3e-0000-4000-8000-000000000001"
@@ -78,3 +78,27 @@ def test_a_fork_that_cannot_be_honoured_fails_at_once_naming_the_field_and_what_
 def test_a_fork_step_must_be_a_step_key() -> None:
     with pytest.raises(ValidationError, match="String should match pattern"):
         fork_run("work")
+
+
+@pytest.mark.parametrize(
+    ("key", "copied"),
+    [
+        ("work#0", 0),
+        ("work#3", 3),
+        ("work#5", 5),  # the next occurrence: where the source stopped (the step it failed in)
+        ("upload#0", 5),  # a name it never reached
+        ("work#6", None),
+        ("upload#1", None),
+        ("work#x", None),
+    ],
+)
+def test_a_fork_copies_the_steps_before_a_recorded_step_or_all_of_them_from_the_step_the_source_stopped_in(
+    key: str, copied: int | None
+) -> None:
+    assert steps_to_copy(STEPS, key) == copied
+
+
+def test_a_fork_from_the_step_its_source_failed_in_copies_every_recorded_step() -> None:
+    p = decide(replace(view(fork_run("work#5"), task(), None), fork=source()))
+    assert p.register is not None and p.register.fork == (SOURCE_UID, "work#5")
+    assert p.status is not None and p.status["forkedFrom"]["stepsCopied"] == 5

@@ -93,7 +93,8 @@ def changes(prev: TaskRun | None, cur: TaskRun, now: datetime) -> list[str]:
     for step in (cur.status.steps if cur.status else None) or []:
         if (step.key, step.attempt) not in seen:
             when = step.completion_time or stamp_now
-            events.append(((step.attempt, 1), when, f"step {step.key} completed (attempt {step.attempt})"))
+            by = "copied by the fork" if step.attempt == 0 else f"attempt {step.attempt}"
+            events.append(((step.attempt, 1), when, f"step {step.key} completed ({by})"))
     old_progress = prev.status.progress if prev and prev.status else None
     new_progress = cur.status.progress if cur.status else None
     if new_progress and new_progress.state and new_progress.state != (old_progress.state if old_progress else None):

@@ -147,8 +147,16 @@ def describe(
         except CliError as e:
             if e.code is not ExitCode.NOT_FOUND or not (server or os.environ.get("CAIRN_SERVER")):
                 raise
+            missing: CliError | None = e
+    else:
+        missing = None
     client = connect_history(server, token, namespace, context, kubeconfig)
     try:
         console().print(describe_archived(client, run))
+    except CliError as e:
+        # Neither a TaskRun nor in history: say what kubectl would (the TaskRun is not there).
+        if e.code is ExitCode.NOT_FOUND and missing is not None:
+            raise missing from None
+        raise
     finally:
         client.close()

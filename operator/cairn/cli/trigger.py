@@ -21,6 +21,7 @@ from cairn.cli.payload import read_payload
 from cairn.cli.progress import outcome_code
 from cairn.cli.render import Output, dump
 from cairn.clock import utcnow
+from cairn.domain.lifecycle import steps_to_copy
 
 ANNOTATION_RERUN_OF = f"{GROUP}/rerun-of"
 
@@ -310,7 +311,7 @@ def fork_from(old: TaskRun, run: str, step: str, latest_task: bool) -> ForkFrom:
     status = old.status
     shown = [s.key for s in (status.steps or [])] if status else []
     total = status.progress.steps_completed if status and status.progress else len(shown)
-    if step not in shown and total <= len(shown):
+    if steps_to_copy(shown, step) is None and total <= len(shown):
         raise CliError(
             ExitCode.INVALID,
             f"run {run} recorded no step {step!r}; its steps: {', '.join(shown) or 'none'}",

@@ -355,7 +355,7 @@ def _register(b: _Builder) -> Plan:
             snapshot = source.snapshot
         payload = payload if payload is not None else source.payload
         fork = (source.uid, run.spec.from_.step)
-        copied = source.steps.index(run.spec.from_.step)
+        copied = steps_to_copy(source.steps, run.spec.from_.step) or 0
         b.set(
             forked_from=ForkedFrom(
                 run=run.spec.from_.run, uid=source.uid, step=run.spec.from_.step, steps_copied=copied
@@ -406,11 +406,25 @@ def fork_refusal(run: TaskRun, source: ForkSource | None) -> str | None:
             f'spec.taskRef: the fork runs Task "{run.spec.task_ref.name}" but run "{want.run}" ran "{source.task}": '
             "a fork runs its source's Task"
         )
-    if want.step not in source.steps:
+    if steps_to_copy(source.steps, want.step) is None:
         listed = ", ".join(source.steps[:50]) or "none"
         more = f" (and {len(source.steps) - 50} more)" if len(source.steps) > 50 else ""
         return f'spec.from.step: run "{want.run}" recorded no step "{want.step}"; its steps: {listed}{more}'
     return None
+
+
+def steps_to_copy(recorded: tuple[str, ...] | list[str], key: str) -> int | None:
+    """How many of the source's steps (in the order recorded) a fork from `key` copies: those before
+    it when it was recorded; all of them when it is the next occurrence of its name the source never
+    reached (the step it failed in: `work#3` after work#0..work#2, or `upload#0` after a download);
+    None for any other key (a typo, or an occurrence past the next)."""
+    if key in recorded:
+        return list(recorded).index(key)
+    name, _, occurrence = key.rpartition("#")
+    if not occurrence.isdigit():
+        return None
+    reached = sum(1 for k in recorded if k.rpartition("#")[0] == name)
+    return len(recorded) if int(occurrence) == reached else None
 
 
 def _waiting(b: _Builder, adm: Admission, deadline: datetime | None) -> Plan:

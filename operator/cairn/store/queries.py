@@ -116,7 +116,8 @@ INSERT INTO steps (run_uid, step_key, seq, attempt, result, started_at, complete
 SELECT %(uid)s, s.step_key, s.seq, 0, s.result, s.started_at, s.completed_at, s.tries
 FROM steps s
 WHERE s.run_uid = %(source)s
-  AND s.seq < (SELECT seq FROM steps WHERE run_uid = %(source)s AND step_key = %(step)s)
+  -- a step the source never reached (the one it failed in): all it recorded
+  AND s.seq < coalesce((SELECT seq FROM steps WHERE run_uid = %(source)s AND step_key = %(step)s), 2147483647)
 ON CONFLICT (run_uid, step_key) DO NOTHING"""
 # Past maxQueued the run is recorded as rejected (ended, nothing held), so its reconciler ends it.
 REGISTER_CAPPED: LiteralString = """
