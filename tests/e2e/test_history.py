@@ -61,6 +61,8 @@ def test_deleted_runs_are_listed_described_and_their_steps_read_from_history_wit
     assert failed.out.split() == ["bad"], failed.out
     team_a = cli(cluster_env, ns, "runs", "--archived", "-l", "team=a", "--since", "1h", "-o", "name", *via)
     assert team_a.out.split() == ["good"], team_a.out
+    before = cli(cluster_env, ns, "runs", "--archived", "--until", "2h", "-o", "name", *via)
+    assert before.code == 0 and before.out.split() == [], before.out  # nothing was made two hours ago
     none = cli(cluster_env, ns, "runs", "--archived", "--task", "other", *via)
     assert none.code == 0 and "No archived runs" in none.err
 

@@ -125,12 +125,13 @@ def archived_runs(
     task: str | None,
     phase: str | None,
     since: str | None,
+    until: str | None,
     label: str | None,
     everything: bool,
     output: Output | None,
 ) -> None:
     params = {"archived": "false" if everything else "true", "limit": "500"}
-    for key, value in (("task", task), ("phase", phase), ("since", since), ("label", label)):
+    for key, value in (("task", task), ("phase", phase), ("since", since), ("until", until), ("label", label)):
         if value is not None:
             params[key] = value
     client = connect_history(server, token, namespace, context, kubeconfig)

@@ -73,6 +73,15 @@ def runs(
             "--since", metavar="WHEN", help="With --archived: created since (24h, 7d, or RFC 3339).", show_default=False
         ),
     ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            "--until",
+            metavar="WHEN",
+            help="With --archived: created before (24h, 7d, or RFC 3339).",
+            show_default=False,
+        ),
+    ] = None,
     label: Annotated[
         str | None,
         typer.Option("-l", "--selector", metavar="K=V[,K=V]", help="With --archived: by label.", show_default=False),
@@ -91,11 +100,11 @@ def runs(
             raise CliError(ExitCode.INVALID, "--archived lists one namespace at a time (history is read per namespace)")
         archived_runs(
             namespace, context, kubeconfig, server, token,
-            task=task, phase=phase, since=since, label=label, everything=history_all, output=output,
+            task=task, phase=phase, since=since, until=until, label=label, everything=history_all, output=output,
         )  # fmt: skip
         return
-    if since is not None or label is not None:
-        raise CliError(ExitCode.INVALID, "--since and -l go with --archived (or --history)")
+    if since is not None or until is not None or label is not None:
+        raise CliError(ExitCode.INVALID, "--since, --until and -l go with --archived (or --history)")
     with session(namespace, context, kubeconfig) as kube:
         bodies = kube.list_runs(all_namespaces)
         where = "in any namespace" if all_namespaces else f"in namespace {kube.namespace!r}"
