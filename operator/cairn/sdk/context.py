@@ -31,6 +31,7 @@ from cairn.sdk.waits import ChildResult, ChildRun, Token, TokenResult, WaitSuspe
 
 T = TypeVar("T")
 RESULT_MAX_BYTES = 1024 * 1024
+START_CHECK_SECONDS = 1.0  # an answer younger than this makes the start check of a new step redundant
 log = logging.getLogger("cairn.sdk")
 _current_step: contextvars.ContextVar[str | None] = contextvars.ContextVar("cairn_step", default=None)
 
@@ -93,6 +94,8 @@ class Context:
         self._aapi: AsyncApi | None = None
         self.executed: list[str] = []  # steps this attempt executed (not replayed)
         self.suspend_after = suspend_after  # a sleep longer than this ends the pod (the Task's suspendAfter)
+        # When the API last answered a call of this attempt (GET /v1/run just did, if there is an API).
+        self._confirmed: float | None = time.monotonic() if api is not None else None
 
     # -- keys ------------------------------------------------------------------------------------
     def _next_key(self, name: str, kind: str = "step") -> str:
@@ -161,8 +164,8 @@ class Context:
         done, value = self._replay(key, adapter)
         if done:
             return value  # type: ignore[no-any-return]
-        if self._api is not None:
-            check = self._api.call("POST", "/v1/steps/start", {"key": key})
+        if self._api is not None and not self._just_confirmed():
+            check = self._sync("POST", "/v1/steps/start", {"key": key})
             if check.get("recorded"):
                 return self._remember(key, check, adapter)  # type: ignore[no-any-return]
         started = datetime.now(UTC)
@@ -198,7 +201,7 @@ class Context:
         body = {"key": key, "result": encoded, "startedAt": started.isoformat()}
         if tries > 1:
             body["tries"] = tries
-        answer = self._api.call("POST", "/v1/steps", body)
+        answer = self._sync("POST", "/v1/steps", body)
         return self._remember(key, answer, adapter)  # type: ignore[no-any-return]
 
     # -- async steps -----------------------------------------------------------------------------
@@ -224,8 +227,8 @@ class Context:
         if done:
             return value  # type: ignore[no-any-return]
         api = self._async_api()
-        if api is not None:
-            check = await api.call("POST", "/v1/steps/start", {"key": key})
+        if api is not None and not self._just_confirmed():
+            check = await self._acall(api, "POST", "/v1/steps/start", {"key": key})
             if check.get("recorded"):
                 return self._remember(key, check, adapter)  # type: ignore[no-any-return]
         started = datetime.now(UTC)
@@ -259,8 +262,27 @@ class Context:
         body = {"key": key, "result": encoded, "startedAt": started.isoformat()}
         if tries > 1:
             body["tries"] = tries
-        answer = await api.call("POST", "/v1/steps", body)
+        answer = await self._acall(api, "POST", "/v1/steps", body)
         return self._remember(key, answer, adapter)  # type: ignore[no-any-return]
+
+    # -- calls ------------------------------------------------------------------------------------
+    def _sync(self, method: str, path: str, body: Any = None) -> Any:
+        assert self._api is not None
+        answer = self._api.call(method, path, body)
+        self._confirmed = time.monotonic()
+        return answer
+
+    async def _acall(self, api: AsyncApi, method: str, path: str, body: Any = None) -> Any:
+        answer = await api.call(method, path, body)
+        self._confirmed = time.monotonic()
+        return answer
+
+    def _just_confirmed(self) -> bool:
+        """Whether the API answered a call of this attempt within START_CHECK_SECONDS. Writes are fenced
+        to the current attempt, so no other attempt can record a step meanwhile: what the start check
+        (POST /v1/steps/start) adds is learning, before the work, that this pod was superseded, and an
+        answer this fresh already said it was not. A new step then costs one round trip, not two."""
+        return self._confirmed is not None and time.monotonic() - self._confirmed < START_CHECK_SECONDS
 
     def _async_api(self) -> AsyncApi | None:
         if self._aapi is None and self._aapi_factory is not None:
@@ -274,14 +296,14 @@ class Context:
         encoded = self.encode("state", state, None)
         self.state = encoded
         if self._api is not None:
-            self._api.call("PUT", "/v1/state", {"state": encoded, "note": note})
+            self._sync("PUT", "/v1/state", {"state": encoded, "note": note})
 
     async def asave_state(self, state: Any, note: str | None = None) -> None:
         encoded = self.encode("state", state, None)
         self.state = encoded
         api = self._async_api()
         if api is not None:
-            await api.call("PUT", "/v1/state", {"state": encoded, "note": note})
+            await self._acall(api, "PUT", "/v1/state", {"state": encoded, "note": note})
 
     async def aclose(self) -> None:
         if self._aapi is not None:
@@ -313,7 +335,7 @@ class Context:
         if self._api is None or left <= self.suspend_after:
             time.sleep(max(0.0, left))
             if self._api is not None:
-                answer = self._api.call("POST", "/v1/steps", {"key": key, "result": None})
+                answer = self._sync("POST", "/v1/steps", {"key": key, "result": None})
                 self._remember(key, answer, None)
             else:
                 self._remember(key, {"result": None}, None)
@@ -325,7 +347,7 @@ class Context:
     def _wait(self, key: str, body: dict[str, Any], what: str, path: str = "/v1/waits") -> Any:
         """Register the wait: its result if it is over, else this pod ends (WaitSuspended)."""
         assert self._api is not None
-        answer = self._api.call("POST", path, body)
+        answer = self._sync("POST", path, body)
         if answer.get("done"):
             return self._remember(key, answer, None)
         raise WaitSuspended(f"{what} (step {key}): this pod ends; the run resumes in a new pod when the wait is over")
@@ -341,7 +363,7 @@ class Context:
             body: dict[str, Any] = {"key": key, "tags": list(tags)}
             if seconds is not None:
                 body["timeoutSeconds"] = seconds
-            self._remember(key, self._api.call("POST", "/v1/tokens", body), None)
+            self._remember(key, self._sync("POST", "/v1/tokens", body), None)
         doc = self._recorded[key]
         timeout_at = datetime.fromisoformat(doc["timeout"]) if doc.get("timeout") else None
         return Token(id=doc["id"], url=doc["url"], timeout=timeout_at)
@@ -437,4 +459,4 @@ class Context:
     def _children(self, key: str, children: list[ChildRun], wait: bool, options: Mapping[str, Any]) -> Any:
         body = self._children_body(key, children, wait, options)
         assert self._api is not None
-        return self._api.call("POST", "/v1/children", body)
+        return self._sync("POST", "/v1/children", body)

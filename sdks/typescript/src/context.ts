@@ -42,6 +42,9 @@ export interface ContextInit {
   schedule?: string | undefined;
   fireTime?: Date | undefined;
   log?: (line: string) => void;
+  /** An answer of the API younger than this (seconds; default 1) makes a new step's start check
+   * redundant: see `justConfirmed`. */
+  startCheckSeconds?: number;
 }
 
 /** A task (a Task's name, or the value `task()` returned), for child runs with typed results. */
@@ -70,6 +73,9 @@ export class Context {
   private readonly kinds = new Map<string, string>();
   private readonly api: CheckpointApi | null;
   private readonly log: (line: string) => void;
+  private readonly startCheckMs: number;
+  /** When the API last answered a call of this attempt (performance.now(); the runner's GET /v1/run). */
+  private confirmed: number | null;
 
   constructor(init: ContextInit) {
     this.runName = init.run.name;
@@ -83,6 +89,8 @@ export class Context {
     this.fireTime = init.fireTime;
     this.suspendAfterSeconds = init.suspendAfterSeconds ?? 5;
     this.log = init.log ?? ((line) => console.error(line));
+    this.startCheckMs = (init.startCheckSeconds ?? 1) * 1000;
+    this.confirmed = init.api ? performance.now() : null;
     for (const s of init.steps) {
       this.recorded.set(s.key, s.result as Json);
       this.order.push(s.key);
@@ -158,8 +166,8 @@ export class Context {
     policy: ReturnType<typeof retryPolicy> | null,
   ): Promise<Awaited<T>> {
     if (this.recorded.has(key)) return this.recorded.get(key) as Awaited<T>;
-    if (this.api) {
-      const check = await this.api.startStep({ key });
+    if (this.api && !this.justConfirmed()) {
+      const check = await this.call(() => this.api!.startStep({ key }));
       if (check.recorded) return this.remember(key, check.result) as Awaited<T>;
     }
     const startedAt = new Date();
@@ -186,8 +194,23 @@ export class Context {
     if (!this.api) return this.remember(key, encoded) as Awaited<T>;
     const body: Schemas["StepRecord"] = { key, result: encoded, startedAt: startedAt.toISOString() };
     if (tries > 1) body.tries = tries;
-    const answer = await this.api.recordStep(body);
+    const answer = await this.call(() => this.api!.recordStep(body));
     return this.remember(key, answer.result) as Awaited<T>;
+  }
+
+  /** A call to the API; its answer confirms that this attempt is still the run's current one. */
+  private async call<R>(f: () => Promise<R>): Promise<R> {
+    const answer = await f();
+    this.confirmed = performance.now();
+    return answer;
+  }
+
+  /** Whether the API answered within startCheckSeconds. Writes are fenced to the current attempt, so no
+   * other attempt can record a step meanwhile: what the start check (POST /v1/steps/start) adds is
+   * learning, before the work, that this pod was superseded, and an answer this fresh already said it
+   * was not. A new step then costs one round trip, not two. */
+  private justConfirmed(): boolean {
+    return this.confirmed !== null && performance.now() - this.confirmed < this.startCheckMs;
   }
 
   // -- state ----------------------------------------------------------------------------------------
@@ -197,7 +220,7 @@ export class Context {
     this.refuseIfSuspended();
     const encoded = encode("state", state);
     this.state = encoded;
-    if (this.api) await this.api.saveState(note === undefined ? { state: encoded } : { state: encoded, note });
+    if (this.api) await this.call(() => this.api!.saveState(note === undefined ? { state: encoded } : { state: encoded, note }));
   }
 
   // -- durable waits ----------------------------------------------------------------------------------
@@ -223,7 +246,7 @@ export class Context {
     const left = (until.getTime() - Date.now()) / 1000;
     if (!this.api || left <= this.suspendAfterSeconds) {
       await sleep(Math.max(0, left) * 1000);
-      const answer = this.api ? (await this.api.recordStep({ key, result: null })).result : null;
+      const answer = this.api ? (await this.call(() => this.api!.recordStep({ key, result: null }))).result : null;
       this.remember(key, answer);
       return;
     }
@@ -233,7 +256,7 @@ export class Context {
 
   /** Register a wait: its result if it is over, else this pod ends (WaitSuspended). */
   private async waitFor(key: string, call: () => Promise<Schemas["WaitAnswer"]>, what: string): Promise<Json> {
-    const answer = await call();
+    const answer = await this.call(call);
     if (answer.done) return this.remember(key, answer.result);
     this.suspended = new WaitSuspended(
       `${what} (step ${key}): this pod ends; the run resumes in a new pod when the wait is over`,
@@ -254,7 +277,7 @@ export class Context {
       const api = this.needsCairn(`createToken '${name}': wait tokens`);
       const body: Schemas["TokenRequest"] = { key, tags: options.tags ?? [] };
       if (options.timeoutSeconds !== undefined) body.timeoutSeconds = options.timeoutSeconds;
-      this.remember(key, (await api.createToken(body)).result);
+      this.remember(key, (await this.call(() => api.createToken(body))).result);
     }
     const doc = this.recorded.get(key) as { id: string; url: string; timeout?: string | null };
     return { id: doc.id, url: doc.url, timeout: doc.timeout ? new Date(doc.timeout) : null };
@@ -279,7 +302,7 @@ export class Context {
     if (!this.recorded.has(key)) {
       const body = this.childrenBody(key, [{ task, payload, ...options }], false, options);
       const api = this.needsCairn(`step '${key}': child runs`);
-      const answer = await api.startChildren(body);
+      const answer = await this.call(() => api.startChildren(body));
       this.remember(key, answer.result);
     }
     return String((this.recorded.get(key) as { runs: string[] }).runs[0]);

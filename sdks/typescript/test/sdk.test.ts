@@ -24,9 +24,10 @@ function http(): HttpApi {
   return new HttpApi(endpointFromEnv(api.env()), quiet);
 }
 
-async function attempt(n = 1): Promise<Context> {
+async function attempt(n = 1, startCheckSeconds?: number): Promise<Context> {
   const info = await http().getRun();
-  return new Context({ ...info, attempt: n, api: http(), log: quiet });
+  const init = { ...info, attempt: n, api: http(), log: quiet };
+  return new Context(startCheckSeconds === undefined ? init : { ...init, startCheckSeconds });
 }
 
 describe("steps", () => {
@@ -56,8 +57,20 @@ describe("steps", () => {
     assert.deepEqual(api.steps.get("part#1"), "b");
   });
 
-  it("a step recorded meanwhile (by an attempt presumed lost) is not run: the first result stands", async () => {
+  it("a new step right after an answer of the API costs one round trip; after a quiet while, two", async () => {
     const ctx = await attempt();
+    api.seen.length = 0;
+    await ctx.step("a", () => 1);
+    await ctx.step("a", () => 2);
+    assert.deepEqual(api.seen.map((s) => s.path), ["/v1/steps", "/v1/steps"]);
+    const slow = await attempt(1, 0);
+    api.seen.length = 0;
+    await slow.step("b", () => 1);
+    assert.deepEqual(api.seen.map((s) => s.path), ["/v1/steps/start", "/v1/steps"]);
+  });
+
+  it("a step recorded meanwhile (by an attempt presumed lost) is not run: the first result stands", async () => {
+    const ctx = await attempt(1, 0); // the start check is made
     api.steps.set("charge#0", { charged: "first" });
     let ran = false;
     assert.deepEqual(await ctx.step("charge", () => ((ran = true), { charged: "again" })), { charged: "first" });
