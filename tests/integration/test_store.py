@@ -471,3 +471,32 @@ def test_progress_notifications_name_the_run_whose_pod_recorded_a_step_or_its_st
         await store.close()
 
     asyncio.run(go())
+
+
+def test_steps_recorded_together_are_written_once_in_order_and_only_by_the_current_attempt(database: str) -> None:
+    asyncio.run(migrate(database))
+
+    async def go() -> None:
+        store = PostgresStore(database, name="batch")
+        await store.open()
+        await store.upsert_queue(QueueRow("ns", "b", "uid", 5, None, False))
+        run = _run("b")
+        await store.register_run(run)
+        await store.begin_attempt(run.uid, 1, "ns", "p-1")
+        assert (await store.record_step(run.uid, 1, "one#0", None, None)).inserted  # a null result, first
+        writes = await store.record_steps(
+            run.uid, 1, [("two#0", {"v": 2}, NOW, None), ("one#0", {"v": "again"}, None, None), ("three#0", 3, None, 2)]
+        )
+        assert [(w.allowed, w.inserted, w.result) for w in writes] == [
+            (True, True, {"v": 2}),
+            (True, False, None),  # recorded before: its first result (null) stands
+            (True, True, 3),
+        ]
+        context = await store.run_context(run.uid)
+        assert context is not None and [k for k, _ in context[1]] == ["one#0", "two#0", "three#0"]
+        await store.requeue(run.uid, NOW)
+        fenced = await store.record_steps(run.uid, 1, [("four#0", 4, None, None)])
+        assert [(w.allowed, w.inserted) for w in fenced] == [(False, False)]  # not while it waits
+        await store.close()
+
+    asyncio.run(go())

@@ -32,6 +32,8 @@ from cairn.sdk.waits import ChildResult, ChildRun, Token, TokenResult, WaitSuspe
 T = TypeVar("T")
 RESULT_MAX_BYTES = 1024 * 1024
 START_CHECK_SECONDS = 1.0  # an answer younger than this makes the start check of a new step redundant
+BATCH_STEPS = 100  # at most this many steps in one write (POST /v1/steps/batch)
+BATCH_BYTES = 1024 * 1024  # and their results at most this much JSON (the API takes bodies up to 2 MiB)
 log = logging.getLogger("cairn.sdk")
 _current_step: contextvars.ContextVar[str | None] = contextvars.ContextVar("cairn_step", default=None)
 
@@ -94,6 +96,9 @@ class Context:
         self._aapi: AsyncApi | None = None
         self.executed: list[str] = []  # steps this attempt executed (not replayed)
         self.suspend_after = suspend_after  # a sleep longer than this ends the pod (the Task's suspendAfter)
+        # Async steps waiting for their write, and the task writing them (see _record_together).
+        self._pending: list[tuple[dict[str, Any], asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
         # When the API last answered a call of this attempt (GET /v1/run just did, if there is an API).
         self._confirmed: float | None = time.monotonic() if api is not None else None
 
@@ -262,7 +267,7 @@ class Context:
         body = {"key": key, "result": encoded, "startedAt": started.isoformat()}
         if tries > 1:
             body["tries"] = tries
-        answer = await self._acall(api, "POST", "/v1/steps", body)
+        answer = await self._record_together(api, body)
         return self._remember(key, answer, adapter)  # type: ignore[no-any-return]
 
     # -- calls ------------------------------------------------------------------------------------
@@ -276,6 +281,46 @@ class Context:
         answer = await api.call(method, path, body)
         self._confirmed = time.monotonic()
         return answer
+
+    async def _record_together(self, api: AsyncApi, body: dict[str, Any]) -> Any:
+        """Record an async step, in one write with the steps that finish with it: those of the same tick
+        of the event loop, and those that finish while an earlier write is on its way (POST
+        /v1/steps/batch; alone, POST /v1/steps). Its answer, or the error of its write."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((body, answer))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush(api))
+        return await answer
+
+    async def _flush(self, api: AsyncApi) -> None:
+        await asyncio.sleep(0)  # the steps finishing in this same tick join the write
+        while self._pending:
+            group: list[tuple[dict[str, Any], asyncio.Future[Any]]] = []
+            size = 0
+            while self._pending and len(group) < BATCH_STEPS:
+                n = len(json.dumps(self._pending[0][0].get("result"), separators=(",", ":")))
+                if group and size + n > BATCH_BYTES:
+                    break
+                group.append(self._pending.pop(0))
+                size += n
+            try:
+                if len(group) == 1:
+                    answers = [await self._acall(api, "POST", "/v1/steps", group[0][0])]
+                else:
+                    doc = await self._acall(api, "POST", "/v1/steps/batch", {"steps": [b for b, _ in group]})
+                    answers = doc["steps"]
+            except BaseException as e:
+                # Every step of the write hears why it failed; a cancellation or an exit goes on up.
+                for _, fut in group:
+                    if not fut.done():
+                        fut.set_exception(e)
+                if not isinstance(e, Exception):
+                    raise
+                continue
+            for (_, fut), doc_ in zip(group, answers, strict=True):
+                if not fut.done():
+                    fut.set_result(doc_)
 
     def _just_confirmed(self) -> bool:
         """Whether the API answered a call of this attempt within START_CHECK_SECONDS. Writes are fenced

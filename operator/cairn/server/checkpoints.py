@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cairn import faults, metrics
 from cairn.api.common import GoDuration
@@ -35,6 +35,24 @@ class StepRecord(_Body):
     result: Any = None
     started_at: datetime | None = Field(None, alias="startedAt")
     tries: int | None = Field(None, ge=1, le=1000, description="Tries it took (a step retried in its pod).")
+
+    @field_validator("started_at")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        # Stored in UTC (PostgreSQL refuses some offsets a datetime may carry); no zone: UTC.
+        if value is None:
+            return None
+        try:
+            return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        except (OverflowError, ValueError) as e:
+            raise ValueError("is out of range: give a time in UTC, e.g. 2026-12-01T12:00:00Z") from e
+
+
+BATCH_MAX = 100
+
+
+class StepBatch(_Body):
+    steps: list[StepRecord] = Field(min_length=1, max_length=BATCH_MAX)
 
 
 class StateSave(_Body):
@@ -94,6 +112,7 @@ class Checkpoints:
             web.get("/v1/run", self.get_run),
             web.post("/v1/steps/start", self.start_step),
             web.post("/v1/steps", self.record_step),
+            web.post("/v1/steps/batch", self.record_steps),
             web.put("/v1/state", self.save_state),
             web.put("/v1/result", self.record_result),
         ]
@@ -179,6 +198,44 @@ class Checkpoints:
         return json_response(
             {"key": key, "recorded": True, "first": write.inserted, "result": write.result},
             status=201 if write.inserted else 200,
+        )
+
+    async def record_steps(self, request: web.Request) -> web.Response:
+        """Steps that finished together, in one write (and one round trip): each as POST /v1/steps."""
+        started = time.perf_counter()
+        caller = await self.verifier.verify(request.headers.get("Authorization"))
+        who = self._attempts.get(caller)
+        if who is None:
+            who = await self._identity(caller)
+            if len(self._attempts) >= ATTEMPTS_CACHED:
+                self._attempts.clear()
+            self._attempts[caller] = who
+        try:
+            body: StepBatch = await _parse(request, StepBatch)
+            keys = [_key(s.key) for s in body.steps]
+            if len(set(keys)) != len(keys):
+                raise ApiError(422, "InvalidBody", "steps: each key once per batch")
+            for s in body.steps:
+                _size(s.result, f"the result of step {s.key!r}")
+        except ApiError:
+            await self._identity(caller)  # an ended or superseded attempt hears that first
+            raise
+        writes = await self.store.record_steps(
+            who.run_uid, who.attempt, [(s.key, s.result, s.started_at, s.tries) for s in body.steps]
+        )
+        faults.point("api.after_checkpoint_commit")
+        if not writes or not writes[0].allowed:
+            self._attempts.pop(caller, None)
+            await self._identity(caller)
+            raise conflict(f"attempt {who.attempt} of run {who.run_name} may no longer record steps")
+        metrics.CHECKPOINT_SECONDS.observe(time.perf_counter() - started)
+        return json_response(
+            {
+                "steps": [
+                    {"key": k, "recorded": True, "first": w.inserted, "result": w.result}
+                    for k, w in zip(keys, writes, strict=True)
+                ]
+            }
         )
 
     async def save_state(self, request: web.Request) -> web.Response:

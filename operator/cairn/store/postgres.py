@@ -760,6 +760,30 @@ class PostgresStore:
             ],
         }
 
+    async def record_steps(
+        self, uid: str, attempt: int, records: Sequence[tuple[str, Any, datetime | None, int | None]]
+    ) -> list[StepWrite]:
+        """Several steps (key, result, started, tries) in one statement, fenced as record_step is; one
+        StepWrite per record, in order (a step recorded before keeps its first result)."""
+        async with self.pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    q.RECORD_STEPS,
+                    {
+                        "uid": uid,
+                        "attempt": attempt,
+                        "keys": [r[0] for r in records],
+                        "results": [Jsonb(r[1]) for r in records],
+                        "started": [r[2] for r in records],
+                        "tries": [r[3] for r in records],
+                        "channel": q.PROGRESS_CHANNEL,
+                    },
+                )
+            ).fetchall()
+        if not rows or not rows[0][0]:
+            return [StepWrite(False, False) for _ in records]
+        return [StepWrite(True, bool(r[2]), r[3]) for r in rows]
+
     async def run_result(self, uid: str) -> tuple[bool, Any]:
         """(recorded?, result) of a run."""
         async with self.pool.connection() as conn:

@@ -264,6 +264,34 @@ WITH current AS (
 )
 SELECT (SELECT count(*) FROM current) AS allowed, (SELECT count(*) FROM inserted) AS inserted,
        (SELECT count(*) FROM notified) AS notified"""
+# Several steps that finished together (asyncio.gather): one statement, as RECORD_STEP for each, in
+# the order given; the ones recorded before keep their first result (read back in the same statement).
+RECORD_STEPS: LiteralString = """
+WITH current AS (
+    SELECT uid FROM runs WHERE uid = %(uid)s AND attempt = %(attempt)s AND state = 'admitted' FOR SHARE
+), given AS (
+    SELECT * FROM unnest(%(keys)s::text[], %(results)s::jsonb[], %(started)s::timestamptz[], %(tries)s::integer[])
+        WITH ORDINALITY AS g(step_key, result, started_at, tries, n)
+), fresh AS (
+    SELECT g.* FROM given g
+    WHERE NOT EXISTS (SELECT 1 FROM steps s WHERE s.run_uid = %(uid)s AND s.step_key = g.step_key)
+), inserted AS (
+    INSERT INTO steps (run_uid, step_key, seq, attempt, result, started_at, tries)
+    SELECT %(uid)s, f.step_key,
+           (SELECT count(*) FROM steps WHERE run_uid = %(uid)s) + row_number() OVER (ORDER BY f.n),
+           %(attempt)s, f.result, f.started_at, f.tries
+    FROM fresh f, current
+    ON CONFLICT (run_uid, step_key) DO NOTHING
+    RETURNING step_key
+), notified AS (
+    SELECT pg_notify(%(channel)s, %(uid)s::text) WHERE EXISTS (SELECT 1 FROM inserted)
+)
+SELECT (SELECT count(*) FROM current) AS allowed, g.step_key,
+       EXISTS (SELECT 1 FROM inserted i WHERE i.step_key = g.step_key) AS inserted,
+       CASE WHEN e.step_key IS NULL THEN g.result ELSE e.result END AS result,  -- the first result stands
+       (SELECT count(*) FROM notified) AS notified
+FROM given g LEFT JOIN steps e ON e.run_uid = %(uid)s AND e.step_key = g.step_key
+ORDER BY g.n"""
 NOTIFY_PROGRESS: LiteralString = "SELECT pg_notify(%s, %s)"
 SAVE_STATE: LiteralString = """
 INSERT INTO run_state (run_uid, state, note, attempt)

@@ -58,6 +58,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/steps/batch": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Record several completed steps at once (steps that finished together)
+         * @description Each step as `POST /v1/steps` records it (written once; a step recorded before keeps its first
+         *     result), in one write and one round trip, in the order given. At most 100 steps, each key once,
+         *     each result at most 1 MiB of JSON, the body at most 2 MiB.
+         */
+        post: operations["recordSteps"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/state": {
         parameters: {
             query?: never;
@@ -348,6 +370,9 @@ export interface components {
             startedAt?: string;
             /** @description Tries it took (a step retried in its pod). */
             tries?: number;
+        };
+        StepBatch: {
+            steps: components["schemas"]["StepRecord"][];
         };
         StepRecorded: {
             key: string;
@@ -704,6 +729,41 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["StepRecorded"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            409: components["responses"]["Superseded"];
+            410: components["responses"]["RunEnded"];
+            413: components["responses"]["TooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["InvalidBody"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    recordSteps: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["StepBatch"];
+            };
+        };
+        responses: {
+            /** @description Recorded (each says whether it was recorded now or before). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        steps: components["schemas"]["StepRecorded"][];
+                    };
                 };
             };
             400: components["responses"]["BadRequest"];
