@@ -40,6 +40,7 @@ export interface CheckpointApi {
   getRun(): Promise<Schemas["RunContext"]>;
   startStep(body: Schemas["StepStart"]): Promise<Schemas["StepCheck"]>;
   recordStep(body: Schemas["StepRecord"]): Promise<Schemas["StepRecorded"]>;
+  recordSteps(body: Schemas["StepBatch"]): Promise<{ steps: Schemas["StepRecorded"][] }>;
   saveState(body: Schemas["StateSave"]): Promise<void>;
   recordResult(body: Schemas["ResultRecord"]): Promise<void>;
   wait(body: Schemas["WaitRequest"]): Promise<Schemas["WaitAnswer"]>;
@@ -56,6 +57,8 @@ export class HttpApi implements CheckpointApi {
   getRun = () => this.call<Schemas["RunContext"]>("GET", "/v1/run");
   startStep = (body: Schemas["StepStart"]) => this.call<Schemas["StepCheck"]>("POST", "/v1/steps/start", body);
   recordStep = (body: Schemas["StepRecord"]) => this.call<Schemas["StepRecorded"]>("POST", "/v1/steps", body);
+  recordSteps = (body: Schemas["StepBatch"]) =>
+    this.call<{ steps: Schemas["StepRecorded"][] }>("POST", "/v1/steps/batch", body);
   saveState = async (body: Schemas["StateSave"]) => void (await this.call("PUT", "/v1/state", body));
   recordResult = async (body: Schemas["ResultRecord"]) => void (await this.call("PUT", "/v1/result", body));
   wait = (body: Schemas["WaitRequest"]) => this.call<Schemas["WaitAnswer"]>("POST", "/v1/waits", body);

@@ -19,6 +19,8 @@ import { retries, retryDelay, retryPolicy, type StepRetry } from "./retry.js";
 import type { ChildResult, ChildRun, Token, TokenResult, TriggerOptions } from "./waits.js";
 
 const currentStep = new AsyncLocalStorage<string>();
+const BATCH_STEPS = 100; // at most this many steps in one write (POST /v1/steps/batch)
+const BATCH_BYTES = 1024 * 1024; // and their results at most this much JSON (the API takes bodies up to 2 MiB)
 
 export interface StepOptions {
   /** Try a failing step again in this pod, with backoff, before the attempt fails. */
@@ -194,8 +196,46 @@ export class Context {
     if (!this.api) return this.remember(key, encoded) as Awaited<T>;
     const body: Schemas["StepRecord"] = { key, result: encoded, startedAt: startedAt.toISOString() };
     if (tries > 1) body.tries = tries;
-    const answer = await this.call(() => this.api!.recordStep(body));
+    const answer = await this.recordTogether(body);
     return this.remember(key, answer.result) as Awaited<T>;
+  }
+
+  private pending: Array<{ body: Schemas["StepRecord"]; resolve: (a: Schemas["StepRecorded"]) => void; reject: (e: unknown) => void }> = [];
+  private flushing: Promise<void> | null = null;
+
+  /** Record a step in one write with the steps that finish with it: those of the same turn of the event
+   * loop (Promise.all), and those that finish while an earlier write is on its way (POST
+   * /v1/steps/batch; alone, POST /v1/steps). */
+  private recordTogether(body: Schemas["StepRecord"]): Promise<Schemas["StepRecorded"]> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ body, resolve, reject });
+      this.flushing ??= this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    await new Promise((r) => setImmediate(r)); // the steps finishing in this same turn join the write
+    while (this.pending.length > 0) {
+      const group: typeof this.pending = [];
+      let size = 0;
+      while (this.pending.length > 0 && group.length < BATCH_STEPS) {
+        const n = JSON.stringify(this.pending[0]!.body.result ?? null).length;
+        if (group.length > 0 && size + n > BATCH_BYTES) break;
+        group.push(this.pending.shift()!);
+        size += n;
+      }
+      try {
+        const answers =
+          group.length === 1
+            ? [await this.call(() => this.api!.recordStep(group[0]!.body))]
+            : (await this.call(() => this.api!.recordSteps({ steps: group.map((g) => g.body) }))).steps;
+        group.forEach((g, i) => g.resolve(answers[i]!));
+      } catch (e) {
+        for (const g of group) g.reject(e); // every step of the write hears why it failed
+      }
+    }
+    // Cleared with no await after seeing nothing pending: a step finishing later starts a new write.
+    this.flushing = null;
   }
 
   /** A call to the API; its answer confirms that this attempt is still the run's current one. */

@@ -88,6 +88,14 @@ export class FakeApi {
         if (first) this.steps.set(body.key, body.result ?? null);
         return send(first ? 201 : 200, { key: body.key, recorded: true, first, result: this.steps.get(body.key) });
       }
+      case "POST /v1/steps/batch": {
+        const steps = body.steps.map((one: any) => {
+          const first = !this.steps.has(one.key);
+          if (first) this.steps.set(one.key, one.result ?? null);
+          return { key: one.key, recorded: true, first, result: this.steps.get(one.key) };
+        });
+        return send(200, { steps });
+      }
       case "PUT /v1/state":
         this.state = body.state;
         return send(204);

@@ -48,6 +48,16 @@ describe("steps", () => {
     assert.deepEqual(second.executed, ["fetch#2"]);
   });
 
+  it("steps that finish together are recorded in one write, in the order they were called", async () => {
+    const ctx = await attempt();
+    api.seen.length = 0;
+    const out = await Promise.all([1, 2, 3].map((n) => ctx.step("part", async () => n * 10)));
+    assert.deepEqual(out, [10, 20, 30]);
+    assert.deepEqual(api.seen.map((s) => s.path), ["/v1/steps/batch"]);
+    assert.deepEqual(api.seen[0]!.body.steps.map((s: any) => s.key), ["part#0", "part#1", "part#2"]);
+    assert.deepEqual(ctx.completedSteps, ["part#0", "part#1", "part#2"]);
+  });
+
   it("steps started together keep the order they were called in, whichever finishes first", async () => {
     const ctx = await attempt();
     const slow = (ms: number, v: string) => new Promise<string>((r) => setTimeout(() => r(v), ms));
