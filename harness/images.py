@@ -178,22 +178,24 @@ def debian_base_layer() -> Layer:
     print(f"[images] debootstrap bookworm ({', '.join(debian_packages())}): about a minute, once", flush=True)
     with tempfile.TemporaryDirectory(prefix="cairn-rootfs-") as tmp:
         root = Path(tmp) / "rootfs"
-        try:
-            run(debootstrap_argv(str(root)), timeout=900)
-        except HarnessError as e:
-            log = root / "debootstrap" / "debootstrap.log"
-            raise HarnessError(f"{e}\n{log.read_text()[-3000:] if log.exists() else ''}") from e
-        for junk in DEBIAN_PRUNE:
-            target = root / junk
-            if target.exists():
-                shutil.rmtree(target)
-                target.mkdir()
-        shutil.copy2(SRC / "base" / "passwd", root / "etc" / "passwd")
-        shutil.copy2(SRC / "base" / "group", root / "etc" / "group")
-        home = root / "home" / "cairn"
-        home.mkdir(parents=True, exist_ok=True)
-        shutil.chown(home, 65532, 65532)
+        _debootstrap(debootstrap_argv(str(root)), root)
+        _as_cairn_base(root)
         return layer_from_dir(root, layer_file)
+
+
+def _as_cairn_base(root: Path) -> None:
+    """A debootstrapped tree made a base of Cairn's images: Debian's caches and docs emptied, Cairn's
+    passwd and group (the runtime user 65532), and that user's home."""
+    for junk in DEBIAN_PRUNE:
+        target = root / junk
+        if target.exists():
+            shutil.rmtree(target)
+            target.mkdir()
+    shutil.copy2(SRC / "base" / "passwd", root / "etc" / "passwd")
+    shutil.copy2(SRC / "base" / "group", root / "etc" / "group")
+    home = root / "home" / "cairn"
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.chown(home, 65532, 65532)
 
 
 def build_wheel() -> Path:
@@ -406,16 +408,7 @@ def node_rootfs_layer(recipe: NodeRecipe = NODE_RECIPE) -> Layer:
     with tempfile.TemporaryDirectory(prefix="cairn-rootfs-") as tmp:
         root = Path(tmp) / "rootfs"
         _debootstrap(recipe.debootstrap_argv(str(root)), root)
-        for junk in DEBIAN_PRUNE:
-            target = root / junk
-            if target.exists():
-                shutil.rmtree(target)
-                target.mkdir()
-        shutil.copy2(SRC / "base" / "passwd", root / "etc" / "passwd")
-        shutil.copy2(SRC / "base" / "group", root / "etc" / "group")
-        home = root / "home" / "cairn"
-        home.mkdir(parents=True, exist_ok=True)
-        shutil.chown(home, 65532, 65532)
+        _as_cairn_base(root)
         return layer_from_dir(root, layer_file)
 
 

@@ -692,22 +692,7 @@ class PostgresStore:
         }
         async with self.pool.connection() as conn:
             rows = await (await conn.execute(q.HISTORY_RUNS, params)).fetchall()
-        return [
-            {
-                "uid": r[0],
-                "name": r[1],
-                "task": r[2],
-                "queue": r[3],
-                "phase": r[5] or "Live",
-                "createdAt": _iso(r[6]),
-                "finishedAt": _iso(r[7]),
-                "deletedAt": _iso(r[8]),
-                "attempt": r[9],
-                "labels": r[10] or {},
-                "stepsCompleted": r[11],
-            }
-            for r in rows
-        ]
+        return [{**_history_fields(r), "stepsCompleted": r[11]} for r in rows]
 
     async def history_run(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The last run of that name (its TaskRun may be deleted): its record, attempts and steps."""
@@ -719,16 +704,7 @@ class PostgresStore:
             steps = await (await conn.execute(q.RUN_HISTORY_STEPS, (r[0],))).fetchall()
         return {
             "namespace": namespace,
-            "uid": r[0],
-            "name": r[1],
-            "task": r[2],
-            "queue": r[3],
-            "phase": r[5] or "Live",
-            "createdAt": _iso(r[6]),
-            "finishedAt": _iso(r[7]),
-            "deletedAt": _iso(r[8]),
-            "attempt": r[9],
-            "labels": r[10] or {},
+            **_history_fields(r),
             "payload": r[11],
             "resultRecorded": bool(r[12]),
             "result": r[13],
@@ -817,6 +793,22 @@ class PostgresStore:
 
 def _iso(value: datetime | None) -> str | None:
     return format_time(value) if value is not None else None
+
+
+def _history_fields(r: Sequence[Any]) -> dict[str, Any]:
+    """What HISTORY_RUNS and HISTORY_RUN both begin with (uid .. labels), as the history API names it."""
+    return {
+        "uid": r[0],
+        "name": r[1],
+        "task": r[2],
+        "queue": r[3],
+        "phase": r[5] or "Live",  # a run not finished yet has no phase in the store
+        "createdAt": _iso(r[6]),
+        "finishedAt": _iso(r[7]),
+        "deletedAt": _iso(r[8]),
+        "attempt": r[9],
+        "labels": r[10] or {},
+    }
 
 
 def make_store(dsn: str, *, max_size: int, name: str) -> PostgresStore:
