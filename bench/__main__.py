@@ -2,7 +2,7 @@
 benchmark beside its baseline, print the table, write bench/results/<timestamp>.json.
 
     python -m bench                       # everything (about 25 minutes on 2 cores)
-    python -m bench --only checkpoint     # one or more: start,admission,pace,checkpoint,recovery,waits,memory,schedules
+    python -m bench --only steps,crash    # one or more of BENCHMARKS (below): start, admission, ...
     python -m bench --quick               # small sizes: checks the suite works, figures not to quote
     python -m bench --profile results/    # py-spy flame graphs of the operator/API during each one
 """
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from bench import admission, checkpoint, memory, pace, recovery, schedules, start_latency, waits
+from bench import admission, checkpoint, crash, memory, pace, recovery, schedules, start_latency, steps, waits
 from bench.env import Env
 from bench.options import Options
 from bench.report import Result, machine_lines, table, write_json
@@ -31,7 +31,9 @@ BENCHMARKS: dict[str, Callable[[Env, Options], Result]] = {
     "admission": admission.run,
     "pace": pace.run,
     "checkpoint": checkpoint.run,
+    "steps": steps.run,
     "recovery": recovery.run,
+    "crash": crash.run,
     "waits": waits.run,
     "memory": memory.run,
     "schedules": schedules.run,

@@ -107,13 +107,14 @@ def run(env: Env, opts: Options) -> Result:
         ),
         Figure(
             "checkpoint",
-            "SDK step, start + record, p50",
+            "step after a quiet second, start + record, p50",
             "ms",
             [percentile(r, 50) for r in m.lat_sdk],
             baseline=[percentile(r, 50) for r in m.lat_bare],
             baseline_name="bare INSERT",
             samples=opts.checkpoint_latency_records // 2,
-            note="what a task pays per step that runs: POST /v1/steps/start, then POST /v1/steps",
+            note="POST /v1/steps/start, then POST /v1/steps: what the SDK pays for a step when the API has "
+            "not answered for a second (right after an answer, one call; the steps benchmark runs the SDK itself)",
         ),
     ]
     p50_ratio = figures[0].ratio

@@ -122,11 +122,15 @@ class Env:
     def namespace(self, stem: str) -> str:
         return self.kube.namespace(f"bench-{stem}-{secrets.token_hex(3)}", {"cairn.dev/bench": "true"})
 
-    def cairn(self, namespace: str, *, api: bool = False, **settings: str) -> CairnProcesses:
-        """Cairn's operator (and the API if asked) for one benchmark: a fresh database, watching only
-        `namespace`. `settings` are CAIRN_* overrides, e.g. kube_qps="50"."""
-        assert self.pg is not None
-        dsn = create_database(self.pg.dsn, f"bench_{secrets.token_hex(4)}")
+    def cairn(
+        self, namespace: str, *, api: bool = False, pg: Postgres | None = None, **settings: str
+    ) -> CairnProcesses:
+        """Cairn's operator (and the API if asked) for one benchmark: a fresh database (on `pg`, else
+        the suite's server), watching only `namespace`. `settings` are CAIRN_* overrides, e.g.
+        kube_qps="50"."""
+        server = pg or self.pg
+        assert server is not None
+        dsn = create_database(server.dsn, f"bench_{secrets.token_hex(4)}")
         logs = self.root / "logs" / namespace
         # The operator's own defaults for its background loops (the harness shortens them for tests).
         settings = {"resync_interval": "300", "sweep_interval": "30", **settings}

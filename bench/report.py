@@ -41,6 +41,8 @@ def _target(f: Figure) -> str:
         return ""
     sign = "<=" if f.target_kind == "max" else ">="
     mark = {True: "met", False: "MISSED", None: ""}[f.met]
+    if f.target_kind == "ratio_max":
+        return f"ratio <= {f.target:.2f}x {mark}"
     return f"{sign} {_fmt(f.target, f.unit)} {mark}".strip()
 
 

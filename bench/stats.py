@@ -54,7 +54,8 @@ class Figure:
     reps: list[float]
     baseline: list[float] | None = None
     baseline_name: str = ""
-    # Target: value <= target ("max") or value >= target ("min").
+    # Target: value <= target ("max"), value >= target ("min"), or Cairn / baseline <= target
+    # ("ratio_max": for a figure whose target is relative to a peer measured in the same run).
     target: float | None = None
     target_kind: str = "max"
     # "lower" or "higher" is better: how the ratio reads.
@@ -82,6 +83,9 @@ class Figure:
     def met(self) -> bool | None:
         if self.target is None or not math.isfinite(self.value):
             return None if self.target is None else False
+        if self.target_kind == "ratio_max":
+            ratio = self.ratio
+            return ratio is not None and ratio <= self.target
         return self.value <= self.target if self.target_kind == "max" else self.value >= self.target
 
     def as_json(self) -> dict[str, Any]:

@@ -5,11 +5,13 @@ last answer is older: then POST /v1/steps/start first learns whether the pod was
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
 
 from cairn.sdk import context as sdk_context
+from cairn.sdk.client import Encoded
 from cairn.sdk.context import Context
 
 
@@ -18,6 +20,7 @@ class Recorder:
         self.paths: list[str] = []
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
+        body = json.loads(body) if isinstance(body, Encoded) else body  # sent as encoded JSON
         self.paths.append(path)
         if path == "/v1/steps/start":
             return {"recorded": False}

@@ -5,11 +5,13 @@ took when it is recorded."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
 
 from cairn.sdk import Context, Fatal, StepRetry
+from cairn.sdk.client import Encoded
 
 FAST = StepRetry(max_attempts=3, initial_delay=0.0)
 
@@ -21,6 +23,7 @@ class Recorder:
         self.calls: list[tuple[str, str, Any]] = []
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
+        body = json.loads(body) if isinstance(body, Encoded) else body  # sent as encoded JSON
         self.calls.append((method, path, body))
         if path == "/v1/steps/start":
             return {"recorded": False}

@@ -9,7 +9,7 @@ import logging
 import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -34,11 +34,20 @@ class ApiRefused(CairnError):
     """The API refused a call (a 4xx other than the above): a bug in the task or the SDK."""
 
 
+TOKEN_REREAD_SECONDS = 10.0  # the kubelet rotates a projected token long before the old one expires
+
+
+class Encoded(str):
+    """A request body already encoded as JSON (sent as it is)."""
+
+
 @dataclass(frozen=True)
 class Endpoint:
     url: str
     token_file: str
     retry_seconds: float = 300.0
+    # (read at, token): the file is read again after TOKEN_REREAD_SECONDS, or at once after a 401.
+    _token: dict[str, tuple[float, str]] = field(default_factory=dict, compare=False, repr=False)
 
     @staticmethod
     def from_env() -> Endpoint:
@@ -49,10 +58,18 @@ class Endpoint:
         )
 
     def headers(self) -> dict[str, str]:
-        # Read every time: the kubelet rotates the projected token before it expires.
-        with open(self.token_file) as f:
-            token = f.read().strip()
-        return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        now = time.monotonic()
+        cached = self._token.get("token")
+        if cached is None or now - cached[0] > TOKEN_REREAD_SECONDS:
+            with open(self.token_file) as f:
+                cached = (now, f.read().strip())
+            self._token["token"] = cached
+        return {"Authorization": f"Bearer {cached[1]}", "Content-Type": "application/json"}
+
+    def forget_token(self) -> bool:
+        """After a 401: read the token file again on the next call. False if it was just read."""
+        cached = self._token.pop("token", None)
+        return cached is not None and time.monotonic() - cached[0] > 0.5
 
 
 def _raise_for(response: httpx.Response) -> None:
@@ -109,7 +126,9 @@ def _answer(response: httpx.Response) -> tuple[bool, Any, float]:
 
 
 def _content(body: Any) -> str | None:
-    return None if body is None else json.dumps(body)
+    if body is None:
+        return None
+    return str(body) if isinstance(body, Encoded) else json.dumps(body)
 
 
 class SyncApi:
@@ -122,9 +141,10 @@ class SyncApi:
         while True:
             wait = 0.0
             try:
-                done, value, wait = _answer(
-                    self.http.request(method, path, headers=self.endpoint.headers(), content=_content(body))
-                )
+                response = self.http.request(method, path, headers=self.endpoint.headers(), content=_content(body))
+                if response.status_code == 401 and self.endpoint.forget_token():
+                    continue  # a token rotated since it was read: read it again
+                done, value, wait = _answer(response)
                 if done:
                     return value
             except httpx.TransportError as e:
@@ -145,9 +165,12 @@ class AsyncApi:
         while True:
             wait = 0.0
             try:
-                done, value, wait = _answer(
-                    await self.http.request(method, path, headers=self.endpoint.headers(), content=_content(body))
+                response = await self.http.request(
+                    method, path, headers=self.endpoint.headers(), content=_content(body)
                 )
+                if response.status_code == 401 and self.endpoint.forget_token():
+                    continue  # a token rotated since it was read: read it again
+                done, value, wait = _answer(response)
                 if done:
                     return value
             except httpx.TransportError as e:

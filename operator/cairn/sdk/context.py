@@ -25,7 +25,7 @@ from typing import Any, TypeVar, get_type_hints
 
 from pydantic import TypeAdapter
 
-from cairn.sdk.client import AsyncApi, CairnError, SyncApi
+from cairn.sdk.client import AsyncApi, CairnError, Encoded, SyncApi
 from cairn.sdk.retry import StepRetry
 from cairn.sdk.waits import ChildResult, ChildRun, Token, TokenResult, WaitSuspended
 
@@ -130,6 +130,11 @@ class Context:
     @staticmethod
     def encode(key: str, value: Any, adapter: TypeAdapter[Any] | None = None) -> Any:
         """`value` as the JSON it is recorded as, or StepResultError naming `key`."""
+        return json.loads(Context.encode_text(key, value, adapter))
+
+    @staticmethod
+    def encode_text(key: str, value: Any, adapter: TypeAdapter[Any] | None = None) -> str:
+        """`value` as the compact JSON text it is recorded as, or StepResultError naming `key`."""
         try:
             plain = adapter.dump_python(value, mode="json") if adapter is not None else value
             text = json.dumps(plain, separators=(",", ":"), allow_nan=False)
@@ -143,7 +148,7 @@ class Context:
                 f"step {key!r} returned {len(text.encode())} bytes of JSON, over the cap of "
                 f"{RESULT_MAX_BYTES}: record a reference (a path, a URL) instead"
             )
-        return json.loads(text)
+        return text
 
     @staticmethod
     def _decode(value: Any, adapter: TypeAdapter[Any] | None) -> Any:
@@ -199,13 +204,13 @@ class Context:
                 _current_step.reset(token)
         if inspect.isawaitable(result):
             raise CairnError(f"step {key!r}: {fn!r} is async; use `await ctx.astep(...)`")
-        encoded = self.encode(key, result, adapter)
+        text = self.encode_text(key, result, adapter)
         self.executed.append(key)
         if self._api is None:
-            return self._remember(key, {"result": encoded}, adapter)  # type: ignore[no-any-return]
-        body = {"key": key, "result": encoded, "startedAt": started.isoformat()}
-        if tries > 1:
-            body["tries"] = tries
+            return self._remember(key, {"result": json.loads(text)}, adapter)  # type: ignore[no-any-return]
+        # The body around the result's text, so that a large result is not encoded a second time.
+        extra = f',"tries":{tries}' if tries > 1 else ""
+        body = Encoded(f'{{"key":{json.dumps(key)},"result":{text},"startedAt":"{started.isoformat()}"{extra}}}')
         answer = self._sync("POST", "/v1/steps", body)
         return self._remember(key, answer, adapter)  # type: ignore[no-any-return]
 

@@ -64,13 +64,16 @@ class ResultRecord(_Body):
     result: Any = None
 
 
-def _size(value: Any, what: str) -> None:
-    size = len(json.dumps(value, separators=(",", ":")).encode())
+def _size(value: Any, what: str) -> str:
+    """`value` as compact JSON (what is stored and answered: encoded once), or 413 over the cap."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    size = len(text.encode())
     if size > STEP_MAX_BYTES:
         raise too_large(
             f"{what} is {size} bytes of JSON, over the cap of {STEP_MAX_BYTES}: store large data "
             "elsewhere (a volume, object storage) and record its location"
         )
+    return text
 
 
 def _key(key: str) -> str:
@@ -183,22 +186,27 @@ class Checkpoints:
         try:
             body: StepRecord = await _parse(request, StepRecord)
             key = _key(body.key)
-            _size(body.result, f"the result of step {key!r}")
+            text = _size(body.result, f"the result of step {key!r}")
         except ApiError:
             if not checked:
                 await self._identity(caller)  # an ended or superseded attempt hears that first
             raise
-        write = await self.store.record_step(who.run_uid, who.attempt, key, body.result, body.started_at, body.tries)
+        write = await self.store.record_step(
+            who.run_uid, who.attempt, key, body.result, body.started_at, body.tries, text=text
+        )
         faults.point("api.after_checkpoint_commit")
         if not write.allowed:
             self._attempts.pop(caller, None)
             await self._identity(caller)  # says why: the run ended (410) or the attempt was superseded (409)
             raise conflict(f"attempt {who.attempt} of run {who.run_name} may no longer record steps")
         metrics.CHECKPOINT_SECONDS.observe(time.perf_counter() - started)
-        return json_response(
-            {"key": key, "recorded": True, "first": write.inserted, "result": write.result},
-            status=201 if write.inserted else 200,
-        )
+        if write.inserted:  # the result is the one just sent: answered from its text, not encoded again
+            return web.Response(
+                text=f'{{"key":{json.dumps(key, ensure_ascii=False)},"recorded":true,"first":true,"result":{text}}}',
+                status=201,
+                content_type="application/json",
+            )
+        return json_response({"key": key, "recorded": True, "first": False, "result": write.result})
 
     async def record_steps(self, request: web.Request) -> web.Response:
         """Steps that finished together, in one write (and one round trip): each as POST /v1/steps."""

@@ -645,8 +645,17 @@ class PostgresStore:
         return (True, row[0]) if row else (False, None)
 
     async def record_step(
-        self, uid: str, attempt: int, key: str, result: Any, started: datetime | None, tries: int | None = None
+        self,
+        uid: str,
+        attempt: int,
+        key: str,
+        result: Any,
+        started: datetime | None,
+        tries: int | None = None,
+        *,
+        text: str | None = None,
     ) -> StepWrite:
+        """`text`, when given, is `result` already encoded as JSON (the API measured it): not encoded again."""
         # No explicit transaction: RECORD_STEP is one statement (fence, insert, notification).
         async with self.pool.connection() as conn:
             row = await (
@@ -656,7 +665,7 @@ class PostgresStore:
                         "uid": uid,
                         "attempt": attempt,
                         "key": key,
-                        "result": Jsonb(result),
+                        "result": Jsonb(result) if text is None else Jsonb(result, dumps=lambda _: text),
                         "started": started,
                         "tries": tries,
                         "channel": q.PROGRESS_CHANNEL,
