@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--admission-runs", type=int, help=f"default {Options.admission_runs}")
     parser.add_argument("--admission-reps", type=int, help=f"default {Options.admission_reps}")
     parser.add_argument("--memory-runs", type=int, help=f"default {Options.memory_runs}")
+    parser.add_argument("--steps-phases", help="steps: only these phases, e.g. 100KiB-c1,noop-c16 (default all)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the operator/API logs (printed path)")
     args = parser.parse_args(argv)
     chosen = [b.strip() for b in args.only.split(",") if b.strip()]
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         "admission_runs": args.admission_runs,
         "admission_reps": args.admission_reps,
         "memory_runs": args.memory_runs,
+        "steps_phases": args.steps_phases,
         "profile": args.profile.resolve() if args.profile else None,
     }
     opts = replace(opts, **{k: v for k, v in explicit.items() if v is not None})

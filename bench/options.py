@@ -23,6 +23,7 @@ class Options:
     memory_running: int = 1000  # of memory_runs, how many hold a slot (a running simulated pod)
     schedule_minutes: int = 2  # schedules: whole minutes measured after a warm-up minute
     wait_runs: int = 10  # waits: sleeping runs per repetition (their wakes a second apart)
+    steps_phases: str = ""  # steps: only these phases (e.g. "100KiB-c1,noop-c16"); empty: all
 
     def scaled(self) -> Options:
         if not self.quick:
@@ -42,4 +43,5 @@ class Options:
             memory_runs=500,
             memory_running=100,
             wait_runs=3,
+            steps_phases=self.steps_phases,
         )

@@ -66,9 +66,13 @@ def phases(opts: Options) -> list[Phase]:
     out = []
     for size in VALUE_BYTES:
         for c in CONCURRENCY:
-            per = (300 if c == 1 else 100) if size != "100KiB" else (60 if c == 1 else 15)
+            per = (1000 if c == 1 else 100) if size != "100KiB" else (300 if c == 1 else 30)
             out.append(Phase(size, c, max(10, int(per * scale))))
-    return out
+    chosen = {p.strip() for p in opts.steps_phases.split(",") if p.strip()}
+    unknown = chosen - {p.name for p in out}
+    if unknown:
+        raise ValueError(f"unknown steps phase(s) {sorted(unknown)}; choose from {[p.name for p in out]}")
+    return [p for p in out if not chosen or p.name in chosen]
 
 
 @dataclass
