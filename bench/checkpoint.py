@@ -52,7 +52,7 @@ class Target:
 def run(env: Env, opts: Options) -> Result:
     machine = Machine(slot=env.harness.slot.index)
     ns = env.namespace("checkpoint")
-    procs = env.cairn(ns, api=True)
+    procs = env.cairn(ns, api=True, api_client_rate="0")  # no per-pod pace: the API's cost, not its limit
     kube = env.kube
     workers = opts.checkpoint_concurrency
     kube.create(E.queues(ns), E.queue(ns, "default", 1000))

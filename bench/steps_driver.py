@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import sys
 import tempfile
 import threading
@@ -170,11 +171,24 @@ def dbos_side(spec: dict[str, Any]) -> list[dict[str, Any]]:
     return results
 
 
+class Retries(logging.Handler):
+    """Counts the SDK's retries (a 429 or an unavailable API): a run with any measures the wrong thing."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
 def main() -> int:
     spec = json.load(sys.stdin)
     side = {"cairn": cairn_side, "dbos": dbos_side}[spec["side"]]
+    retries = Retries()
+    logging.getLogger("cairn.sdk").addHandler(retries)
     phases = side(spec)
-    Path(spec["out"]).write_text(json.dumps({"side": spec["side"], "phases": phases}))
+    Path(spec["out"]).write_text(json.dumps({"side": spec["side"], "phases": phases, "retries": retries.count}))
     return 0
 
 
