@@ -35,6 +35,7 @@ import psycopg
 from bench import env as E
 from bench.checkpoint import _target
 from bench.env import Env, cpu_seconds
+from bench.kube import scrape, total
 from bench.options import Options
 from bench.profiling import profiled
 from bench.report import Result
@@ -84,6 +85,8 @@ class SideRun:
     db: dict[str, int]
     api_cpu_s: float = 0.0
     server_cpu_s: float = 0.0
+    api_write_s: float = 0.0  # Cairn: the API's own time in its step writes (its histogram's sum)
+    api_writes: int = 0
 
     @property
     def steps(self) -> int:
@@ -141,7 +144,14 @@ def _run(env: Env, opts: Options, pg: Postgres, machine: Machine) -> Result:
                 api_profile = opts.profile / f"steps-api-r{rep}" if opts.profile and side == "cairn" else None
                 driver_profile = opts.profile / f"steps-{side}-process-r{rep}" if opts.profile else None
                 with profiled(procs.api.pid, api_profile):
-                    measured = _side(pg, db, spec, procs.api.pid if side == "cairn" else None, driver_profile)
+                    measured = _side(
+                        pg,
+                        db,
+                        spec,
+                        procs.api.pid if side == "cairn" else None,
+                        driver_profile,
+                        f"http://127.0.0.1:{procs.api_metrics_port}/metrics" if side == "cairn" else None,
+                    )
                 print(f"[bench] steps rep {rep} {side}: {_summary(measured)}", flush=True)
                 if rep > 0:
                     (sides.cairn if side == "cairn" else sides.dbos).append(measured)
@@ -152,12 +162,15 @@ def _run(env: Env, opts: Options, pg: Postgres, machine: Machine) -> Result:
     return _result(plan, sides, durability, opts, machine)
 
 
-def _side(pg: Postgres, db: str, spec: dict[str, Any], api_pid: int | None, profile: Path | None) -> SideRun:
+def _side(
+    pg: Postgres, db: str, spec: dict[str, Any], api_pid: int | None, profile: Path | None, metrics_url: str | None
+) -> SideRun:
     out = Path(tempfile.mkstemp(prefix="cairn-steps-", suffix=".json")[1])
     spec["out"] = str(out)
     env = {**os.environ, "PYTHONPATH": f"{config.REPO / 'operator'}:{config.REPO}"}
     before_wal, before_db = _wal(pg.dsn), _db_stats(pg.dsn, db)
     api0 = cpu_seconds(api_pid) if api_pid else 0.0
+    written0 = _writes(metrics_url)
     server0 = _tree_cpu_seconds(_postmaster(pg))
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.steps_driver"],
@@ -172,6 +185,7 @@ def _side(pg: Postgres, db: str, spec: dict[str, Any], api_pid: int | None, prof
     if proc.returncode != 0:
         raise RuntimeError(f"the {spec['side']} side failed ({proc.returncode}): {stderr[-4000:]}")
     api_cpu = cpu_seconds(api_pid) - api0 if api_pid else 0.0
+    written1 = _writes(metrics_url)
     server_cpu = _tree_cpu_seconds(_postmaster(pg)) - server0
     time.sleep(1.2)  # backends report their counters to the statistics within a second of going idle
     after_db = _db_stats(pg.dsn, db)
@@ -187,7 +201,17 @@ def _side(pg: Postgres, db: str, spec: dict[str, Any], api_pid: int | None, prof
         db={k: after_db[k] - before_db[k] for k in after_db},
         api_cpu_s=api_cpu,
         server_cpu_s=server_cpu,
+        api_write_s=written1[0] - written0[0],
+        api_writes=int(written1[1] - written0[1]),
     )
+
+
+def _writes(metrics_url: str | None) -> tuple[float, float]:
+    """(seconds, count) of the API's step writes so far, from its metrics."""
+    if metrics_url is None:
+        return 0.0, 0.0
+    samples = scrape(metrics_url)
+    return total(samples, "cairn_checkpoint_write_seconds_sum"), total(samples, "cairn_checkpoint_write_seconds_count")
 
 
 def _summary(run: SideRun) -> str:
@@ -303,6 +327,13 @@ def _result(plan: list[Phase], sides: Sides, durability: dict[str, str], opts: O
             "postgres_for_cairn": round(1000 * per_step(sides.cairn, "server_cpu_s"), 3),
             "postgres_for_dbos": round(1000 * per_step(sides.dbos, "server_cpu_s"), 3),
         },
+        "cairn_api_write_ms_mean": round(
+            1000 * median([r.api_write_s / r.api_writes for r in sides.cairn if r.api_writes]), 3
+        )
+        if any(r.api_writes for r in sides.cairn)
+        else None,
+        "cairn_api_write_note": "the API's own time per step write (request parsed to answer ready, the database "
+        "included), from its cairn_checkpoint_write_seconds histogram, over the whole side",
         "dbos_config": {"name": "cairn-bench", "system_database_url": "postgresql://…/dbos_<rep>"},
         "quick": opts.quick,
     }
