@@ -159,8 +159,10 @@ class Context:
             return True, self._decode(self._recorded[key], adapter)
         return False, None
 
-    def _remember(self, key: str, answer: Mapping[str, Any], adapter: TypeAdapter[Any] | None) -> Any:
-        recorded = answer.get("result")
+    def _remember(self, key: str, answer: Mapping[str, Any], adapter: TypeAdapter[Any] | None, sent: Any = None) -> Any:
+        # A step recorded now is answered without its result (it is what was sent); one recorded
+        # before, with the first result, which stands.
+        recorded = answer.get("result", sent)
         self._recorded[key] = recorded
         self._order.append(key)
         return self._decode(recorded, adapter)
@@ -212,7 +214,7 @@ class Context:
         extra = f',"tries":{tries}' if tries > 1 else ""
         body = Encoded(f'{{"key":{json.dumps(key)},"result":{text},"startedAt":"{started.isoformat()}"{extra}}}')
         answer = self._sync("POST", "/v1/steps", body)
-        return self._remember(key, answer, adapter)  # type: ignore[no-any-return]
+        return self._remember(key, answer, adapter, json.loads(text))  # type: ignore[no-any-return]
 
     # -- async steps -----------------------------------------------------------------------------
     def astep(
@@ -273,7 +275,7 @@ class Context:
         if tries > 1:
             body["tries"] = tries
         answer = await self._record_together(api, body)
-        return self._remember(key, answer, adapter)  # type: ignore[no-any-return]
+        return self._remember(key, answer, adapter, encoded)  # type: ignore[no-any-return]
 
     # -- calls ------------------------------------------------------------------------------------
     def _sync(self, method: str, path: str, body: Any = None) -> Any:

@@ -200,12 +200,8 @@ class Checkpoints:
             await self._identity(caller)  # says why: the run ended (410) or the attempt was superseded (409)
             raise conflict(f"attempt {who.attempt} of run {who.run_name} may no longer record steps")
         metrics.CHECKPOINT_SECONDS.observe(time.perf_counter() - started)
-        if write.inserted:  # the result is the one just sent: answered from its text, not encoded again
-            return web.Response(
-                text=f'{{"key":{json.dumps(key, ensure_ascii=False)},"recorded":true,"first":true,"result":{text}}}',
-                status=201,
-                content_type="application/json",
-            )
+        if write.inserted:  # the result is the one just sent: not sent back
+            return json_response({"key": key, "recorded": True, "first": True}, status=201)
         return json_response({"key": key, "recorded": True, "first": False, "result": write.result})
 
     async def record_steps(self, request: web.Request) -> web.Response:
@@ -240,7 +236,9 @@ class Checkpoints:
         return json_response(
             {
                 "steps": [
-                    {"key": k, "recorded": True, "first": w.inserted, "result": w.result}
+                    {"key": k, "recorded": True, "first": True}
+                    if w.inserted
+                    else {"key": k, "recorded": True, "first": False, "result": w.result}
                     for k, w in zip(keys, writes, strict=True)
                 ]
             }

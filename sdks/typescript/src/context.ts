@@ -197,7 +197,8 @@ export class Context {
     const body: Schemas["StepRecord"] = { key, result: encoded, startedAt: startedAt.toISOString() };
     if (tries > 1) body.tries = tries;
     const answer = await this.recordTogether(body);
-    return this.remember(key, answer.result) as Awaited<T>;
+    // Recorded now: answered without the result (it is what was sent); recorded before: the first result.
+    return this.remember(key, "result" in answer ? answer.result : encoded) as Awaited<T>;
   }
 
   private pending: Array<{ body: Schemas["StepRecord"]; resolve: (a: Schemas["StepRecorded"]) => void; reject: (e: unknown) => void }> = [];
@@ -286,7 +287,7 @@ export class Context {
     const left = (until.getTime() - Date.now()) / 1000;
     if (!this.api || left <= this.suspendAfterSeconds) {
       await sleep(Math.max(0, left) * 1000);
-      const answer = this.api ? (await this.call(() => this.api!.recordStep({ key, result: null }))).result : null;
+      const answer = this.api ? ((await this.call(() => this.api!.recordStep({ key, result: null }))).result ?? null) : null;
       this.remember(key, answer);
       return;
     }

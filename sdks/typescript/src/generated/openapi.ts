@@ -377,9 +377,9 @@ export interface components {
         StepRecorded: {
             key: string;
             recorded: boolean;
-            /** @description false: it was recorded before; `result` is the first result. */
+            /** @description true: recorded now, as sent (the answer has no `result`: it is what was sent); false: it was recorded before, and `result` is the first result, which stands. */
             first: boolean;
-            result: components["schemas"]["Json"];
+            result?: components["schemas"]["Json"];
         };
         StateSave: {
             state: components["schemas"]["Json"];
