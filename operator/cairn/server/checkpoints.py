@@ -65,8 +65,8 @@ class ResultRecord(_Body):
 
 
 def _size(value: Any, what: str) -> str:
-    """`value` as compact JSON (what is stored and answered: encoded once), or 413 over the cap."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """`value` as compact JSON (what is stored: encoded once), or 413 over the cap."""
+    text = json.dumps(value, separators=(",", ":"))  # ASCII: a lone surrogate is escaped, not an error
     size = len(text.encode())
     if size > STEP_MAX_BYTES:
         raise too_large(
