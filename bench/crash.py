@@ -31,7 +31,6 @@ from bench.env import Env
 from bench.options import Options
 from bench.report import Result
 from bench.stats import Figure, Machine
-from harness.images import EXAMPLES
 
 STEPS = 10
 STEP_SECONDS = 2.0
@@ -74,24 +73,12 @@ class Subject:
 
 
 def _template(with_api: bool) -> dict[str, Any]:
-    container = {
-        "name": "task",
-        "image": EXAMPLES,
-        "imagePullPolicy": "Never",
-        "command": ["python3", "-m", "cairn.run", "bench_crash:main"],
-        "env": [{"name": "PYTHONPATH", "value": "/tasks:/app"}],
-        "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
-        "volumeMounts": [{"name": "code", "mountPath": "/tasks", "readOnly": True}],
-    }
-    spec: dict[str, Any] = {
-        "terminationGracePeriodSeconds": 1,
-        "containers": [container],
-        "volumes": [{"name": "code", "configMap": {"name": "bench-crash"}}],
-    }
-    if not with_api:
-        spec["restartPolicy"] = "Never"
-        spec["enableServiceLinks"] = False
-    return {"spec": spec}
+    template = E.code_template("bench-crash", "bench_crash:main")
+    template["spec"]["terminationGracePeriodSeconds"] = 1
+    if not with_api:  # a Job's pod: as Cairn renders it, without the API
+        template["spec"]["restartPolicy"] = "Never"
+        template["spec"]["enableServiceLinks"] = False
+    return template
 
 
 def run(env: Env, opts: Options) -> Result:
@@ -100,15 +87,7 @@ def run(env: Env, opts: Options) -> Result:
     procs = env.cairn(ns, api=True)
     kube = env.kube
     kube.create(E.queues(ns), E.queue(ns, "default", 1000))
-    kube.create(
-        f"/api/v1/namespaces/{ns}/configmaps",
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "bench-crash"},
-            "data": {"bench_crash.py": CODE},
-        },
-    )
+    kube.create(f"/api/v1/namespaces/{ns}/configmaps", E.code_configmap("bench-crash", "bench_crash", CODE))
     retry = {
         "maxAttempts": 3,
         "backoff": {"initialDelay": f"{BACKOFF_S}s", "maxDelay": f"{BACKOFF_S}s", "factor": 1, "jitter": 0},

@@ -23,7 +23,7 @@ __all__ = ["Body", "Env"]
 from harness import config, kwok
 from harness.cairn import CairnProcesses
 from harness.cluster import Cluster
-from harness.images import BUSYBOX
+from harness.images import BUSYBOX, EXAMPLES
 from harness.postgres import Postgres, create_database
 
 # The client budget both sides get in the throughput benchmark: Cairn's defaults (CAIRN_KUBE_QPS=50,
@@ -192,6 +192,32 @@ def rss_bytes(pid: int) -> int:
 
 # -- what the benchmarks create -------------------------------------------------------------------------
 RESTRICTED_USER = 65532
+
+
+def code_configmap(name: str, module: str, code: str) -> Body:
+    """A ConfigMap holding one Python module (`module`.py) for code_template's pods."""
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {f"{module}.py": code}}
+
+
+def code_template(configmap: str, target: str) -> Body:
+    """A pod template running `python3 -m cairn.run target` (module:function) in the examples image
+    (the SDK installed), the module mounted from `configmap` (code_configmap) at /tasks."""
+    return {
+        "spec": {
+            "containers": [
+                {
+                    "name": "task",
+                    "image": EXAMPLES,
+                    "imagePullPolicy": "Never",
+                    "command": ["python3", "-m", "cairn.run", target],
+                    "env": [{"name": "PYTHONPATH", "value": "/tasks:/app"}],
+                    "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
+                    "volumeMounts": [{"name": "code", "mountPath": "/tasks", "readOnly": True}],
+                }
+            ],
+            "volumes": [{"name": "code", "configMap": {"name": configmap}}],
+        }
+    }
 
 
 def real_container(command: list[str]) -> Body:

@@ -20,7 +20,6 @@ from bench.options import Options
 from bench.report import Result
 from bench.stats import Figure, Machine, median, percentile
 from bench.timeline import Timeline
-from harness.images import EXAMPLES
 
 CODE = textwrap.dedent(
     """
@@ -36,23 +35,7 @@ LEAD_S = 25.0  # from creating a repetition's runs to the first one's wake: ever
 
 
 def _task(ns: str) -> dict[str, Any]:
-    template = {
-        "spec": {
-            "containers": [
-                {
-                    "name": "task",
-                    "image": EXAMPLES,
-                    "imagePullPolicy": "Never",
-                    "command": ["python3", "-m", "cairn.run", "bench_sleeper:main"],
-                    "env": [{"name": "PYTHONPATH", "value": "/tasks:/app"}],
-                    "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
-                    "volumeMounts": [{"name": "code", "mountPath": "/tasks", "readOnly": True}],
-                }
-            ],
-            "volumes": [{"name": "code", "configMap": {"name": "bench-sleeper"}}],
-        }
-    }
-    return E.task(ns, "sleeper", template)
+    return E.task(ns, "sleeper", E.code_template("bench-sleeper", "bench_sleeper:main"))
 
 
 def run(env: Env, opts: Options) -> Result:
@@ -61,15 +44,7 @@ def run(env: Env, opts: Options) -> Result:
     procs = env.cairn(ns, api=True)  # the pods record their steps and waits through the API
     kube = env.kube
     kube.create(E.queues(ns), E.queue(ns, "default", 1000))
-    kube.create(
-        f"/api/v1/namespaces/{ns}/configmaps",
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "bench-sleeper"},
-            "data": {"bench_sleeper.py": CODE},
-        },
-    )
+    kube.create(f"/api/v1/namespaces/{ns}/configmaps", E.code_configmap("bench-sleeper", "bench_sleeper", CODE))
     kube.create(E.tasks(ns), _task(ns))
     tl = Timeline(keep_status=True)
     watches = [Watcher(kube, E.pods(ns), tl.on_pod).start()]
