@@ -19,7 +19,8 @@ from cairn.cli import kube, payload
 from cairn.cli import kubeconfig as kc
 from cairn.cli.errors import EXIT_CODES_HELP, CliError, ExitCode
 from cairn.cli.main import run
-from cairn.cli.trigger import build_spec, run_body
+from cairn.cli.trigger import build_spec
+from cairn.domain.rerun import run_body
 
 
 def error_of(fn: Any, *args: Any, **kwargs: Any) -> CliError:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from cairn.api.common import API_VERSION, GROUP
+from cairn.api.common import GROUP
 from cairn.api.task import DEFAULT_QUEUE
 from cairn.api.taskrun import ForkFrom, TaskRevision, TaskRun, TaskRunSpec
 from cairn.cli.bulk import DryRun, PhaseFilter, Selector, Since, TaskFilter, Yes, confirm, each, selected
@@ -22,8 +22,7 @@ from cairn.cli.progress import outcome_code
 from cairn.cli.render import Output, dump
 from cairn.clock import utcnow
 from cairn.domain.lifecycle import steps_to_copy
-
-ANNOTATION_RERUN_OF = f"{GROUP}/rerun-of"
+from cairn.domain.rerun import rerun_body, run_body
 
 Wait = Annotated[
     bool,
@@ -74,15 +73,6 @@ def build_spec(
             f"{'.'.join(str(p) for p in err['loc']) or 'spec'}: {err['msg']}" for err in e.errors(include_url=False)
         )
         raise CliError(ExitCode.INVALID, f"the run is not valid: {problems}") from e
-
-
-def run_body(
-    name: str | None, task: str, spec: TaskRunSpec, annotations: dict[str, str] | None = None
-) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"name": name} if name else {"generateName": f"{task[:57]}-"}
-    if annotations:
-        metadata["annotations"] = annotations
-    return {"apiVersion": API_VERSION, "kind": "TaskRun", "metadata": metadata, "spec": spec.wire()}
 
 
 def create_and_report(
@@ -295,13 +285,8 @@ def _rerun_one(
     old = as_run(kube.get_run(run))
     task = old.spec.task_ref.name
     kube.get_task(task)
-    updates: dict[str, Any] = {"cancel": None}
-    if text is not None:
-        updates["payload"] = text
-    if from_step is not None:
-        updates["from_"] = fork_from(old, run, from_step, latest_task)
-    spec = old.spec.model_copy(update=updates)
-    body = run_body(name, task, spec, {ANNOTATION_RERUN_OF: run})
+    fork = fork_from(old, run, from_step, latest_task) if from_step is not None else None
+    body = rerun_body(run, old.spec, payload=text, fork=fork, name=name)
     return kube.create_run(body) if create else body
 
 
