@@ -685,11 +685,16 @@ class PostgresStore:
     # -- history (the history API) -----------------------------------------------------------------
     async def history_runs(self, namespace: str, filters: dict[str, Any], limit: int) -> list[dict[str, Any]]:
         """Runs of a namespace newest first, live and archived, as the history API lists them.
-        filters: task, phase, since, until, labels (a dict), archived (bool), after ((created, uid))."""
+        filters: task, queue, search (a part of the name), phase, since, until, labels (a dict), archived
+        (bool), after ((created, uid))."""
         after = filters.get("after")
+        search = filters.get("search")
+        escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") if search else None
         params = {
             "namespace": namespace,
             "task": filters.get("task"),
+            "queue": filters.get("queue"),
+            "name_like": f"%{escaped}%" if escaped else None,
             "phase": filters.get("phase"),
             "since": filters.get("since"),
             "until": filters.get("until"),
@@ -743,6 +748,16 @@ class PostgresStore:
                 }
                 for st in steps
             ],
+        }
+
+    async def history_family(self, uid: str) -> dict[str, Any]:
+        """A run's parent (its name and the step that started it) and its children (the first 200)."""
+        async with self.pool.connection() as conn:
+            parent = await (await conn.execute(q.RUN_PARENT, (uid,))).fetchone()
+            children = await (await conn.execute(q.RUN_CHILDREN, (uid,))).fetchall()
+        return {
+            "parent": {"name": parent[0], "step": parent[1]} if parent else None,
+            "children": [{"name": c[0], "stage": c[1], "phase": c[2] or "Live", "step": c[3]} for c in children],
         }
 
     async def record_steps(
@@ -812,6 +827,7 @@ def _history_fields(r: Sequence[Any]) -> dict[str, Any]:
         "task": r[2],
         "queue": r[3],
         "phase": r[5] or "Live",  # a run not finished yet has no phase in the store
+        "stage": r[4],
         "createdAt": _iso(r[6]),
         "finishedAt": _iso(r[7]),
         "deletedAt": _iso(r[8]),

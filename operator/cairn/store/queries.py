@@ -313,6 +313,8 @@ SELECT uid::text, name, task, queue, state, phase, created_at, finished_at, dele
 FROM runs r
 WHERE namespace = %(namespace)s
   AND (%(task)s::text IS NULL OR task = %(task)s)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+  AND (%(name_like)s::text IS NULL OR name LIKE %(name_like)s)
   AND (%(phase)s::text IS NULL OR phase = %(phase)s OR (%(phase)s = 'Live' AND state <> 'finished'))
   AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s)
   AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s)
@@ -333,6 +335,10 @@ WHERE run_uid = %s ORDER BY seq"""
 RUN_HISTORY_ATTEMPTS: LiteralString = """
 SELECT attempt, pod_name, started_at, ended_at, exit_code, reason FROM attempts WHERE run_uid = %s ORDER BY attempt"""
 RUN_RESULT: LiteralString = "SELECT result_set, result FROM runs WHERE uid = %s"
+RUN_PARENT: LiteralString = """
+SELECT p.name, c.parent_step FROM runs c JOIN runs p ON p.uid = c.parent_uid WHERE c.uid = %s"""
+RUN_CHILDREN: LiteralString = """
+SELECT name, state, phase, parent_step FROM runs WHERE parent_uid = %s ORDER BY created_at, name LIMIT 200"""
 
 # -- durable waits ------------------------------------------------------------------------------------
 # Every path that ends a wait (its time came, its token was completed or timed out, its last child

@@ -481,6 +481,11 @@ export interface components {
             queue?: string;
             /** @description Succeeded, Failed, Cancelled, Deleted (its TaskRun went before it ended), or Live. */
             phase: string;
+            /**
+             * @description Where a live run is: queued, admitted (holding a slot), waiting (a durable wait), or finished.
+             * @enum {string}
+             */
+            stage?: "queued" | "admitted" | "waiting" | "finished";
             createdAt: string;
             finishedAt?: string | null;
             /** @description When its TaskRun was deleted: an archived run. */
@@ -511,6 +516,8 @@ export interface components {
             task: string;
             queue?: string;
             phase: string;
+            /** @enum {string} */
+            stage?: "queued" | "admitted" | "waiting" | "finished";
             createdAt: string;
             finishedAt?: string | null;
             deletedAt?: string | null;
