@@ -31,16 +31,21 @@ def pod_token(kube: Client, pod: dict[str, Any], audience: str = "cairn.dev") ->
     return str(as_dict(answer)["status"]["token"])
 
 
-def service_account_token(kube: Client, namespace: str, name: str, *, verbs: list[str] | None = None) -> str:
-    """A service account (allowed `verbs` on taskruns in the namespace, if any) and a token for it."""
+def service_account_token(
+    kube: Client,
+    namespace: str,
+    name: str,
+    *,
+    verbs: list[str] | None = None,
+    rules: list[PolicyRule] | None = None,
+) -> str:
+    """A service account (allowed `verbs` on taskruns in the namespace, and `rules`, if any) and a
+    token for it."""
     kube.create(ServiceAccount(metadata=ObjectMeta(name=name, namespace=namespace)))
-    if verbs:
-        kube.create(
-            Role(
-                metadata=ObjectMeta(name=name, namespace=namespace),
-                rules=[PolicyRule(apiGroups=["cairn.dev"], resources=["taskruns"], verbs=verbs)],
-            )
-        )
+    granted = [PolicyRule(apiGroups=["cairn.dev"], resources=["taskruns"], verbs=verbs)] if verbs else []
+    granted += rules or []
+    if granted:
+        kube.create(Role(metadata=ObjectMeta(name=name, namespace=namespace), rules=granted))
         kube.create(
             RoleBinding(
                 metadata=ObjectMeta(name=name, namespace=namespace),

@@ -33,7 +33,7 @@ class Access:
     def __init__(self, client: AsyncClient) -> None:
         self.client = client
         self._users: dict[str, tuple[float, User | ApiError]] = {}
-        self._decisions: dict[tuple[str, str, str], tuple[float, bool]] = {}
+        self._decisions: dict[tuple[str, str, str, str, str], tuple[float, bool]] = {}
 
     async def check(self, header: str | None, verb: str, namespace: str) -> User:
         """The caller, if the API server says they may `verb` taskruns in `namespace`."""
@@ -41,21 +41,31 @@ class Access:
             raise unauthorized(
                 "send a Kubernetes bearer token (a service account's, or a user's) as 'Authorization: Bearer <token>'"
             )
-        token = header[len("Bearer ") :].strip()
-        if not token or len(token) > 16384:
-            raise unauthorized("the bearer token is empty or too long")
-        digest = hashlib.sha256(token.encode()).hexdigest()
-        user = await self._user(digest, token)
-        now = time.monotonic()
-        key = (digest, verb, namespace)
-        cached = self._decisions.get(key)
-        if cached is None or cached[0] <= now:
-            allowed = await self._allowed(user, verb, namespace)
-            cached = (now + CACHE_SECONDS, allowed)
-            self._decisions[key] = cached
-        if not cached[1]:
+        user = await self.user(header[len("Bearer ") :].strip())
+        if not await self.may(user, verb, namespace):
             raise forbidden(f'{user.name} may not {verb} taskruns.{GROUP} in namespace "{namespace}" (RBAC)')
         return user
+
+    async def user(self, token: str) -> User:
+        """Who the token belongs to, as the API server says (TokenReview); 401 if no one."""
+        if not token or len(token) > 16384:
+            raise unauthorized("the bearer token is empty or too long")
+        return await self._user(hashlib.sha256(token.encode()).hexdigest(), token)
+
+    async def may(
+        self, user: User, verb: str, namespace: str, resource: str = "taskruns", group: str = GROUP, sub: str = ""
+    ) -> bool:
+        """Whether RBAC lets `user` `verb` `resource` (or its subresource `sub`) in `namespace`."""
+        now = time.monotonic()
+        key = (f"{user.name}\0{user.uid}\0{','.join(user.groups)}", verb, namespace, f"{group}/{resource}", sub)
+        cached = self._decisions.get(key)
+        if cached is None or cached[0] <= now:
+            allowed = await self._allowed(user, verb, namespace, resource, group, sub)
+            cached = (now + CACHE_SECONDS, allowed)
+            if len(self._decisions) > 50_000:
+                self._decisions = {k: v for k, v in self._decisions.items() if v[0] > now}
+            self._decisions[key] = cached
+        return cached[1]
 
     async def _user(self, digest: str, token: str) -> User:
         now = time.monotonic()
@@ -84,7 +94,7 @@ class Access:
         extra = tuple(sorted((k, tuple(v)) for k, v in (user.extra or {}).items()))
         return User(name=user.username or "", uid=user.uid or "", groups=tuple(user.groups or ()), extra=extra)
 
-    async def _allowed(self, user: User, verb: str, namespace: str) -> bool:
+    async def _allowed(self, user: User, verb: str, namespace: str, resource: str, group: str, sub: str) -> bool:
         review = await self.client.create(
             SubjectAccessReview(
                 spec=SubjectAccessReviewSpec(
@@ -93,7 +103,7 @@ class Access:
                     groups=list(user.groups) or None,
                     extra={k: list(v) for k, v in user.extra} or None,
                     resourceAttributes=ResourceAttributes(
-                        group=GROUP, resource="taskruns", verb=verb, namespace=namespace
+                        group=group, resource=resource, verb=verb, namespace=namespace, subresource=sub or None
                     ),
                 )
             )
