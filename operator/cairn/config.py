@@ -46,6 +46,12 @@ class Settings(BaseModel):
     )
     api_client_burst: int = Field(400, ge=1, description="API requests one client may make at once above its rate.")
     api_body_seconds: float = Field(30, gt=0, description="Seconds a request's body may take to arrive (then 408).")
+    ui: str = Field(
+        "on",
+        pattern="^(on|read-only|off)$",
+        description="The dashboard under /ui: `on`, `read-only` (every page, no action: no cancel, rerun, fork, "
+        "approval or queue change) or `off`.",
+    )
     api_idle_seconds: float = Field(
         30, gt=0, description="Seconds a connection may stay open without a whole request's headers (slow clients)."
     )

@@ -22,6 +22,7 @@ from cairn.server.errors import ApiError, json_response, too_large
 from cairn.server.guard import Pace, handler_args, make_guard
 from cairn.server.history import History
 from cairn.server.triggers import Triggers
+from cairn.server.ui.app import Ui
 from cairn.server.waits import Waits
 from cairn.store.faulty import with_commit_faults
 from cairn.store.postgres import PostgresStore, make_store, migrate
@@ -66,6 +67,7 @@ def make_app(
     *,
     pace: Pace | None = None,
     body_seconds: float = 30,
+    ui: str = "on",
 ) -> web.Application:
     max_body = 2 * STEP_MAX_BYTES
     guard = make_guard(max_body=max_body, body_seconds=body_seconds, pace=pace or Pace(0, 1))
@@ -86,7 +88,20 @@ def make_app(
     async def spec(_: web.Request) -> web.Response:
         return web.Response(text=openapi, content_type="application/yaml")
 
-    app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/openapi.yaml", spec)])
+    async def to_ui(_: web.Request) -> web.Response:
+        # returned, not raised: the errors middleware turns a raised HTTPException into JSON
+        return web.Response(status=303, headers={"Location": "/ui/"})
+
+    app.add_routes(
+        [
+            web.get("/healthz", healthz),
+            web.get("/readyz", readyz),
+            web.get("/openapi.yaml", spec),
+        ]
+    )
+    if ui != "off":
+        app.add_routes([web.get("/ui", to_ui)])
+        app.add_subapp("/ui", Ui(store, access, kube, actions=ui == "on").app())
     return app
 
 
@@ -103,6 +118,7 @@ async def run_api(config: Settings, *, ready: asyncio.Event | None = None) -> No
         config.public_url or config.api_url,
         pace=Pace(config.api_client_rate, config.api_client_burst),
         body_seconds=config.api_body_seconds,
+        ui=config.ui,
     )
     runner = web.AppRunner(app, access_log=None, **handler_args(config.api_idle_seconds))
     await runner.setup()
