@@ -155,6 +155,24 @@ API_REVIEW_RULES = {
     ("authorization.k8s.io", "subjectaccessreviews"): {"create"},
 }
 API_RUN_RULES = {
+    ("cairn.dev", "taskruns"): {"create", "get", "list", "watch", "patch"},
+    ("cairn.dev", "tasks"): {"get"},
+    ("cairn.dev", "queues"): {"get", "patch"},
+    ("cairn.dev", "tokencompletions"): {"create"},
+    ("", "pods"): {"list"},
+    ("", "pods/log"): {"get"},
+    ("", "events"): {"list"},
+}
+# The API without the dashboard's actions (ui.readOnly), and without the dashboard (ui.enabled false).
+API_READ_ONLY_RULES = {
+    ("cairn.dev", "taskruns"): {"create", "get", "list", "watch"},
+    ("cairn.dev", "tasks"): {"get"},
+    ("cairn.dev", "queues"): {"get"},
+    ("", "pods"): {"list"},
+    ("", "pods/log"): {"get"},
+    ("", "events"): {"list"},
+}
+API_NO_UI_RULES = {
     ("cairn.dev", "taskruns"): {"create", "get", "list", "watch"},
     ("cairn.dev", "tasks"): {"get"},
     ("cairn.dev", "queues"): {"get"},
@@ -214,6 +232,23 @@ def test_cluster_wide_mode_grants_exactly_the_operator_and_api_rules() -> None:
     assert _rules(one(docs, "Role", "cairn-test")) == TEST_RULES
 
 
+@pytest.mark.parametrize(
+    ("ui", "rules", "mode"),
+    [
+        ({"enabled": True, "readOnly": True}, API_READ_ONLY_RULES, "read-only"),
+        ({"enabled": False}, API_NO_UI_RULES, "off"),
+        ({}, API_RUN_RULES, "on"),
+    ],
+)
+def test_the_dashboard_values_set_its_mode_and_the_api_rules_it_needs(
+    ui: dict[str, bool], rules: dict[tuple[str, str], set[str]], mode: str
+) -> None:
+    docs = template({"ui": ui})
+    assert _rules(one(docs, "ClusterRole", "cairn-api-reviews")) == API_REVIEW_RULES | rules
+    api = one(docs, "Deployment", "cairn-api")["spec"]["template"]["spec"]["containers"][0]
+    assert {e["name"]: e.get("value") for e in api["env"]}["CAIRN_UI"] == mode
+
+
 def test_namespaced_mode_grants_roles_in_each_watched_namespace_and_only_reviews_cluster_wide() -> None:
     docs = template({"watchNamespaces": ["team-a", "team-b"], "tests": {"namespace": "team-b"}})
     cluster_roles = of_kind(docs, "ClusterRole")
@@ -252,8 +287,9 @@ def test_every_rbac_rule_in_the_templates_is_commented() -> None:
             if line.lstrip().startswith("- apiGroups:"):
                 rules += 1
                 assert lines[i - 1].strip().startswith("#"), f"{path.name}:{i + 1}: a rule without a comment above it"
-    # the status subresources of four kinds share one rule; the lease's two rules; + helm test's
-    assert rules == len(OPERATOR_RULES) - 3 + 2 + len(API_REVIEW_RULES) + len(API_RUN_RULES) + 1
+    # the status subresources of four kinds share one rule; the lease's two rules; the API's three for
+    # triggers, three for the dashboard's reads and two for its actions; + helm test's
+    assert rules == len(OPERATOR_RULES) - 3 + 2 + len(API_REVIEW_RULES) + 3 + 3 + 2 + 1
 
 
 def test_rbac_create_false_renders_no_rbac() -> None:
