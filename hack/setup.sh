@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES="etcd-server etcd-client containerd runc containernetworking-plugins iptables conntrack
 debootstrap busybox-static postgresql-15 postgresql-client-15 util-linux iproute2 openssl gcc libc6-dev
-lua5.1 lua5.4"
+lua5.1 lua5.4 chromium"
 
 # One setup at a time on the machine (two checkouts, or a dev cluster and a test run, may start
 # together): apt, the builds into the shared cache and the .venv are not safe to run twice at once.

@@ -168,6 +168,7 @@ LONGEST_FIRST: list[str] = [
         "integration/test_nodes.py",
         "e2e/test_operator_restarts.py",
         "e2e/test_examples.py",
+        "e2e/test_ui.py",
         "e2e/test_schedules.py",
         "e2e/test_waits.py",
         "e2e/test_typescript.py",

@@ -11,11 +11,13 @@ import json
 import re
 import secrets
 import shlex
+import socket
 import subprocess
 import threading
 import time
 from typing import Any
 
+import httpx
 import pytest
 from lightkube import Client
 from lightkube.resources.core_v1 import Namespace, Secret
@@ -25,6 +27,7 @@ from tests.chart import docs
 from tests.chart.gate import gate_at
 from tests.chart.helm import helm
 from tests.chart.release import CRDS, Release, pods_in, restricted_namespace, wait_gone
+from tests.support import ui_docs
 from tests.support.env import ClusterEnv
 from tests.support.kube import kubectl, kubectl_json, wait_for
 from tests.support.runs import create_run, make_task, pods_of, status, wait_phase, wait_steps
@@ -219,6 +222,53 @@ def test_a_run_killed_after_step_three_resumes_at_step_four(
     assert gate.attempts[("crash1", "step5")] == [2]
     assert st["progress"]["stepsCompleted"] == 5
     assert json.loads(st["result"]) == {"sum": 55}
+
+
+def test_the_dashboard_through_docs_port_forward_lists_reads_logs_and_cancels_with_the_charts_rbac(
+    kube: Client, release: Release, workspace: str
+) -> None:
+    """docs/ui.md's commands as written (a person's ServiceAccount, Role and token; a port-forward to
+    the API's Service): signed in as that person, the dashboard lists the runs, streams an attempt's
+    log and cancels a run, each through the API's own RBAC as the chart grants it."""
+    make_task(kube, workspace, "sleepy", "def main(ctx):\n    time.sleep(600)\n")
+    create_run(kube, workspace, "sleepy", "ui-sleepy")
+    token = ui_docs.person_token(release.kubeconfig, workspace)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = ui_docs.port_forward(release.namespace, port)
+    forward = subprocess.Popen(
+        [str(config.kubectl()), f"--kubeconfig={release.kubeconfig}", *argv[1:]],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert forward.stdout is not None
+        first = forward.stdout.readline()
+        assert "Forwarding from 127.0.0.1" in first, first + forward.stdout.read()
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as ui:
+            signed = ui.post("/ui/login", data={"token": token, "next": f"/ui/namespaces/{workspace}/runs"})
+            assert signed.status_code == 303 and "cairn-ui-token" in signed.cookies, signed.text
+            page = ui.get(f"/ui/namespaces/{workspace}/runs?q=crash1")
+            assert page.status_code == 200 and 'data-run="crash1"' in page.text, page.text[-2000:]
+            lines = []
+            with ui.stream("GET", f"/ui/namespaces/{workspace}/runs/crash1/attempts/2/log") as log:
+                for line in log.iter_lines():
+                    if line.startswith("data: ") and line != "data: ":  # the last event, "end", has no data
+                        lines.append(line[len("data: ") :])
+            assert lines[-2:] == [
+                "cairn: attempt 2 done; steps executed in this attempt: work#3, work#4",
+                "(end of log)",
+            ]
+            assert not [x for x in lines if x.startswith(("(no logs", "(the pod"))], lines
+            wait_for("ui-sleepy to run", lambda: status(kube, workspace, "ui-sleepy").get("phase") == "Running" or None)
+            cancel = ui.post(f"/ui/namespaces/{workspace}/runs/ui-sleepy/cancel", data={"csrf": ui_docs.csrf(token)})
+            assert cancel.status_code == 303 and "cancelled+ui-sleepy" in cancel.headers["Location"], cancel.text
+        assert wait_phase(kube, workspace, "ui-sleepy", timeout=120)["phase"] == "Cancelled"
+    finally:
+        forward.terminate()
+        forward.wait(timeout=10)
 
 
 def test_helm_upgrade_to_the_namespaced_mode_while_a_run_is_in_flight_does_not_fail_it(

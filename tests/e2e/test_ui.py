@@ -1,0 +1,242 @@
+"""The dashboard in a real headless Chromium (Debian's, driven by Playwright) against the real cluster,
+PostgreSQL and Cairn's API: a run killed after step 3 shows both attempts, the steps each ran and both
+logs; the run list updates while runs go through; cancel, rerun and fork from the pages; a person whose
+RBAC allows only `get` sees no enabled action and is refused when posting one; a payload carrying
+`<script>` shows as text. Screenshots of each page go to $CAIRN_UI_SCREENSHOTS (`make ui-screenshots`
+writes docs/ui/)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from lightkube import Client
+from lightkube.models.rbac_v1 import PolicyRule
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.support import ui_docs
+from tests.support.cairn import CairnProcesses
+from tests.support.env import ClusterEnv
+from tests.support.runs import StepCounter, create_run, get_run, make_task, pods_of, wait_phase, wait_steps
+from tests.support.tokens import service_account_token
+
+CHROMIUM = os.environ.get("CAIRN_CHROMIUM", "/usr/bin/chromium")
+SHOTS = Path(os.environ.get("CAIRN_UI_SCREENSHOTS", "/tmp/cairn-ui-screenshots"))
+
+FIVE_STEPS = """
+RAN = []
+
+def work(ctx, i, hold):
+    hit(ctx, "step%d" % i)
+    RAN.append(i)
+    print("attempt %d runs step %d" % (ctx.attempt, i), flush=True)
+    # An attempt 1 that ran step 3 itself holds in step 4 until the test kills it from outside, however
+    # slow the machine (a fork from step 4 copies steps 1-3, so it does not hold).
+    time.sleep(180 if hold and i == 4 and ctx.attempt == 1 and 3 in RAN else 0.5)
+    return {"i": i, "square": i * i}
+
+def main(ctx):
+    hold = (ctx.payload or {}).get("hold", True)
+    if (ctx.payload or {}).get("forever"):
+        time.sleep(600)
+    results = [ctx.step("work", work, ctx, i, hold) for i in range(1, 6)]
+    return {"sum": sum(r["square"] for r in results)}
+"""
+EVERYTHING = [
+    PolicyRule(apiGroups=["cairn.dev"], resources=["taskruns", "queues", "tokencompletions"], verbs=["*"]),
+    PolicyRule(apiGroups=[""], resources=["pods", "pods/log"], verbs=["get", "list"]),
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}: hack/setup.sh installs Debian's chromium"
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def _signed_in(browser: Browser, cairn: CairnProcesses, token: str, path: str) -> Page:
+    page = browser.new_context(base_url=cairn.api_url, viewport={"width": 1400, "height": 1000}).new_page()
+    page.on("dialog", lambda d: d.accept())  # the confirmations before an action
+    page.goto(f"/ui/login?next={path}")
+    page.fill("textarea[name=token]", token)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"**{path}")
+    return page
+
+
+def _shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def _killed_after_step_three(env: ClusterEnv, kube: Client, ns: str, name: str) -> dict[str, Any]:
+    create_run(kube, ns, "five", name, {"hold": True})
+    wait_steps(kube, ns, name, 3, timeout=120)
+    pod = pods_of(kube, ns, name)[0]
+    env.require_harness().node(pod["spec"]["nodeName"]).kill_container(
+        pod["status"]["containerStatuses"][0]["containerID"]
+    )
+    st = wait_phase(kube, ns, name, timeout=180)
+    assert st["phase"] == "Succeeded", st
+    return st
+
+
+def test_the_run_page_of_a_run_killed_after_step_three_shows_both_attempts_their_steps_and_logs_and_forks(
+    browser: Browser,
+    cluster_env: ClusterEnv,
+    kube: Client,
+    ns: str,
+    cairn: CairnProcesses,
+    counter: StepCounter,
+) -> None:
+    make_task(kube, ns, "five", FIVE_STEPS, counter=counter)
+    _killed_after_step_three(cluster_env, kube, ns, "demo")
+    token = ui_docs.person_token(cluster_env.kubeconfig, ns)
+    page = _signed_in(browser, cairn, token, f"/ui/namespaces/{ns}/runs/demo")
+
+    expect(page.locator("#phase")).to_have_text("Succeeded")
+    attempts = page.locator("tr[data-attempt]")
+    expect(attempts).to_have_count(2)
+    expect(page.locator("tr[data-attempt='1'] td.steps-of")).to_have_text("work#0, work#1, work#2")
+    expect(page.locator("tr[data-attempt='2'] td.steps-of")).to_have_text("work#3, work#4")
+    expect(page.locator("tr[data-attempt='1']")).to_contain_text("exit 137")
+    # The waterfall: a bar per attempt and per step recorded (2 + 5).
+    expect(page.locator("svg.timeline rect")).to_have_count(7)
+    # Both attempts' logs, read from their pods: attempt 1 up to step 4, where it was killed.
+    expect(page.locator("#log-1")).to_contain_text("attempt 1 runs step 4", timeout=30_000)
+    expect(page.locator("#log-1")).not_to_contain_text("step 5")
+    expect(page.locator("#log-2")).to_contain_text("attempt 2 runs step 4", timeout=30_000)
+    expect(page.locator("#log-2")).to_contain_text("attempt 2 runs step 5")
+    expect(page.locator("#log-2")).not_to_contain_text("runs step 1")
+    expect(page.locator("#result")).to_contain_text('"sum": 55')
+    _shot(page, "run")
+
+    # Fork from step work#3 (picked in the steps table the timeline links to).
+    page.locator("tr[data-step='work#3'] button.fork").click()
+    notice = page.locator(".notice")
+    expect(notice).to_contain_text("forked demo from work#3 as five-")
+    fork = notice.inner_text().rsplit(" as ", 1)[1].strip()
+    st = wait_phase(kube, ns, fork, timeout=120)
+    assert st["phase"] == "Succeeded", st
+    assert {s["key"]: s["attempt"] for s in st["steps"]}["work#0"] == 0  # copied, not run again
+    assert counter.count(fork, "step1") == 0 and counter.count(fork, "step4") == 1, counter.hits
+    page.goto(f"/ui/namespaces/{ns}/runs/{fork}")
+    expect(page.locator("section[aria-label=summary]")).to_contain_text("Forked from")
+    expect(page.locator("section[aria-label=summary] a", has_text="demo")).to_have_count(1)
+
+    # Rerun from the source's page: a new run with the same task and payload.
+    page.goto(f"/ui/namespaces/{ns}/runs/demo")
+    page.click("#rerun")
+    expect(notice).to_contain_text("reran demo as five-")
+    rerun = notice.inner_text().rsplit(" as ", 1)[1].strip()
+    body = get_run(kube, ns, rerun)
+    assert body["metadata"]["annotations"]["cairn.dev/rerun-of"] == "demo"
+    assert json.loads(body["spec"]["payload"]) == {"hold": True}
+
+
+def test_the_run_list_updates_live_and_cancel_stops_a_run_from_its_page(
+    browser: Browser, kube: Client, ns: str, cairn: CairnProcesses, counter: StepCounter
+) -> None:
+    make_task(kube, ns, "five", FIVE_STEPS, counter=counter)
+    token = service_account_token(kube, ns, "operator", rules=EVERYTHING)
+    page = _signed_in(browser, cairn, token, f"/ui/namespaces/{ns}/runs")
+    expect(page.locator("tbody#rows")).to_contain_text("No runs match")
+    page.evaluate("window.__samePage = true")
+    create_run(kube, ns, "five", "quick", {"hold": False})
+    create_run(kube, ns, "five", "slow", {"forever": True})
+    row = page.locator("tr[data-run='quick']")
+    expect(row).to_have_count(1, timeout=30_000)  # pushed over server-sent events, no reload
+    expect(row.locator(".phase")).to_have_text("Succeeded", timeout=120_000)
+    expect(page.locator("tr[data-run='quick'] td").nth(6)).to_have_text("5")
+    assert page.evaluate("window.__samePage") is True
+    _shot(page, "runs")
+
+    # A filter by phase and a search by name.
+    page.goto(f"/ui/namespaces/{ns}/runs?phase=Succeeded")
+    expect(page.locator("tr[data-run]")).to_have_count(1)
+    page.goto(f"/ui/namespaces/{ns}/runs?q=slo")
+    expect(page.locator("tr[data-run]")).to_have_count(1)
+    expect(page.locator("tr[data-run='slow']")).to_have_count(1)
+
+    page.goto(f"/ui/namespaces/{ns}/runs/slow")
+    expect(page.locator("#phase")).to_have_text("Running", timeout=120_000)
+    page.click("#cancel")
+    expect(page.locator(".notice")).to_have_text("cancelled slow")
+    assert wait_phase(kube, ns, "slow", timeout=120)["phase"] == "Cancelled"
+    expect(page.locator("#phase")).to_have_text("Cancelled", timeout=30_000)  # live, no reload
+
+    page.goto(f"/ui/namespaces/{ns}/queues")
+    expect(page.locator("tr[data-queue='default']")).to_contain_text("admitting")
+    _shot(page, "queues")
+
+
+def test_a_reader_sees_no_enabled_action_and_is_refused_when_posting_one(
+    browser: Browser, kube: Client, ns: str, cairn: CairnProcesses, counter: StepCounter
+) -> None:
+    make_task(kube, ns, "five", FIVE_STEPS, counter=counter)
+    create_run(kube, ns, "five", "long", {"forever": True})
+    reader = service_account_token(kube, ns, "reader", verbs=["get"])
+    page = _signed_in(browser, cairn, reader, f"/ui/namespaces/{ns}/runs/long")
+    for action in ("#cancel", "#rerun"):
+        expect(page.locator(action)).to_be_disabled()
+    page.goto(f"/ui/namespaces/{ns}/runs")
+    expect(page.locator("#bulk button")).to_have_count(2)
+    for button in page.locator("#bulk button").all():
+        expect(button).to_be_disabled()
+    page.goto(f"/ui/namespaces/{ns}/queues")
+    for button in page.locator("td.queue-actions button").all():
+        expect(button).to_be_disabled()
+
+    url = f"{cairn.api_url}/ui/namespaces/{ns}/runs/long/cancel"
+    as_reader = {"Authorization": f"Bearer {reader}"}
+    refused = httpx.post(url, headers=as_reader, data={"csrf": ui_docs.csrf(reader)}, follow_redirects=False)
+    assert refused.status_code == 403 and "may not patch taskruns" in refused.text, refused.text
+    anonymous = httpx.post(url, data={"csrf": "x"}, follow_redirects=False)
+    assert anonymous.status_code == 401, anonymous.text
+    operator = service_account_token(kube, ns, "operator", rules=EVERYTHING)
+    as_operator = {"Authorization": f"Bearer {operator}"}
+    no_csrf = httpx.post(url, headers=as_operator, data={}, follow_redirects=False)
+    assert no_csrf.status_code == 403 and "CSRF" in no_csrf.text, no_csrf.text
+    other_site = httpx.post(
+        url, headers={**as_operator, "Origin": "https://evil.example"}, data={"csrf": ui_docs.csrf(operator)}
+    )
+    assert other_site.status_code == 403 and "another site" in other_site.text, other_site.text
+    assert not (get_run(kube, ns, "long")["spec"].get("cancel")), "a refused action changed the run"
+    done = httpx.post(url, headers=as_operator, data={"csrf": ui_docs.csrf(operator)}, follow_redirects=False)
+    assert done.status_code == 303 and get_run(kube, ns, "long")["spec"]["cancel"] is True
+
+
+def test_a_payload_carrying_script_shows_as_text_under_a_strict_content_security_policy(
+    browser: Browser, kube: Client, ns: str, cairn: CairnProcesses, counter: StepCounter
+) -> None:
+    make_task(kube, ns, "five", FIVE_STEPS, counter=counter)
+    evil = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
+    create_run(kube, ns, "five", "evil", {"hold": False, "note": evil})
+    assert wait_phase(kube, ns, "evil", timeout=120)["phase"] == "Succeeded"
+    token = service_account_token(kube, ns, "operator", rules=EVERYTHING)
+    page = _signed_in(browser, cairn, token, f"/ui/namespaces/{ns}/runs/evil")
+    expect(page.locator("#payload")).to_contain_text(evil.replace('"', '\\"'))
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+    assert page.locator("script").count() == 1  # ui.js, and nothing a run carried
+    assert page.locator("main img").count() == 0
+    answer = httpx.get(f"{cairn.api_url}/ui/namespaces/{ns}/runs/evil", headers={"Authorization": f"Bearer {token}"})
+    csp = answer.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+    _shot(page, "payload")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _screenshots_dir() -> None:
+    if SHOTS.exists() and not os.environ.get("CAIRN_UI_SCREENSHOTS"):
+        shutil.rmtree(SHOTS)
