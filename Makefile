@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)
 
-.PHONY: help setup lint test unit chaos dev-cluster dev-cluster-down demo crds dockerfiles images bench
+.PHONY: help setup lint test unit chaos dev-cluster dev-cluster-down demo crds dockerfiles images bench ui-screenshots
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ dockerfiles: ## regenerate images/*/Dockerfile from the image recipes in harness
 
 bench: setup ## the benchmarks beside their baselines (about 25 minutes; never in CI): table + bench/results/*.json
 	$(PY) -m bench $(BENCH_ARGS)
+
+ui-screenshots: setup ## the dashboard's browser tests, keeping their screenshots in docs/ui/ (about 4 minutes)
+	CAIRN_UI_SCREENSHOTS=$(CURDIR)/docs/ui $(PY) -m pytest -p no:xdist tests/e2e/test_ui.py $(PYTEST_ARGS)
 
 demo: setup ## the main job: a run killed mid-way resumes from its last completed step, on a local cluster
 	$(PY) hack/demo.py

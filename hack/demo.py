@@ -124,6 +124,7 @@ What to try next (the cluster stays up; `make dev-cluster-down` removes everythi
   .venv/bin/cairn trigger demo -n {NS} --payload '{{"items": ["a", "b", "c"]}}' --wait
   .venv/bin/cairn logs {RUN} -n {NS}                      # every attempt's log, in order
   kubectl explain taskrun.spec                            # every field, documented
+  {data["api_url"]}/ui/   the dashboard: sign in with a token (docs/ui.md says how to make one)
   examples/hello, agent, media, nightly, typescript   # more tasks to apply (examples/README.md)
 """)
     return 0 if final["phase"] == "Succeeded" else 1
