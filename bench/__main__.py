@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from bench import admission, checkpoint, crash, memory, pace, recovery, schedules, start_latency, steps, waits
+from bench import admission, checkpoint, crash, memory, pace, recovery, schedules, start_latency, steps, ui, waits
 from bench.env import Env
 from bench.options import Options
 from bench.report import Result, machine_lines, table, write_json
@@ -37,6 +37,7 @@ BENCHMARKS: dict[str, Callable[[Env, Options], Result]] = {
     "waits": waits.run,
     "memory": memory.run,
     "schedules": schedules.run,
+    "ui": ui.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 
