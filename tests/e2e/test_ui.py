@@ -20,9 +20,12 @@ from lightkube import Client
 from lightkube.models.rbac_v1 import PolicyRule
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from cairn.k8s.resources import ScheduleResource
 from tests.support import ui_docs
+from tests.support.builders import schedule_body
 from tests.support.cairn import CairnProcesses
 from tests.support.env import ClusterEnv
+from tests.support.kube import as_dict, wait_for
 from tests.support.runs import StepCounter, create_run, get_run, make_task, pods_of, wait_phase, wait_steps
 from tests.support.tokens import service_account_token
 
@@ -234,6 +237,39 @@ def test_a_payload_carrying_script_shows_as_text_under_a_strict_content_security
     csp = answer.headers["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
     _shot(page, "payload")
+
+
+def test_the_schedules_page_shows_the_next_fire_time_runs_one_now_and_pauses_it(
+    browser: Browser, cluster_env: ClusterEnv, kube: Client, ns: str, cairn: CairnProcesses, counter: StepCounter
+) -> None:
+    make_task(kube, ns, "five", FIVE_STEPS, counter=counter)
+    yearly = {**schedule_body("yearly", "five", "0 3 1 1 *"), "metadata": {"name": "yearly", "namespace": ns}}
+    kube.create(ScheduleResource.from_dict(yearly))
+    next_fire = wait_for(
+        "the schedule's next fire time",
+        lambda: (as_dict(kube.get(ScheduleResource, "yearly", namespace=ns)).get("status") or {}).get("nextFireTime"),
+        timeout=60,
+    )
+    page = _signed_in(
+        browser, cairn, ui_docs.person_token(cluster_env.kubeconfig, ns), f"/ui/namespaces/{ns}/schedules"
+    )
+    row = page.locator("tr[data-schedule='yearly']")
+    expect(row.locator("td.next")).to_have_text(next_fire)
+    expect(row.locator("td.state")).to_have_text("firing")
+
+    row.locator("button[value=trigger]").click()
+    notice = page.locator(".notice")
+    expect(notice).to_contain_text("from schedule yearly")
+    started = notice.inner_text().split()[1]
+    body = get_run(kube, ns, started)
+    assert body["metadata"]["labels"]["cairn.dev/schedule"] == "yearly", body["metadata"]
+    assert body["spec"]["taskRef"]["name"] == "five"
+
+    page.locator("tr[data-schedule='yearly'] button[value=pause]").click()
+    expect(notice).to_have_text("paused schedule yearly")
+    assert as_dict(kube.get(ScheduleResource, "yearly", namespace=ns))["spec"]["suspend"] is True
+    expect(page.locator("tr[data-schedule='yearly'] td.state")).to_have_text("paused")
+    _shot(page, "schedules")
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from lightkube import ApiError as KubeError
@@ -16,9 +17,11 @@ from lightkube.types import PatchType
 from pydantic import ValidationError
 
 from cairn.api.common import GROUP
+from cairn.api.schedule import Schedule
 from cairn.api.taskrun import ForkFrom, TaskRun
 from cairn.domain.rerun import rerun_body
-from cairn.k8s.resources import QueueResource, TaskRunResource, TokenCompletionResource
+from cairn.domain.schedule import run_body as schedule_run_body
+from cairn.k8s.resources import QueueResource, ScheduleResource, TaskRunResource, TokenCompletionResource
 from cairn.server.access import Access
 from cairn.server.errors import bad_request, forbidden, not_found
 from cairn.server.ui import views
@@ -134,3 +137,36 @@ class Actions:
         log.info("dashboard: %s %s", person.user.name, said)
         await self.kube.patch(QueueResource, name, {"spec": spec}, namespace=namespace, patch_type=PatchType.MERGE)
         return said
+
+    async def schedule(self, person: Viewer, namespace: str, name: str, action: str) -> str:
+        """Start a run of a Schedule now, or pause or resume it, as `person`; say what was done."""
+        if not self.enabled:
+            raise forbidden(READ_ONLY)
+        if action not in ("trigger", "pause", "resume"):
+            raise bad_request("action: trigger, pause or resume")
+        verb, resource = ("create", "taskruns") if action == "trigger" else ("patch", "schedules")
+        if not await self.access.may(person.user, verb, namespace, resource):
+            raise refused(person, verb, f"{resource}.{GROUP}", namespace)
+        try:
+            found = body_of(await self.kube.get(ScheduleResource, name, namespace=namespace))
+        except KubeError as e:
+            if e.status.code == 404:
+                raise not_found(f'no Schedule "{name}" in namespace "{namespace}"') from e
+            raise
+        log.info("dashboard: %s %s schedule %s/%s", person.user.name, action, namespace, name)
+        if action == "trigger":
+            try:
+                schedule = Schedule.model_validate(found)
+            except ValidationError as e:
+                raise bad_request(f"schedule {name} cannot be evaluated: {e.errors()[0]['msg']}") from e
+            body = schedule_run_body(schedule, datetime.now(UTC), manual=True)
+            created = body_of(await self.kube.create(TaskRunResource.from_dict(body)))
+            return f"started {created['metadata']['name']} from schedule {name}"
+        await self.kube.patch(
+            ScheduleResource,
+            name,
+            {"spec": {"suspend": action == "pause"}},
+            namespace=namespace,
+            patch_type=PatchType.MERGE,
+        )
+        return f"{'paused' if action == 'pause' else 'resumed'} schedule {name}"

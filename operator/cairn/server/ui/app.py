@@ -25,7 +25,7 @@ from lightkube.resources.core_v1 import Event, Pod
 
 from cairn.api.common import GROUP
 from cairn.domain import naming
-from cairn.k8s.resources import QueueResource
+from cairn.k8s.resources import QueueResource, ScheduleResource
 from cairn.server.access import Access
 from cairn.server.errors import ApiError, bad_request, not_found
 from cairn.server.history import PHASES, filters
@@ -126,6 +126,8 @@ class Ui:
                 web.post("/namespaces/{namespace}/runs/{name}/{action}", self.act),
                 web.get("/namespaces/{namespace}/queues", self.queues),
                 web.post("/namespaces/{namespace}/queues/{name}", self.queue_act),
+                web.get("/namespaces/{namespace}/schedules", self.schedules),
+                web.post("/namespaces/{namespace}/schedules/{name}", self.schedule_act),
             ]
         )
         return app
@@ -229,6 +231,7 @@ class Ui:
             "rerun": ("create", "taskruns", "", GROUP),
             "complete": ("create", "tokencompletions", "", GROUP),
             "queues": ("patch", "queues", "", GROUP),
+            "schedules": ("patch", "schedules", "", GROUP),
             "logs": ("get", "pods", "log", ""),
         }
         answers = await asyncio.gather(
@@ -236,7 +239,7 @@ class Ui:
         )
         can = dict(zip(checks, answers, strict=True))
         if not self.actions.enabled:
-            can.update(cancel=False, rerun=False, complete=False, queues=False)
+            can.update(cancel=False, rerun=False, complete=False, queues=False, schedules=False)
         can["read_only"] = not self.actions.enabled
         return can
 
@@ -466,6 +469,31 @@ class Ui:
         form = await check_form(request, person)
         said = await self.actions.queue(person, namespace, name, form)
         return redirect(f"/ui/namespaces/{namespace}/queues?{urlencode({'notice': said})}")
+
+    # -- schedules -----------------------------------------------------------------------------
+
+    async def schedules(self, request: web.Request) -> web.Response:
+        person, namespace = await self._reader(request)
+        items = [body_of(s) async for s in self.kube.list(ScheduleResource, namespace=namespace)]
+        items.sort(key=lambda s: s["metadata"]["name"])
+        return self.render(
+            "schedules.html",
+            person=person,
+            namespace=namespace,
+            schedules=items,
+            can=await self._permissions(person, namespace),
+            csrf=person.csrf,
+            csrf_field=CSRF_FIELD,
+            notice=request.query.get("notice"),
+        )
+
+    async def schedule_act(self, request: web.Request) -> web.Response:
+        namespace = _namespace(request.match_info["namespace"])
+        name = _name(request.match_info["name"], "Schedule")
+        person = await viewer(request, self.access)
+        form = await check_form(request, person)
+        said = await self.actions.schedule(person, namespace, name, form.get("action", ""))
+        return redirect(f"/ui/namespaces/{namespace}/schedules?{urlencode({'notice': said})}")
 
 
 def redirect(location: str) -> web.Response:
