@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from lightkube.models.rbac_v1 import PolicyRule
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from cairn.k8s.resources import ScheduleResource
+from harness import config
 from tests.support import ui_docs
 from tests.support.builders import schedule_body
 from tests.support.cairn import CairnProcesses
@@ -52,7 +56,7 @@ def main(ctx):
     return {"sum": sum(r["square"] for r in results)}
 """
 EVERYTHING = [
-    PolicyRule(apiGroups=["cairn.dev"], resources=["taskruns", "queues", "tokencompletions"], verbs=["*"]),
+    PolicyRule(apiGroups=["cairn.dev"], resources=["taskruns", "queues", "schedules", "tokencompletions"], verbs=["*"]),
     PolicyRule(apiGroups=[""], resources=["pods", "pods/log"], verbs=["get", "list"]),
 ]
 
@@ -183,6 +187,17 @@ def test_the_run_list_updates_live_and_cancel_stops_a_run_from_its_page(
     expect(page.locator("tr[data-queue='default']")).to_contain_text("admitting")
     _shot(page, "queues")
 
+    # The task's runs as the Tasks page counts them: one succeeded, one cancelled, none failed.
+    page.goto(f"/ui/namespaces/{ns}/tasks")
+    row = page.locator("tr[data-task='five'] td")
+    expect(row.nth(1)).to_have_text("2")
+    expect(row.nth(2)).to_have_text("1")
+    expect(row.nth(3)).to_have_text("0")
+    expect(row.nth(4)).to_have_text("1")
+    expect(page.locator("tr[data-task='five'] td.rate")).to_have_text("100 %")
+    expect(page.locator("tr[data-task='five'] td.p50")).not_to_have_text("—")
+    _shot(page, "tasks")
+
 
 def test_a_reader_sees_no_enabled_action_and_is_refused_when_posting_one(
     browser: Browser, kube: Client, ns: str, cairn: CairnProcesses, counter: StepCounter
@@ -218,6 +233,98 @@ def test_a_reader_sees_no_enabled_action_and_is_refused_when_posting_one(
     assert not (get_run(kube, ns, "long")["spec"].get("cancel")), "a refused action changed the run"
     done = httpx.post(url, headers=as_operator, data={"csrf": ui_docs.csrf(operator)}, follow_redirects=False)
     assert done.status_code == 303 and get_run(kube, ns, "long")["spec"]["cancel"] is True
+
+
+def test_cairn_ui_on_a_laptop_shows_the_dashboard_as_the_person_and_serves_no_other_host(
+    browser: Browser, cluster_env: ClusterEnv, kube: Client, ns: str, cairn: CairnProcesses, counter: StepCounter
+) -> None:
+    make_task(kube, ns, "five", FIVE_STEPS, counter=counter)
+    create_run(kube, ns, "five", "away", {"forever": True})
+    ui_docs.person_token(cluster_env.kubeconfig, ns)  # docs/ui.md's alice, whose token the block makes
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = ui_docs.laptop_script(ns, cairn.api_url, port)
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(cluster_env.kubeconfig),
+        "PATH": f"{Path(config.kubectl()).parent}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "BROWSER": "true",  # webbrowser.open runs `true`: no browser window from a test
+    }
+    proxy = subprocess.Popen(
+        ["bash", "-euo", "pipefail", "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        assert proxy.stdout is not None
+        first = proxy.stdout.readline()
+        url = f"http://127.0.0.1:{port}/ui/namespaces/{ns}/runs"
+        assert url in first, first + (proxy.stdout.read() if proxy.poll() is not None else "")
+        page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+        page.on("dialog", lambda d: d.accept())
+        page.goto(url)
+        expect(page.locator("header .who span")).to_have_text(f"system:serviceaccount:{ns}:alice")
+        expect(page.locator("tr[data-run='away']")).to_have_count(1)
+        page.goto(f"http://127.0.0.1:{port}/ui/namespaces/{ns}/runs/away")
+        expect(page.locator("#phase")).to_have_text("Running", timeout=120_000)
+        page.click("#cancel")
+        expect(page.locator(".notice")).to_have_text("cancelled away")
+        assert wait_phase(kube, ns, "away", timeout=120)["phase"] == "Cancelled"
+        # A name that resolves to 127.0.0.1 is not the proxy's own address: refused, nothing forwarded.
+        other = httpx.get(url, headers={"Host": "attacker.example"})
+        assert other.status_code == 403 and "serves 127.0.0.1" in other.text, other.text
+        # A form posted from another site passes through with its Origin, and the API refuses it.
+        posted = httpx.post(
+            f"http://127.0.0.1:{port}/ui/namespaces/{ns}/runs/away/rerun",
+            headers={"Origin": "https://attacker.example"},
+            data={"csrf": "guess"},
+        )
+        assert posted.status_code == 403 and "another site" in posted.text, posted.text
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=10)
+
+
+BAD_INPUT = [
+    # (method, path, form, status, what the page must say)
+    ("GET", "/ui/namespaces/Bad_NS/runs", None, 400, "is not a namespace name"),
+    ("GET", "/ui/namespaces/{ns}/runs?since=yesterday", None, 400, "since"),
+    ("GET", "/ui/namespaces/{ns}/runs?phase=Sleeping", None, 400, "phase"),
+    ("GET", "/ui/namespaces/{ns}/runs?q=" + "x" * 300, None, 400, "at most 253 characters"),
+    ("GET", "/ui/namespaces/{ns}/tasks?window=1y", None, 400, "window: one of"),
+    ("GET", "/ui/namespaces/{ns}/runs/nothing-here", None, 404, "no run"),
+    ("GET", "/ui/namespaces/{ns}/runs/long/attempts/one/log", None, 400, "the attempt is a number"),
+    ("POST", "/ui/namespaces/{ns}/runs/long/explode", {}, 404, "cancel, rerun, fork or complete"),
+    ("POST", "/ui/namespaces/{ns}/runs/long/fork", {"step": "nope#0"}, 400, "recorded no step"),
+    ("POST", "/ui/namespaces/{ns}/runs/long/complete", {"token": "x"}, 400, "is not a token id"),
+    ("POST", "/ui/namespaces/{ns}/runs/bulk", {"action": "cancel"}, 400, "select one run or more"),
+    ("POST", "/ui/namespaces/{ns}/runs/bulk", {"action": "delete", "run": "long"}, 400, "cancel or rerun"),
+    ("POST", "/ui/namespaces/{ns}/queues/default", {"action": "limit", "limit": "ten"}, 400, "a whole number"),
+    ("POST", "/ui/namespaces/{ns}/schedules/none", {"action": "explode"}, 400, "trigger, pause or resume"),
+    ("POST", "/ui/namespaces/{ns}/schedules/none", {"action": "pause"}, 404, "no Schedule"),
+]
+
+
+def test_bad_input_at_the_dashboard_gets_a_page_naming_the_fault_and_changes_nothing(
+    kube: Client, ns: str, cairn: CairnProcesses, counter: StepCounter
+) -> None:
+    make_task(kube, ns, "five", FIVE_STEPS, counter=counter)
+    create_run(kube, ns, "five", "long", {"forever": True})
+    token = service_account_token(kube, ns, "operator", rules=EVERYTHING)
+    headers = {"Authorization": f"Bearer {token}"}
+    wrong = []
+    for method, path, form, status, says in BAD_INPUT:
+        data = {**form, "csrf": ui_docs.csrf(token)} if form is not None else None
+        answer = httpx.request(method, cairn.api_url + path.format(ns=ns), headers=headers, data=data)
+        page = answer.text
+        if (
+            answer.status_code != status
+            or not answer.headers["Content-Type"].startswith("text/html")
+            or says not in page
+            or "Traceback" in page
+        ):
+            wrong.append(f"{method} {path[:80]}: {answer.status_code} {page[-600:]}")
+    assert not wrong, f"{len(wrong)} of {len(BAD_INPUT)} answers were wrong:\n" + "\n".join(wrong)
+    assert not get_run(kube, ns, "long")["spec"].get("cancel"), "a refused action changed the run"
 
 
 def test_a_payload_carrying_script_shows_as_text_under_a_strict_content_security_policy(

@@ -19,7 +19,7 @@ def _commands(heading: str, names: dict[str, str]) -> list[list[str]]:
     """The kubectl commands of the one sh block under `heading`, as argv, with `names` replaced."""
     text = PAGE.read_text()
     assert f"\n{heading}\n" in text, f"docs/ui.md has no {heading!r}"
-    section = text.split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]
+    section = re.split(r"\n#{2,3} ", text.split(f"\n{heading}\n", 1)[1], maxsplit=1)[0]
     blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
     assert len(blocks) == 1, f"docs/ui.md: one sh block under {heading!r}, not {len(blocks)}"
     out = []
@@ -48,6 +48,16 @@ def port_forward(namespace: str, port: int) -> list[str]:
     (words,) = _commands("## Opening it", {"cairn-system": namespace})
     assert words[1:] == ["-n", namespace, "port-forward", "svc/cairn-api", "8080:8080"], words
     return [*words[:-1], f"{port}:8080"]
+
+
+def laptop_script(namespace: str, server: str, port: int) -> str:
+    """docs/ui.md's `cairn ui` block, for bash: the page's namespace, server and port replaced."""
+    text = PAGE.read_text()
+    section = text.split("\n### On your machine: `cairn ui`\n", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```sh\n(.*?)```", section, re.S)
+    assert "cairn ui -n demo --server http://localhost:8080" in block and "--port 8081" in block, block
+    block = block.replace("http://localhost:8080", server).replace("--port 8081", f"--port {port}")
+    return re.sub(r"(?<![\w-])demo(?![\w-])", namespace, block)
 
 
 def csrf(token: str) -> str:

@@ -235,3 +235,21 @@ def test_a_short_option_means_the_same_thing_in_every_command() -> None:
     assert meaning.get("-f") == {"--follow"}, meaning
     assert len(meaning) >= 3, meaning
     assert {opt: longs for opt, longs in meaning.items() if len(longs) > 1} == {}
+
+
+def test_cairn_ui_names_what_it_lacks_before_it_listens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("CAIRN_SERVER", raising=False)
+    monkeypatch.delenv("CAIRN_TOKEN", raising=False)
+    config = kubeconfig(tmp_path / "k", f"https://127.0.0.1:{closed_port()}")
+    assert run(["ui", "--kubeconfig", str(config)]) == ExitCode.UNREACHABLE
+    assert "the dashboard is reached through Cairn's API: give --server URL" in capsys.readouterr().err
+    assert run(["ui", "--port", "70000", "--server", "http://127.0.0.1:1", "--token", "t"]) == ExitCode.INVALID
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        args = ["ui", "--kubeconfig", str(config), "--server", "http://127.0.0.1:1", "--token", "t", "--no-browser"]
+        assert run([*args, "--port", str(busy)]) == ExitCode.UNREACHABLE
+    assert f"cannot listen on 127.0.0.1:{busy}" in capsys.readouterr().err

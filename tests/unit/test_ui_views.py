@@ -140,3 +140,10 @@ def test_the_login_and_error_pages_render_without_a_person() -> None:
     ui = Ui(None, None, None)  # type: ignore[arg-type]
     assert "Sign in" in (ui.render("login.html", next="/ui/", message="<b>no</b>").text or "")
     assert "&lt;b&gt;" in (ui.render("error.html", code=403, message="<b>no</b>").text or "")
+
+
+def test_the_success_rate_is_of_the_runs_that_ended_and_none_when_none_ended() -> None:
+    assert views.success_rate(3, 1) == 75
+    assert views.success_rate(0, 0) is None
+    assert views.success_rate(0, 4) == 0
+    assert views.success_rate(2, 1) == 67

@@ -73,11 +73,25 @@ class HistoryClient:
 def connect_history(
     server: str | None, token: str | None, namespace: str | None, context: str | None, kubeconfig: str | None
 ) -> HistoryClient:
+    server, token, namespace = api_identity(server, token, namespace, context, kubeconfig, "run history")
+    return HistoryClient(server, token, namespace)
+
+
+def api_identity(
+    server: str | None,
+    token: str | None,
+    namespace: str | None,
+    context: str | None,
+    kubeconfig: str | None,
+    what: str,
+) -> tuple[str, str, str]:
+    """Cairn's API (--server or $CAIRN_SERVER), your bearer token (--token, $CAIRN_TOKEN or the
+    kubeconfig user's) and the namespace (-n or the context's), for a command that talks to the API."""
     server = server or os.environ.get("CAIRN_SERVER")
     if not server:
         raise CliError(
             ExitCode.UNREACHABLE,
-            "run history is read through Cairn's API: give --server URL or set CAIRN_SERVER",
+            f"{what} is reached through Cairn's API: give --server URL or set CAIRN_SERVER",
             hint="kubectl -n cairn-system port-forward svc/cairn-api 8080:8080, then --server http://localhost:8080",
         )
     config, source = load_kubeconfig(kubeconfig)
@@ -86,11 +100,11 @@ def connect_history(
     if not token:
         raise CliError(
             ExitCode.INVALID,
-            f"the history API needs a bearer token, and the context {single.context_name!r} has none "
+            f"{what} needs a bearer token, and the context {single.context_name!r} has none "
             "(its user signs in with a certificate)",
             hint="pass --token (e.g. from kubectl create token SERVICEACCOUNT) or set CAIRN_TOKEN",
         )
-    return HistoryClient(server, token, namespace or single.namespace or "default")
+    return server.rstrip("/"), token, namespace or single.namespace or "default"
 
 
 def _kubeconfig_token(user: Any) -> str | None:

@@ -11,7 +11,7 @@ import typer
 from pydantic import ValidationError
 
 from cairn import logs
-from cairn.cli import control, history, podlogs, runs, schedules, tokens, trigger
+from cairn.cli import control, history, podlogs, runs, schedules, tokens, trigger, ui
 from cairn.cli.errors import EXIT_CODES_HELP, CliError, ExitCode
 from cairn.cli.options import console
 from cairn.config import Settings, env_name
@@ -46,6 +46,7 @@ app.command("schedules", epilog=EPILOG)(schedules.schedules)
 app.add_typer(schedules.app, name="schedule", epilog=EPILOG)
 app.add_typer(tokens.app, name="tokens", epilog=EPILOG)
 app.command("approve", epilog=EPILOG)(tokens.approve)
+app.command("ui", epilog=EPILOG)(ui.ui)
 
 
 def _settings() -> Settings:

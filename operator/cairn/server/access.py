@@ -57,7 +57,7 @@ class Access:
     ) -> bool:
         """Whether RBAC lets `user` `verb` `resource` (or its subresource `sub`) in `namespace`."""
         now = time.monotonic()
-        key = (f"{user.name}\0{user.uid}\0{','.join(user.groups)}", verb, namespace, f"{group}/{resource}", sub)
+        key = (repr((user.name, user.uid, user.groups, user.extra)), verb, namespace, f"{group}/{resource}", sub)
         cached = self._decisions.get(key)
         if cached is None or cached[0] <= now:
             allowed = await self._allowed(user, verb, namespace, resource, group, sub)

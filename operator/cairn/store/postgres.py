@@ -750,6 +750,27 @@ class PostgresStore:
             ],
         }
 
+    async def task_summary(self, namespace: str, since: datetime) -> list[dict[str, Any]]:
+        """Per task, the runs created since then (live and archived): how they ended, how long the
+        successful ones took from creation to the end (p50, p95, seconds), attempts per finished run."""
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(q.TASK_SUMMARY, (namespace, since))).fetchall()
+        return [
+            {
+                "task": r[0],
+                "runs": r[1],
+                "succeeded": r[2],
+                "failed": r[3],
+                "cancelled": r[4],
+                "live": r[5],
+                "p50Seconds": r[6],
+                "p95Seconds": r[7],
+                "attemptsPerRun": float(r[8]) if r[8] is not None else None,
+                "lastCreatedAt": _iso(r[9]),
+            }
+            for r in rows
+        ]
+
     async def history_family(self, uid: str) -> dict[str, Any]:
         """A run's parent (its name and the step that started it) and its children (the first 200)."""
         async with self.pool.connection() as conn:

@@ -337,6 +337,17 @@ SELECT attempt, pod_name, started_at, ended_at, exit_code, reason FROM attempts 
 RUN_RESULT: LiteralString = "SELECT result_set, result FROM runs WHERE uid = %s"
 RUN_PARENT: LiteralString = """
 SELECT p.name, c.parent_step FROM runs c JOIN runs p ON p.uid = c.parent_uid WHERE c.uid = %s"""
+TASK_SUMMARY: LiteralString = """
+SELECT task, count(*), count(*) FILTER (WHERE phase = 'Succeeded'),
+       count(*) FILTER (WHERE phase IN ('Failed', 'Expired', 'Rejected')),
+       count(*) FILTER (WHERE phase = 'Cancelled'), count(*) FILTER (WHERE state <> 'finished'),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - created_at))
+           FILTER (WHERE phase = 'Succeeded'),
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - created_at))
+           FILTER (WHERE phase = 'Succeeded'),
+       avg(attempt) FILTER (WHERE state = 'finished'), max(created_at)
+FROM runs WHERE namespace = %s AND created_at >= %s
+GROUP BY task ORDER BY task LIMIT 500"""
 RUN_CHILDREN: LiteralString = """
 SELECT name, state, phase, parent_step FROM runs WHERE parent_uid = %s ORDER BY created_at, name LIMIT 200"""
 

@@ -12,7 +12,7 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 from urllib.parse import urlencode
@@ -44,6 +44,7 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
     "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
+TASK_WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 LIST_FILTERS = ("task", "queue", "phase", "label", "since", "until", "archived", "q", "after")
 
 
@@ -127,6 +128,7 @@ class Ui:
                 web.get("/namespaces/{namespace}/queues", self.queues),
                 web.post("/namespaces/{namespace}/queues/{name}", self.queue_act),
                 web.get("/namespaces/{namespace}/schedules", self.schedules),
+                web.get("/namespaces/{namespace}/tasks", self.tasks),
                 web.post("/namespaces/{namespace}/schedules/{name}", self.schedule_act),
             ]
         )
@@ -469,6 +471,27 @@ class Ui:
         form = await check_form(request, person)
         said = await self.actions.queue(person, namespace, name, form)
         return redirect(f"/ui/namespaces/{namespace}/queues?{urlencode({'notice': said})}")
+
+    # -- tasks ---------------------------------------------------------------------------------
+
+    async def tasks(self, request: web.Request) -> web.Response:
+        person, namespace = await self._reader(request)
+        window = request.query.get("window", "24h")
+        if window not in TASK_WINDOWS:
+            raise bad_request(f"window: one of {', '.join(TASK_WINDOWS)}, not {window!r}")
+        since = datetime.now(UTC) - TASK_WINDOWS[window]
+        rows = await self.store.task_summary(namespace, since)
+        for row in rows:
+            row["successRate"] = views.success_rate(row["succeeded"], row["failed"])
+        return self.render(
+            "tasks.html",
+            person=person,
+            namespace=namespace,
+            tasks=rows,
+            window=window,
+            windows=list(TASK_WINDOWS),
+            can=await self._permissions(person, namespace),
+        )
 
     # -- schedules -----------------------------------------------------------------------------
 

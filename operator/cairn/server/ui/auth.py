@@ -1,5 +1,5 @@
 """Who is looking at the dashboard: the person's own Kubernetes bearer token, from the login cookie or
-an Authorization header (a proxy in front, or `cairn ui` on a laptop, sets it). The token is checked
+an Authorization header (set by a proxy in front that signs people in). The token is checked
 by the API server (TokenReview) on every request (cached 30 s); each action is asked of RBAC
 (SubjectAccessReview) for that person before it is made.
 

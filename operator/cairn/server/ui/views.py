@@ -52,6 +52,12 @@ def seconds(start: str | None, end: str | None) -> float | None:
     return max(0.0, (parse_time(end) - parse_time(start)).total_seconds())
 
 
+def success_rate(succeeded: int, failed: int) -> int | None:
+    """Percent of the runs that ended that succeeded (cancelled runs aside); none ended: None."""
+    ended = succeeded + failed
+    return round(100 * succeeded / ended) if ended else None
+
+
 def duration(value: float | None) -> str:
     if value is None:
         return "—"
