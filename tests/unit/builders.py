@@ -164,6 +164,7 @@ def view(
     jitter: float = 0.5,
     rejected_pod: tuple[int, str] | None = None,
     children: tuple[ChildView, ...] = (),
+    watching_since: datetime | None = None,
 ) -> RunView:
     return RunView(
         run=run,
@@ -175,6 +176,7 @@ def view(
         jitter=jitter,
         rejected_pod=rejected_pod,
         children=children,
+        watching_since=watching_since,
     )
 
 

@@ -438,6 +438,20 @@ def test_pod_missing_after_the_grace_is_a_disruption_retried_at_once_without_cou
     assert "(not counted: not the task's fault)" in p.status["message"]
 
 
+def test_a_pod_not_listed_yet_by_an_operator_just_started_is_waited_for_not_taken_as_deleted() -> None:
+    # A restart: the attempt began long ago, the watches only now; the TaskRuns' listing came first.
+    t = task(retry={"maxAttempts": 1})
+    run, adm = started(t)
+    now = T0 + 5 * GRACE
+    p = decide(view(run, t, adm, now=now, watching_since=now - 2 * S))
+    assert p.status is None and p.release is None and p.create_pod is None
+    assert p.recheck_at == now - 2 * S + GRACE
+    # The grace past, from the watches' start too: then it is missing.
+    later = now - 2 * S + GRACE + S
+    p = decide(view(run, t, adm, now=later, watching_since=now - 2 * S))
+    assert p.status is not None and p.status["reason"] == "PodDeleted"
+
+
 # -- endings ---------------------------------------------------------------------------------------
 def test_succeeded_pod_succeeds_the_run_releases_the_slot_and_mirrors_the_result() -> None:
     t = task()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from cairn.domain import naming
@@ -50,6 +51,9 @@ class Cache:
     children: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # parent uid -> child uids
     # Status patches handed to the status writer and not yet sent, by run uid (controller/statuses.py).
     pending_status: dict[str, tuple[Key, Body]] = field(default_factory=dict)
+    # When the watches began filling it (the operator's start): until a pod listing has surely come,
+    # a pod not in it may only not be listed yet.
+    watching_since: datetime | None = None
 
     def put_taskrun(self, body: Body) -> str:
         uid: str = body["metadata"]["uid"]

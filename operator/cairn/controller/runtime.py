@@ -44,7 +44,7 @@ class Runtime:
         requests: Counter[str] | None = None,
     ) -> None:
         self.settings = settings
-        self.cache = Cache()
+        self.cache = Cache(watching_since=clock())  # the watches start right after (kopf startup)
         self.queues: dict[str, WorkQueue[Hashable]] = {w.name: WorkQueue(w.name) for w in work}
         self.deps = Deps(
             store=store,

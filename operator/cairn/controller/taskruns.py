@@ -129,6 +129,7 @@ class TaskRunReconciler:
             rejected_pod=self._rejected.get(uid),
             children=children,
             fork=fork,
+            watching_since=deps.cache.watching_since,
         )
 
     async def _unreadable(self, uid: str, body: Body, error: ValidationError) -> None:

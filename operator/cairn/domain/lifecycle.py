@@ -112,6 +112,9 @@ class RunView:
     rejected_pod: tuple[int, str] | None = None
     children: tuple[ChildView, ...] = ()
     fork: ForkSource | None = None  # spec.from's run, when the store has it
+    # Since when this operator's watches have been filling its cache (None: long enough): a pod its
+    # pod watch has not listed yet is not a missing pod.
+    watching_since: datetime | None = None
 
 
 # -- outputs ---------------------------------------------------------------------------------------
@@ -530,8 +533,13 @@ def _attempt_in_flight(
     past_deadline = deadline is not None and view.now >= deadline
     outcome: Termination | StillRunning
     if pod is None:
-        if view.now - started < settings.pod_appear_grace and not past_deadline:
-            b.plan.recheck(started + settings.pod_appear_grace)
+        # After a restart the TaskRuns' listing may come before the pods': the grace runs from
+        # whichever is later, the attempt's start or the watches' own.
+        appear_by = started + settings.pod_appear_grace
+        if view.watching_since is not None:
+            appear_by = max(appear_by, view.watching_since + settings.pod_appear_grace)
+        if view.now < appear_by and not past_deadline:
+            b.plan.recheck(appear_by)
             return b.done()
         outcome = missing(view.now)
         b.event(
