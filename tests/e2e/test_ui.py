@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -23,7 +24,7 @@ from lightkube import Client
 from lightkube.models.rbac_v1 import PolicyRule
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from cairn.k8s.resources import ScheduleResource
+from cairn.k8s.resources import QueueResource, ScheduleResource
 from harness import config
 from tests.support import ui_docs
 from tests.support.builders import schedule_body
@@ -54,6 +55,12 @@ def main(ctx):
         time.sleep(600)
     results = [ctx.step("work", work, ctx, i, hold) for i in range(1, 6)]
     return {"sum": sum(r["square"] for r in results)}
+"""
+APPROVAL = """
+def main(ctx):
+    token = ctx.create_token("approval")
+    answer = ctx.wait_for_token("approved", token)
+    return {"approved": answer.data}
 """
 EVERYTHING = [
     PolicyRule(apiGroups=["cairn.dev"], resources=["taskruns", "queues", "schedules", "tokencompletions"], verbs=["*"]),
@@ -118,6 +125,7 @@ def test_the_run_page_of_a_run_killed_after_step_three_shows_both_attempts_their
     expect(page.locator("tr[data-attempt='1'] td.steps-of")).to_have_text("work#0, work#1, work#2")
     expect(page.locator("tr[data-attempt='2'] td.steps-of")).to_have_text("work#3, work#4")
     expect(page.locator("tr[data-attempt='1']")).to_contain_text("exit 137")
+    expect(page.locator("tr[data-attempt='1'] td.node")).to_have_text(re.compile(r"^node-\d+$"))
     # The waterfall: a bar per attempt and per step recorded (2 + 5).
     expect(page.locator("svg.timeline rect")).to_have_count(7)
     # Both attempts' logs, read from their pods: attempt 1 up to step 4, where it was killed.
@@ -282,6 +290,48 @@ def test_cairn_ui_on_a_laptop_shows_the_dashboard_as_the_person_and_serves_no_ot
     finally:
         proxy.terminate()
         proxy.wait(timeout=10)
+
+
+def test_a_wait_is_approved_a_queue_paused_and_resized_and_runs_cancelled_together_from_the_pages(
+    browser: Browser, kube: Client, ns: str, cairn: CairnProcesses, counter: StepCounter
+) -> None:
+    make_task(kube, ns, "approval", APPROVAL)
+    make_task(kube, ns, "five", FIVE_STEPS, counter=counter)
+    create_run(kube, ns, "approval", "deploy")
+    token = service_account_token(kube, ns, "operator", rules=EVERYTHING)
+    page = _signed_in(browser, cairn, token, f"/ui/namespaces/{ns}/runs/deploy")
+    expect(page.locator("#phase")).to_have_text("Waiting", timeout=120_000)
+    form = page.locator("section[aria-label='wait tokens'] form")
+    expect(form).to_have_count(1, timeout=30_000)
+    form.locator("input[name=data]").fill('{"by": "alice"}')
+    form.locator("button").click()
+    expect(page.locator(".notice")).to_contain_text("completed tok-")
+    st = wait_phase(kube, ns, "deploy", timeout=120)
+    assert st["phase"] == "Succeeded" and json.loads(st["result"]) == {"approved": {"by": "alice"}}, st
+
+    page.goto(f"/ui/namespaces/{ns}/queues")
+    page.locator("tr[data-queue='default'] button[value=pause]").click()
+    expect(page.locator(".notice")).to_have_text("paused queue default")
+    queue = as_dict(kube.get(QueueResource, "default", namespace=ns))
+    assert queue["spec"]["paused"] is True
+    limit = page.locator("tr[data-queue='default'] input[name=limit]")
+    limit.fill("3")
+    limit.press("Enter")
+    expect(page.locator(".notice")).to_have_text("set the limit of queue default to 3")
+    assert as_dict(kube.get(QueueResource, "default", namespace=ns))["spec"]["concurrencyLimit"] == 3
+
+    # Queued behind the paused queue: select both and cancel them together.
+    for name in ("held-a", "held-b"):
+        create_run(kube, ns, "five", name, {"hold": False})
+    page.goto(f"/ui/namespaces/{ns}/runs")
+    for name in ("held-a", "held-b"):
+        page.locator(f"tr[data-run='{name}'] input[type=checkbox]").check()
+    page.locator("#bulk button[value=cancel]").click()
+    for said in ("2 runs: ", "cancelled held-a", "cancelled held-b"):
+        expect(page.locator(".notice")).to_contain_text(said)
+    for name in ("held-a", "held-b"):
+        assert wait_phase(kube, ns, name, timeout=120)["phase"] == "Cancelled"
+    assert counter.count("held-a", "step1") == 0, "a cancelled queued run ran"
 
 
 BAD_INPUT = [

@@ -310,8 +310,10 @@ class Ui:
         events.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
         now = datetime.now(UTC)
         record = run or {"attempts": [], "steps": [], "stage": "queued"}
+        nodes = {a.get("number"): a.get("node") for a in status.get("attempts") or []}  # the store keeps no node
         for a in record["attempts"]:
             a["took"] = views.seconds(a.get("startedAt"), a.get("endedAt"))
+            a["node"] = nodes.get(a.get("number"))
         bars, rows = views.timeline(record, now)
         phase = status.get("phase") or (views.list_phase(run) if run else "Pending")
         family = await self.store.history_family(run["uid"]) if run else {"parent": None, "children": []}
