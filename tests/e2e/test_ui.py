@@ -89,6 +89,11 @@ def _signed_in(browser: Browser, cairn: CairnProcesses, token: str, path: str) -
     return page
 
 
+def _reloaded(page: Page, path: str, selector: str, text: str) -> bool | None:
+    page.goto(path)
+    return True if page.locator(selector).inner_text() == text else None
+
+
 def _shot(page: Page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
@@ -135,6 +140,8 @@ def test_the_run_page_of_a_run_killed_after_step_three_shows_both_attempts_their
     expect(page.locator("#log-2")).to_contain_text("attempt 2 runs step 5")
     expect(page.locator("#log-2")).not_to_contain_text("runs step 1")
     expect(page.locator("#result")).to_contain_text('"sum": 55')
+    # The Task's command as the run was queued with it (tests/support/runs.py's make_task).
+    expect(page.locator("#task-as-queued")).to_contain_text("python3 -m cairn.run task_five:main")
     _shot(page, "run")
 
     # Fork from step work#3 (picked in the steps table the timeline links to).
@@ -191,12 +198,9 @@ def test_the_run_list_updates_live_and_cancel_stops_a_run_from_its_page(
     assert wait_phase(kube, ns, "slow", timeout=120)["phase"] == "Cancelled"
     expect(page.locator("#phase")).to_have_text("Cancelled", timeout=30_000)  # live, no reload
 
-    page.goto(f"/ui/namespaces/{ns}/queues")
-    expect(page.locator("tr[data-queue='default']")).to_contain_text("admitting")
-    _shot(page, "queues")
-
-    # The task's runs as the Tasks page counts them: one succeeded, one cancelled, none failed.
-    page.goto(f"/ui/namespaces/{ns}/tasks")
+    # The store writes a run's end a moment after its status says so: the page is read again until then.
+    tasks = f"/ui/namespaces/{ns}/tasks"
+    wait_for("the store to count both runs ended", lambda: _reloaded(page, tasks, "tr[data-task='five'] td.live", "0"))
     row = page.locator("tr[data-task='five'] td")
     expect(row.nth(1)).to_have_text("2")
     expect(row.nth(2)).to_have_text("1")
@@ -205,6 +209,17 @@ def test_the_run_list_updates_live_and_cancel_stops_a_run_from_its_page(
     expect(page.locator("tr[data-task='five'] td.rate")).to_have_text("100 %")
     expect(page.locator("tr[data-task='five'] td.p50")).not_to_have_text("—")
     _shot(page, "tasks")
+
+    page.goto(f"/ui/namespaces/{ns}/queues")
+    expect(page.locator("tr[data-queue='default']")).to_contain_text("admitting")
+    # The last hour's chart counts the two runs admitted and the two that ended (by PostgreSQL's clock).
+    for series in ("admitted", "finished"):
+        counts = page.locator(f"tr[data-queue='default'] svg.activity rect.{series}")
+        expect(counts).to_have_count(12)
+        assert sum(int(c.get_attribute("data-count") or 0) for c in counts.all()) == 2, series
+    _shot(page, "queues")
+
+    # The task's runs as the Tasks page counts them: one succeeded, one cancelled, none failed.
 
 
 def test_a_reader_sees_no_enabled_action_and_is_refused_when_posting_one(
@@ -308,6 +323,10 @@ def test_a_wait_is_approved_a_queue_paused_and_resized_and_runs_cancelled_togeth
     expect(page.locator(".notice")).to_contain_text("completed tok-")
     st = wait_phase(kube, ns, "deploy", timeout=120)
     assert st["phase"] == "Succeeded" and json.loads(st["result"]) == {"approved": {"by": "alice"}}, st
+    page.goto(f"/ui/namespaces/{ns}/runs/deploy")
+    wait = page.locator("svg.timeline rect.wait")  # the token's wait, under the attempt that made it
+    expect(wait).to_have_count(1)
+    assert "token approved#0" in (wait.locator("title").text_content() or "")
 
     page.goto(f"/ui/namespaces/{ns}/queues")
     page.locator("tr[data-queue='default'] button[value=pause]").click()

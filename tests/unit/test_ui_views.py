@@ -147,3 +147,85 @@ def test_the_success_rate_is_of_the_runs_that_ended_and_none_when_none_ended() -
     assert views.success_rate(0, 0) is None
     assert views.success_rate(0, 4) == 0
     assert views.success_rate(2, 1) == 67
+
+
+def test_the_activity_chart_puts_both_series_in_each_slice_scaled_to_the_busiest() -> None:
+    columns = views.activity({"admitted": [0, 4, 2], "finished": [1, 0, 2]})
+    assert [(c.series, c.count) for c in columns] == [
+        ("admitted", 0),
+        ("finished", 1),
+        ("admitted", 4),
+        ("finished", 0),
+        ("admitted", 2),
+        ("finished", 2),
+    ]
+    assert max(c.height for c in columns) == views.CHART_HEIGHT and columns[2].height == views.CHART_HEIGHT
+    assert columns[4].height == views.CHART_HEIGHT / 2
+    assert [c.x for c in columns[:3]] == [0, views.CHART_WIDTH / 6, views.CHART_WIDTH / 3]
+    assert views.activity({}) == []
+    quiet = views.activity({"admitted": [0, 0], "finished": [0, 0]})
+    assert len(quiet) == 4 and all(c.height == 0 for c in quiet)  # an idle hour: bars of nothing, no division by 0
+
+
+def test_env_from_secrets_and_config_maps_is_shown_as_where_it_comes_from_never_as_a_value() -> None:
+    snapshot = {
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "task",
+                            "image": "registry.local/video:1.2",
+                            "command": ["cairn-run"],
+                            "args": ["main.py"],
+                            "env": [
+                                {"name": "MODE", "value": "fast"},
+                                {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "token"}}},
+                                {"name": "REGION", "valueFrom": {"configMapKeyRef": {"name": "site", "key": "r"}}},
+                                {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                            ],
+                            "envFrom": [{"secretRef": {"name": "bulk"}, "prefix": "B_"}],
+                        }
+                    ]
+                }
+            }
+        }
+    }
+    (c,) = views.containers(snapshot)
+    assert (c.name, c.image, c.command) == ("task", "registry.local/video:1.2", "cairn-run main.py")
+    assert [(e.name, e.shown, e.reference) for e in c.env] == [
+        ("MODE", "fast", False),
+        ("TOKEN", "from Secret api, key token", True),
+        ("REGION", "from ConfigMap site, key r", True),
+        ("POD", "from the pod's metadata.name", True),
+        ("*", "every key of Secret bulk (prefixed B_)", True),
+    ]
+    assert views.containers(None) == [] and views.containers({"spec": {}}) == []
+
+
+def test_a_wait_is_drawn_under_the_attempt_that_made_it_and_child_runs_after_the_attempts() -> None:
+    record = _record(
+        waits=[
+            {"key": "nap#0", "kind": "sleep", "attempt": 1, "createdAt": "2026-12-03T10:00:05Z", "endedAt": None},
+        ],
+        children=[
+            {
+                "name": "demo-child-0",
+                "stage": "finished",
+                "phase": "Succeeded",
+                "createdAt": "2026-12-03T10:00:12Z",
+                "endedAt": "2026-12-03T10:00:18Z",
+            }
+        ],
+    )
+    record["stage"] = "waiting"  # a wait not ended yet: its bar runs to now
+    bars, rows = views.timeline(record, NOW)
+    kinds = [b.kind for b in bars]
+    first_attempt_rows = kinds[: kinds.index("attempt-ok")]
+    assert first_attempt_rows[-1] == "wait" and kinds[-1] == "child"
+    wait = next(b for b in bars if b.kind == "wait")
+    child = bars[-1]
+    assert wait.label == "sleep nap#0" and "so far" in wait.title
+    assert round(wait.x + wait.width) == round(views.WIDTH)  # open: to now, the right edge
+    assert child.label == "demo-child-0" and child.anchor == "children" and "Succeeded" in child.title
+    assert rows == len(bars)

@@ -771,14 +771,44 @@ class PostgresStore:
             for r in rows
         ]
 
+    async def queue_activity(self, namespace: str, span: timedelta, buckets: int) -> dict[str, dict[str, list[int]]]:
+        """Per queue, runs admitted and runs finished in each of `buckets` equal slices of the last
+        `span`, oldest first (by PostgreSQL's clock, the one admission keeps)."""
+        size = span.total_seconds() / buckets
+        params = {"namespace": namespace, "bucket": size, "span": span.total_seconds()}
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(q.QUEUE_ACTIVITY, params)).fetchall()
+        out: dict[str, dict[str, list[int]]] = {}
+        for queue, series, ago, count in rows:
+            lines = out.setdefault(queue, {"admitted": [0] * buckets, "finished": [0] * buckets})
+            if 0 <= ago < buckets:
+                lines[series][buckets - 1 - ago] += count
+        return out
+
     async def history_family(self, uid: str) -> dict[str, Any]:
-        """A run's parent (its name and the step that started it) and its children (the first 200)."""
+        """A run's parent (its name and the step that started it), its children (the first 200) and
+        its durable waits (sleeps, tokens, children; the first 200), each with its times."""
         async with self.pool.connection() as conn:
             parent = await (await conn.execute(q.RUN_PARENT, (uid,))).fetchone()
             children = await (await conn.execute(q.RUN_CHILDREN, (uid,))).fetchall()
+            waits = await (await conn.execute(q.RUN_WAITS, (uid,))).fetchall()
         return {
             "parent": {"name": parent[0], "step": parent[1]} if parent else None,
-            "children": [{"name": c[0], "stage": c[1], "phase": c[2] or "Live", "step": c[3]} for c in children],
+            "children": [
+                {
+                    "name": c[0],
+                    "stage": c[1],
+                    "phase": c[2] or "Live",
+                    "step": c[3],
+                    "createdAt": _iso(c[4]),
+                    "endedAt": _iso(c[5]),
+                }
+                for c in children
+            ],
+            "waits": [
+                {"key": w[0], "kind": w[1], "attempt": w[2], "createdAt": _iso(w[3]), "endedAt": _iso(w[4])}
+                for w in waits
+            ],
         }
 
     async def record_steps(

@@ -348,8 +348,19 @@ SELECT task, count(*), count(*) FILTER (WHERE phase = 'Succeeded'),
        avg(attempt) FILTER (WHERE state = 'finished'), max(created_at)
 FROM runs WHERE namespace = %s AND created_at >= %s
 GROUP BY task ORDER BY task LIMIT 500"""
+QUEUE_ACTIVITY: LiteralString = """
+SELECT queue, 'admitted', floor(extract(epoch FROM now() - admitted_at) / %(bucket)s)::int, count(*)
+FROM runs WHERE namespace = %(namespace)s AND admitted_at >= now() - make_interval(secs => %(span)s)
+GROUP BY 1, 3
+UNION ALL
+SELECT queue, 'finished', floor(extract(epoch FROM now() - finished_at) / %(bucket)s)::int, count(*)
+FROM runs WHERE namespace = %(namespace)s AND finished_at >= now() - make_interval(secs => %(span)s)
+GROUP BY 1, 3"""
 RUN_CHILDREN: LiteralString = """
-SELECT name, state, phase, parent_step FROM runs WHERE parent_uid = %s ORDER BY created_at, name LIMIT 200"""
+SELECT name, state, phase, parent_step, created_at, finished_at FROM runs WHERE parent_uid = %s
+ORDER BY created_at, name LIMIT 200"""
+RUN_WAITS: LiteralString = """
+SELECT step_key, kind, attempt, created_at, done_at FROM waits WHERE run_uid = %s ORDER BY created_at LIMIT 200"""
 
 # -- durable waits ------------------------------------------------------------------------------------
 # Every path that ends a wait (its time came, its token was completed or timed out, its last child

@@ -44,6 +44,7 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
     "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
+ACTIVITY_SPAN, ACTIVITY_SLICES = timedelta(hours=1), 12  # the queues' chart: the last hour, 5 minutes a bar pair
 TASK_WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 LIST_FILTERS = ("task", "queue", "phase", "label", "since", "until", "archived", "q", "after")
 
@@ -314,9 +315,9 @@ class Ui:
         for a in record["attempts"]:
             a["took"] = views.seconds(a.get("startedAt"), a.get("endedAt"))
             a["node"] = nodes.get(a.get("number"))
-        bars, rows = views.timeline(record, now)
+        family = await self.store.history_family(run["uid"]) if run else {"parent": None, "children": [], "waits": []}
+        bars, rows = views.timeline({**record, "waits": family["waits"], "children": family["children"]}, now)
         phase = status.get("phase") or (views.list_phase(run) if run else "Pending")
-        family = await self.store.history_family(run["uid"]) if run else {"parent": None, "children": []}
         spec = (taskrun or {}).get("spec") or {}
         return {
             "name": name,
@@ -341,6 +342,8 @@ class Ui:
             "fork": spec.get("from") or status.get("forkedFrom"),
             "rerun_of": ((taskrun or {}).get("metadata", {}).get("annotations") or {}).get(f"{GROUP}/rerun-of"),
             "family": family,
+            "containers": views.containers(status.get("task")),
+            "task_generation": (status.get("task") or {}).get("generation"),
         }
 
     async def run_page(self, request: web.Request) -> web.Response:
@@ -455,11 +458,17 @@ class Ui:
         person, namespace = await self._reader(request)
         items = [body_of(q) async for q in self.kube.list(QueueResource, namespace=namespace)]
         items.sort(key=lambda q: q["metadata"]["name"])
+        activity = await self.store.queue_activity(namespace, ACTIVITY_SPAN, ACTIVITY_SLICES)
+        charts = {q["metadata"]["name"]: views.activity(activity.get(q["metadata"]["name"], {})) for q in items}
         return self.render(
             "queues.html",
             person=person,
             namespace=namespace,
             queues=items,
+            charts=charts,
+            chart_width=views.CHART_WIDTH,
+            chart_height=views.CHART_HEIGHT,
+            bar_width=views.CHART_WIDTH / ACTIVITY_SLICES / 2,
             can=await self._permissions(person, namespace),
             csrf=person.csrf,
             csrf_field=CSRF_FIELD,

@@ -85,14 +85,19 @@ class Bar:
 
 WIDTH = 1000.0
 MIN_WIDTH = 2.0
+CHILD_BARS = 20  # child runs drawn on the timeline (all of them are listed below it)
 
 
 def timeline(run: dict[str, Any], now: datetime) -> tuple[list[Bar], int]:
-    """The waterfall: a row per attempt, then a row per step under it; and the number of rows."""
+    """The waterfall: a row per attempt, then a row per step and per durable wait under it, then a row
+    per child run; and the number of rows."""
     attempts = run.get("attempts") or []
     steps = run.get("steps") or []
+    waits = run.get("waits") or []
+    children = (run.get("children") or [])[:CHILD_BARS]
     times = [parse_time(t) for a in attempts for t in (a.get("startedAt"), a.get("endedAt")) if t]
     times += [parse_time(t) for s in steps for t in (s.get("startedAt"), s.get("completedAt")) if t]
+    times += [parse_time(t) for w in [*waits, *children] for t in (w.get("createdAt"), w.get("endedAt")) if t]
     if not times:
         return [], 0
     start = min(times)
@@ -139,4 +144,102 @@ def timeline(run: dict[str, Any], now: datetime) -> tuple[list[Bar], int]:
                 )
             )
             row += 1
+        for w in (w for w in waits if w.get("attempt") == a["number"] and w.get("createdAt")):
+            began = parse_time(w["createdAt"])
+            ended = parse_time(w["endedAt"]) if w.get("endedAt") else end
+            took = duration((ended - began).total_seconds()) + ("" if w.get("endedAt") else " so far")
+            label = f"{w['kind']} {w['key']}"
+            bars.append(
+                Bar(row, x(began), max(x(ended) - x(began), MIN_WIDTH), label, "wait", f"{label}: {took}", "waits")
+            )
+            row += 1
+    for c in (c for c in children if c.get("createdAt")):
+        began = parse_time(c["createdAt"])
+        ended = parse_time(c["endedAt"]) if c.get("endedAt") else end
+        what = c.get("phase") if c.get("endedAt") else c.get("stage")
+        bars.append(
+            Bar(
+                row,
+                x(began),
+                max(x(ended) - x(began), MIN_WIDTH),
+                c["name"],
+                "child",
+                f"child {c['name']}: {what}",
+                "children",
+            )
+        )
+        row += 1
     return bars, row
+
+
+@dataclass(frozen=True)
+class Column:
+    """One bar of a queue's activity chart: x and height in its SVG's units, and what it counts."""
+
+    x: float
+    height: float
+    count: int
+    series: str  # admitted or finished
+
+
+CHART_WIDTH = 240.0
+CHART_HEIGHT = 36.0
+
+
+def activity(lines: dict[str, list[int]]) -> list[Column]:
+    """Admissions and finishes per slice of time, side by side in each slice, scaled to the busiest."""
+    admitted, finished = lines.get("admitted", []), lines.get("finished", [])
+    slices = max(len(admitted), len(finished))
+    if slices == 0:
+        return []
+    top = max([*admitted, *finished, 1])
+    step = CHART_WIDTH / slices
+    out = []
+    for i in range(slices):
+        for j, (series, values) in enumerate((("admitted", admitted), ("finished", finished))):
+            count = values[i] if i < len(values) else 0
+            out.append(Column(i * step + j * step / 2, CHART_HEIGHT * count / top, count, series))
+    return out
+
+
+@dataclass(frozen=True)
+class ShownEnv:
+    name: str
+    shown: str
+    reference: bool  # from a Secret, a ConfigMap or the pod: named, never read
+
+
+@dataclass(frozen=True)
+class ContainerView:
+    name: str
+    image: str
+    command: str
+    env: list[ShownEnv]
+
+
+def containers(snapshot: dict[str, Any] | None) -> list[ContainerView]:
+    """The Task's containers as the run was queued with them: image, command, env. A value from a
+    Secret or ConfigMap is shown as where it comes from; the dashboard never reads either."""
+    spec = ((((snapshot or {}).get("spec") or {}).get("template") or {}).get("spec")) or {}
+    out = []
+    for c in spec.get("containers") or []:
+        env = []
+        for e in c.get("env") or []:
+            source = e.get("valueFrom") or {}
+            if "secretKeyRef" in source:
+                ref = source["secretKeyRef"]
+                env.append(ShownEnv(e["name"], f"from Secret {ref.get('name')}, key {ref.get('key')}", True))
+            elif "configMapKeyRef" in source:
+                ref = source["configMapKeyRef"]
+                env.append(ShownEnv(e["name"], f"from ConfigMap {ref.get('name')}, key {ref.get('key')}", True))
+            elif "fieldRef" in source:
+                env.append(ShownEnv(e["name"], f"from the pod's {source['fieldRef'].get('fieldPath')}", True))
+            else:
+                env.append(ShownEnv(e["name"], str(e.get("value", "")), False))
+        for f in c.get("envFrom") or []:
+            kind, ref = ("Secret", f["secretRef"]) if "secretRef" in f else ("ConfigMap", f.get("configMapRef") or {})
+            prefix = f" (prefixed {f['prefix']})" if f.get("prefix") else ""
+            env.append(ShownEnv("*", f"every key of {kind} {ref.get('name')}{prefix}", True))
+        command = " ".join([*(c.get("command") or []), *(c.get("args") or [])])
+        out.append(ContainerView(c.get("name", "task"), c.get("image", ""), command or "(the image's own)", env))
+    return out
