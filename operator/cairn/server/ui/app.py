@@ -147,6 +147,22 @@ class Ui:
         text = self.env.get_template(template).render(**{**given, **context})
         return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
 
+    async def page(
+        self, request: web.Request, template: str, person: Viewer, namespace: str, **context: Any
+    ) -> web.Response:
+        """A page for a signed-in person: what they may do there, their form token, the notice an
+        action left."""
+        return self.render(
+            template,
+            person=person,
+            namespace=namespace,
+            can=await self._permissions(person, namespace),
+            csrf=person.csrf,
+            csrf_field=CSRF_FIELD,
+            notice=request.query.get("notice"),
+            **context,
+        )
+
     def static_file(self, root: Any) -> Handler:
         files = {p.name: p.read_bytes() for p in root.iterdir() if p.name.endswith((".js", ".css"))}
 
@@ -250,19 +266,16 @@ class Ui:
         person, namespace = await self._reader(request)
         query = {k: v for k, v in request.query.items() if k in LIST_FILTERS}
         rows, more = await self._list(namespace, query)
-        return self.render(
+        return await self.page(
+            request,
             "runs.html",
-            person=person,
-            namespace=namespace,
+            person,
+            namespace,
             query=query,
             rows=rows,
             more=urlencode({**query, "after": more}) if more else None,
             stream=urlencode(query),
             phases=PHASES,
-            can=await self._permissions(person, namespace),
-            csrf=person.csrf,
-            csrf_field=CSRF_FIELD,
-            notice=request.query.get("notice"),
         )
 
     async def rows_stream(self, request: web.Request) -> web.StreamResponse:
@@ -350,15 +363,12 @@ class Ui:
         person, namespace = await self._reader(request)
         name = _name(request.match_info["name"])
         view = await self._view(namespace, name)
-        return self.render(
+        return await self.page(
+            request,
             "run.html",
-            person=person,
+            person,
+            namespace,
             view=view,
-            namespace=namespace,
-            can=await self._permissions(person, namespace),
-            csrf=person.csrf,
-            csrf_field=CSRF_FIELD,
-            notice=request.query.get("notice"),
         )
 
     async def run_stream(self, request: web.Request) -> web.StreamResponse:
@@ -460,19 +470,16 @@ class Ui:
         items.sort(key=lambda q: q["metadata"]["name"])
         activity = await self.store.queue_activity(namespace, ACTIVITY_SPAN, ACTIVITY_SLICES)
         charts = {q["metadata"]["name"]: views.activity(activity.get(q["metadata"]["name"], {})) for q in items}
-        return self.render(
+        return await self.page(
+            request,
             "queues.html",
-            person=person,
-            namespace=namespace,
+            person,
+            namespace,
             queues=items,
             charts=charts,
             chart_width=views.CHART_WIDTH,
             chart_height=views.CHART_HEIGHT,
             bar_width=views.CHART_WIDTH / ACTIVITY_SLICES / 2,
-            can=await self._permissions(person, namespace),
-            csrf=person.csrf,
-            csrf_field=CSRF_FIELD,
-            notice=request.query.get("notice"),
         )
 
     async def queue_act(self, request: web.Request) -> web.Response:
@@ -494,14 +501,14 @@ class Ui:
         rows = await self.store.task_summary(namespace, since)
         for row in rows:
             row["successRate"] = views.success_rate(row["succeeded"], row["failed"])
-        return self.render(
+        return await self.page(
+            request,
             "tasks.html",
-            person=person,
-            namespace=namespace,
+            person,
+            namespace,
             tasks=rows,
             window=window,
             windows=list(TASK_WINDOWS),
-            can=await self._permissions(person, namespace),
         )
 
     # -- schedules -----------------------------------------------------------------------------
@@ -510,15 +517,12 @@ class Ui:
         person, namespace = await self._reader(request)
         items = [body_of(s) async for s in self.kube.list(ScheduleResource, namespace=namespace)]
         items.sort(key=lambda s: s["metadata"]["name"])
-        return self.render(
+        return await self.page(
+            request,
             "schedules.html",
-            person=person,
-            namespace=namespace,
+            person,
+            namespace,
             schedules=items,
-            can=await self._permissions(person, namespace),
-            csrf=person.csrf,
-            csrf_field=CSRF_FIELD,
-            notice=request.query.get("notice"),
         )
 
     async def schedule_act(self, request: web.Request) -> web.Response:
