@@ -735,6 +735,20 @@ def test_cancelling_leaves_finished_and_terminating_pods_alone() -> None:
     assert p.release is None and p.recheck_at is not None
 
 
+def test_a_run_cancelled_just_after_a_restart_keeps_its_slot_until_its_pods_are_surely_listed() -> None:
+    # Its pod may still run though the new operator's watch has not listed it: the limit counts pods.
+    t = task()
+    run, adm = started(t)
+    run = with_spec(run, cancel=True)
+    now = T0 + timedelta(minutes=1)
+    p = decide(view(run, t, adm, now=now, watching_since=now - S))
+    assert p.status is not None and p.status["phase"] == "Cancelled"
+    assert p.release is None and p.recheck_at == now - S + GRACE
+    # Its pod seen, ended: nothing is unknown, the slot goes back at once.
+    p = decide(view(run, t, adm, now=now, watching_since=now - S, pods={1: failed_pod(1)}))
+    assert p.release == Finish(Phase.CANCELLED)
+
+
 def test_queued_run_cancelled_ends_cancelled_and_releases_its_place() -> None:
     t = task()
     run = with_spec(taskrun(), cancel=True)

@@ -202,8 +202,9 @@ class Settings:
 class _Builder:
     """The status being built for one reconcile, and the plan around it."""
 
-    def __init__(self, view: RunView) -> None:
+    def __init__(self, view: RunView, settings: Settings) -> None:
         self.view = view
+        self.settings = settings
         self.run = view.run
         self.old = view.run.status or TaskRunStatus()
         self.new = self.old
@@ -278,7 +279,7 @@ def status_patch(old: TaskRunStatus, new: TaskRunStatus) -> dict[str, Any] | Non
 
 
 def plan(view: RunView, settings: Settings) -> Plan:
-    b = _Builder(view)
+    b = _Builder(view, settings)
     run, status = view.run, b.old
     if run.metadata.deletion_timestamp:
         return Plan()
@@ -535,9 +536,7 @@ def _attempt_in_flight(
     if pod is None:
         # After a restart the TaskRuns' listing may come before the pods': the grace runs from
         # whichever is later, the attempt's start or the watches' own.
-        appear_by = started + settings.pod_appear_grace
-        if view.watching_since is not None:
-            appear_by = max(appear_by, view.watching_since + settings.pod_appear_grace)
+        appear_by = max(started + settings.pod_appear_grace, _pods_listed_by(view, settings) or started)
         if view.now < appear_by and not past_deadline:
             b.plan.recheck(appear_by)
             return b.done()
@@ -632,6 +631,15 @@ def _end_run_during_attempt(b: _Builder, current: Attempt, phase: Phase, reason:
     return _finish(b, phase, reason, message)
 
 
+def _pods_listed_by(view: RunView, settings: Settings) -> datetime | None:
+    """While an operator's pod watch may still be making its first listing, the moment from which
+    a pod it has not seen can be taken as gone; None once that moment has passed."""
+    if view.watching_since is None:
+        return None
+    listed_by = view.watching_since + settings.pod_appear_grace
+    return listed_by if view.now < listed_by else None
+
+
 def _live_pods(b: _Builder) -> list[PodView]:
     """Pods of the run still holding their place: not ended, and not force-deleted in this plan."""
     forced = {name for name, force in b.plan.delete_pods if force}
@@ -642,10 +650,13 @@ def _finish(b: _Builder, phase: Phase, reason: str, message: str) -> Plan:
     view = b.view
     # The slot is given back once no pod of the run is left running (a stopped pod may take its
     # grace period to end): the queue's limit counts pods, not phases.
-    if not _live_pods(b):
-        b.plan.release = Finish(phase)
-    else:
+    listed_by = _pods_listed_by(view, b.settings)
+    if _live_pods(b):
         b.plan.recheck(view.now + timedelta(seconds=5))
+    elif listed_by is not None and not view.pods:  # none seen: the pod watch may not have listed it yet
+        b.plan.recheck(listed_by)
+    else:
+        b.plan.release = Finish(phase)
     changes: dict[str, Any] = {
         "phase": phase,
         "reason": reason,
@@ -715,8 +726,11 @@ def _finished(b: _Builder) -> Plan:
         if pod.phase not in ("Succeeded", "Failed") and not pod.deleting:
             b.plan.delete_pods.append((pod.name, False))
     if view.admission is not None and view.admission.state != "finished" and status.phase is not None:
+        listed_by = _pods_listed_by(view, b.settings)
         if _live_pods(b):
             b.plan.recheck(view.now + timedelta(seconds=5))
+        elif listed_by is not None and not view.pods:
+            b.plan.recheck(listed_by)
         else:
             b.plan.release = Finish(status.phase)
     ttl = _ttl(view, status)
@@ -788,6 +802,12 @@ def _suspending(
         if view.now - wait.created >= SUSPEND_GRACE and not pod.deleting:
             b.plan.delete_pods.append((pod.name, False))
         b.plan.recheck(view.now + timedelta(seconds=5))
+        return b.done()
+    listed_by = _pods_listed_by(view, settings)
+    if pod is None and listed_by is not None:
+        # Not seen is not gone while the pod watch may still be listing: giving the slot back now
+        # would let another run start beside a pod still running (the limit counts pods).
+        b.plan.recheck(listed_by)
         return b.done()
     ended = current.model_copy(
         update={
