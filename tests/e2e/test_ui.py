@@ -307,6 +307,65 @@ def test_cairn_ui_on_a_laptop_shows_the_dashboard_as_the_person_and_serves_no_ot
         proxy.wait(timeout=10)
 
 
+def test_cairn_ui_signs_in_with_a_kubeconfig_users_credential_plugin_and_renews_a_refused_token(
+    cluster_env: ClusterEnv, ns: str, cairn: CairnProcesses, tmp_path: Path
+) -> None:
+    # The plugin (a real executable, run as kubectl runs one) first gives a token the cluster refuses,
+    # as a revoked or expired one; then a real one. The proxy must ask again and let the page through.
+    ui_docs.person_token(cluster_env.kubeconfig, ns)
+    count = tmp_path / "count"
+    plugin = tmp_path / "get-token"
+    plugin.write_text(
+        "#!/bin/sh\nset -e\n"
+        f"n=$(cat {count} 2>/dev/null || echo 0); n=$((n + 1)); echo $n > {count}\n"
+        'if [ "$n" -eq 1 ]; then t=revoked; else '
+        f"t=$({config.kubectl()} --kubeconfig {cluster_env.kubeconfig} -n {ns} create token alice --duration=10m); fi\n"
+        'printf \'{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"%s"}}\' "$t"\n'
+    )
+    plugin.chmod(0o755)
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:6443"}}],
+                "users": [
+                    {
+                        "name": "sso",
+                        "user": {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": str(plugin)}},
+                    }
+                ],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "sso", "namespace": ns}}],
+                "current-context": "c",
+            }
+        )
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cairn_cli = str(Path(sys.executable).parent / "cairn")
+    args = [cairn_cli, "ui", "--kubeconfig", str(kubeconfig), "--server", cairn.api_url, "--port", str(port)]
+    proxy = subprocess.Popen(
+        [*args, "--no-browser"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ)
+    )
+    try:
+        assert proxy.stdout is not None
+        first = proxy.stdout.readline()
+        url = f"http://127.0.0.1:{port}/ui/namespaces/{ns}/runs"
+        assert url in first, first + (proxy.stdout.read() if proxy.poll() is not None else "")
+        assert count.read_text().strip() == "1"  # run once to start
+        page = httpx.get(url, timeout=60)
+        assert page.status_code == 200, page.text[:500]
+        assert f"system:serviceaccount:{ns}:alice" in page.text
+        assert count.read_text().strip() == "2", "the refused token was not renewed exactly once"
+        again = httpx.get(url, timeout=60)
+        assert again.status_code == 200 and count.read_text().strip() == "2"  # the good token is kept
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=10)
+
+
 def test_a_wait_is_approved_a_queue_paused_and_resized_and_runs_cancelled_together_from_the_pages(
     browser: Browser, kube: Client, ns: str, cairn: CairnProcesses, counter: StepCounter
 ) -> None:

@@ -13,6 +13,7 @@ from urllib.parse import quote
 import httpx
 import typer
 
+from cairn.cli.credentials import Bearer, from_kubeconfig_user
 from cairn.cli.errors import CliError, ExitCode
 from cairn.cli.kubeconfig import load_kubeconfig, select_context
 from cairn.cli.options import Context, Kubeconfig, Namespace, OutputFormat, console, show
@@ -73,8 +74,8 @@ class HistoryClient:
 def connect_history(
     server: str | None, token: str | None, namespace: str | None, context: str | None, kubeconfig: str | None
 ) -> HistoryClient:
-    server, token, namespace = api_identity(server, token, namespace, context, kubeconfig, "run history")
-    return HistoryClient(server, token, namespace)
+    server, bearer, namespace = api_identity(server, token, namespace, context, kubeconfig, "run history")
+    return HistoryClient(server, bearer.current(), namespace)
 
 
 def api_identity(
@@ -84,9 +85,10 @@ def api_identity(
     context: str | None,
     kubeconfig: str | None,
     what: str,
-) -> tuple[str, str, str]:
+) -> tuple[str, Bearer, str]:
     """Cairn's API (--server or $CAIRN_SERVER), your bearer token (--token, $CAIRN_TOKEN or the
-    kubeconfig user's) and the namespace (-n or the context's), for a command that talks to the API."""
+    kubeconfig user's: its token, token file or credential plugin) and the namespace (-n or the
+    context's), for a command that talks to the API."""
     server = server or os.environ.get("CAIRN_SERVER")
     if not server:
         raise CliError(
@@ -96,26 +98,16 @@ def api_identity(
         )
     config, source = load_kubeconfig(kubeconfig)
     single = select_context(config, context, source)
-    token = token or os.environ.get("CAIRN_TOKEN") or _kubeconfig_token(single.user)
-    if not token:
+    given = token or os.environ.get("CAIRN_TOKEN")
+    bearer = Bearer(given) if given else from_kubeconfig_user(single.context.user or "", single.user)
+    if bearer is None:
         raise CliError(
             ExitCode.INVALID,
             f"{what} needs a bearer token, and the context {single.context_name!r} has none "
             "(its user signs in with a certificate)",
             hint="pass --token (e.g. from kubectl create token SERVICEACCOUNT) or set CAIRN_TOKEN",
         )
-    return server.rstrip("/"), token, namespace or single.namespace or "default"
-
-
-def _kubeconfig_token(user: Any) -> str | None:
-    token = getattr(user, "token", None)
-    if token:
-        return str(token)
-    path = getattr(user, "token_file", None) or getattr(user, "tokenFile", None)
-    if path and os.path.isfile(str(path)):
-        with open(str(path)) as f:
-            return f.read().strip() or None
-    return None
+    return server.rstrip("/"), bearer, namespace or single.namespace or "default"
 
 
 def _when(value: str | None) -> str:

@@ -1,7 +1,8 @@
 """`cairn ui`: the dashboard on your own machine, as you. A small proxy on 127.0.0.1 forwards each
 request to the dashboard of Cairn's API (`--server`) with your bearer token added (`--token`,
-$CAIRN_TOKEN or the kubeconfig user's), so every page and every action is checked against your own
-RBAC, as in the cluster; the token never reaches the browser.
+$CAIRN_TOKEN or the kubeconfig user's, from its credential plugin too: a plugin's token is renewed
+when it expires or is refused), so every page and every action is checked against your own RBAC, as in
+the cluster; the token never reaches the browser.
 
 The proxy answers only requests addressed to its own loopback address (a page of another site that
 resolves its name to 127.0.0.1 is refused), and passes the browser's Origin on, so the dashboard
@@ -16,6 +17,7 @@ from typing import Annotated
 
 import typer
 
+from cairn.cli.credentials import Bearer
 from cairn.cli.errors import CliError, ExitCode
 from cairn.cli.history import Server, Token, api_identity
 from cairn.cli.options import Context, Kubeconfig, Namespace
@@ -58,7 +60,12 @@ def ui(
         raise CliError(ExitCode.UNREACHABLE, f"cannot listen on 127.0.0.1:{port}: {e.strerror}", hint="--port N") from e
 
 
-async def _serve(server: str, token: str, namespace: str, port: int, browser: bool) -> None:
+def _refused(status: int, location: str) -> bool:
+    """The dashboard did not take the token: 401, or a page's way of saying so (to its sign-in page)."""
+    return status == 401 or (status in (302, 303) and location.startswith("/ui/login"))
+
+
+async def _serve(server: str, bearer: Bearer, namespace: str, port: int, browser: bool) -> None:
     from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
     sock = socket.socket()
@@ -77,15 +84,26 @@ async def _serve(server: str, token: str, namespace: str, port: int, browser: bo
         if not request.path.startswith("/ui/"):
             return web.Response(status=303, headers={"Location": f"/ui/namespaces/{namespace}/runs"})
         headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARDED_REQUEST}
-        headers["Authorization"] = f"Bearer {token}"
         headers["X-Forwarded-Host"] = request.host
         body = await request.read()
         try:
-            upstream = await session.request(
-                request.method, server + request.path_qs, headers=headers, data=body or None, allow_redirects=False
-            )
+            token = await asyncio.to_thread(bearer.current)
+            for last in (False, True):
+                headers["Authorization"] = f"Bearer {token}"
+                upstream = await session.request(
+                    request.method, server + request.path_qs, headers=headers, data=body or None, allow_redirects=False
+                )
+                if last or not _refused(upstream.status, upstream.headers.get("Location", "")):
+                    break
+                # A plugin's token that expired early or was revoked: one new token, one more try.
+                if not await asyncio.to_thread(bearer.renew, token):
+                    break
+                upstream.release()
+                token = bearer.token
         except ClientError as e:
             return web.Response(status=502, text=f"cannot reach Cairn's API at {server}: {e}\n")
+        except CliError as e:
+            return web.Response(status=502, text=f"no token to send: {e.message}\n")
         async with upstream:
             response = web.StreamResponse(status=upstream.status)
             for key in FORWARDED_RESPONSE:
