@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# KWOK (simulated nodes) and Helm, built with `go install` from the Go module proxy, cached per version.
+# KWOK (simulated nodes), Helm, CoreDNS and Kueue: built with `go install` from the Go module proxy,
+# cached per version.
 set -euo pipefail
 CACHE=${CAIRN_CACHE:-$HOME/.cache/cairn}
 export GOMODCACHE=${GOMODCACHE:-$CACHE/go/mod}
@@ -21,3 +22,5 @@ build() { # name version package [ldflags]
 build kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok
 build helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 build coredns "${COREDNS_VERSION:-v1.12.4}" github.com/coredns/coredns
+# Kueue's controller (shared quotas and preemption; tests/e2e/test_kueue.py), with its CRDs in the module.
+build kueue "${KUEUE_VERSION:-v0.17.0}" sigs.k8s.io/kueue/cmd/kueue

@@ -41,9 +41,9 @@ def _alive(data: dict[str, object]) -> bool:
     return isinstance(pid, int) and start_time(pid) == data.get("pid_start")
 
 
-def serve(state: Path, nodes: int) -> int:
+def serve(state: Path, nodes: int, kueue: bool = False) -> int:
     """Run in the foreground: start the cluster, PostgreSQL and Cairn (its CRDs, operator and API),
-    write the state file, wait for SIGTERM, then remove everything."""
+    and Kueue if asked; write the state file, wait for SIGTERM, then remove everything."""
     from harness.cairn import CairnProcesses
     from harness.cluster import Cluster
     from harness.postgres import Postgres, create_database
@@ -58,6 +58,8 @@ def serve(state: Path, nodes: int) -> int:
     try:
         t0 = time.monotonic()
         cluster.start()
+        if kueue:
+            cluster.start_kueue()
         pg.start()
         kubeconfig = state / "kubeconfig"
         shutil.copy2(cluster.kubeconfig, kubeconfig)
@@ -101,7 +103,7 @@ def serve(state: Path, nodes: int) -> int:
     return 0
 
 
-def up(state: Path, nodes: int) -> int:
+def up(state: Path, nodes: int, kueue: bool = False) -> int:
     data = read_state(state)
     if data and _alive(data):
         print(f"already running (pid {data['pid']})")
@@ -110,14 +112,25 @@ def up(state: Path, nodes: int) -> int:
     log = state / "supervisor.log"
     with open(log, "wb") as logf:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "harness", "serve", "--state", str(state), "--nodes", str(nodes)],
+            [
+                sys.executable,
+                "-m",
+                "harness",
+                "serve",
+                "--state",
+                str(state),
+                "--nodes",
+                str(nodes),
+                *(["--kueue"] if kueue else []),
+            ],
             stdin=subprocess.DEVNULL,
             stdout=logf,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             cwd=config.REPO,
         )
-    print(f"starting a local cluster ({nodes} nodes) and PostgreSQL; log: {log}", flush=True)
+    with_kueue = " and Kueue" if kueue else ""
+    print(f"starting a local cluster ({nodes} nodes), PostgreSQL{with_kueue}; log: {log}", flush=True)
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -199,13 +212,14 @@ def main() -> int:
         p = sub.add_parser(name)
         p.add_argument("--nodes", type=int, default=2)
         p.add_argument("--state", type=Path, default=DEFAULT_STATE)
+        p.add_argument("--kueue", action="store_true", help="also start Kueue (harness/kueue.py)")
     for name in ("down", "status", "load-images"):
         sub.add_parser(name).add_argument("--state", type=Path, default=DEFAULT_STATE)
     args = parser.parse_args()
     if args.cmd == "up":
-        return up(args.state, args.nodes)
+        return up(args.state, args.nodes, args.kueue)
     if args.cmd == "serve":
-        return serve(args.state, args.nodes)
+        return serve(args.state, args.nodes, args.kueue)
     if args.cmd == "down":
         return down(args.state)
     if args.cmd == "load-images":

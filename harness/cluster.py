@@ -12,6 +12,7 @@ from pathlib import Path
 
 from harness import dns, images, net, procs
 from harness.controlplane import ControlPlane
+from harness.kueue import Kueue
 from harness.kwok import Kwok
 from harness.node import HOST_DIRS, MAX_NODES, Node, kill_node_leftovers
 
@@ -32,6 +33,7 @@ class Cluster:
     images: list[images.Image] = field(default_factory=list, init=False)
     timings: dict[str, float] = field(default_factory=dict, init=False)
     kwok: Kwok | None = field(default=None, init=False)
+    kueue: Kueue | None = field(default=None, init=False)
 
     def start(self) -> Cluster:
         self.lock = net.SlotLock(self.slot_index)
@@ -94,6 +96,14 @@ class Cluster:
             assert self.root is not None
             self.kwok = Kwok(self.cp, self.root)
         return self.kwok.add_nodes(count)
+
+    def start_kueue(self) -> Kueue:
+        """The real Kueue on this cluster (its CRDs, webhooks and controller), once; see harness/kueue.py."""
+        if self.kueue is None or self.kueue.proc is None:
+            assert self.root is not None
+            self.kueue = Kueue(self.cp, self.root, HOST_DIRS)
+            self.kueue.start()
+        return self.kueue
 
     def node(self, name: str) -> Node:
         for node in self.node_list:

@@ -10,6 +10,7 @@ K8S_VERSION = os.environ.get("K8S_VERSION", "v1.33.13")
 KWOK_VERSION = os.environ.get("KWOK_VERSION", "v0.7.0")
 HELM_VERSION = os.environ.get("HELM_VERSION", "v3.17.4")
 COREDNS_VERSION = os.environ.get("COREDNS_VERSION", "v1.12.4")
+KUEUE_VERSION = os.environ.get("KUEUE_VERSION", "v0.17.0")
 
 CACHE = Path(os.environ.get("CAIRN_CACHE", str(Path.home() / ".cache" / "cairn")))
 REPO = Path(__file__).resolve().parent.parent

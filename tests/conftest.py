@@ -172,6 +172,8 @@ LONGEST_FIRST: list[str] = [
         "e2e/test_schedules.py",
         "e2e/test_waits.py",
         "e2e/test_typescript.py",
+        "e2e/test_kueue.py",
+        "e2e/test_disruptions.py",
         "e2e/test_fork.py",
         "e2e/test_history.py",
         "e2e/test_bulk.py",

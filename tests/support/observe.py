@@ -20,9 +20,16 @@ class PodObserver:
     in order; after a gap it re-lists and replaces its view at once, never piece by piece."""
 
     def __init__(
-        self, kube: Client, ns: str, task: str | None = None, key_of: Callable[[str], str] | None = None
+        self,
+        kube: Client,
+        ns: str,
+        task: str | None = None,
+        key_of: Callable[[str], str] | None = None,
+        holds: Callable[[dict[str, Any]], bool] | None = None,
     ) -> None:
         self.kube, self.ns = kube, ns
+        # holds: whether a pod not ended holds a place (e.g. not gated by Kueue); unset: every one does.
+        self.holds = holds
         # key_of: a run's concurrency key from its pod's run label, to count the live pods of each key.
         self.key_of = key_of
         self.max_live_by_key: dict[str, int] = {}
@@ -77,6 +84,7 @@ class PodObserver:
             str(as_dict(p)["metadata"]["name"])
             for p in pods
             if as_dict(p).get("status", {}).get("phase") not in ("Succeeded", "Failed")
+            and (self.holds is None or self.holds(as_dict(p)))
         }
         self._count()
         return str(pods.resourceVersion)
@@ -94,7 +102,7 @@ class PodObserver:
                     version = p["metadata"]["resourceVersion"]
                     name, phase = p["metadata"]["name"], p["status"].get("phase")
                     self._saw(p)
-                    if op == "DELETED" or phase in ("Succeeded", "Failed"):
+                    if op == "DELETED" or phase in ("Succeeded", "Failed") or (self.holds and not self.holds(p)):
                         self.live.discard(name)
                     else:
                         self.live.add(name)

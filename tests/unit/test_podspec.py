@@ -317,3 +317,18 @@ def test_memory_override_keeps_the_request_in_proportion_and_under_the_limit(
     assert new_request <= new_limit
     exact = request_mi * MiB * new_limit_mi // limit_mi  # bytes, before rounding up to Mi
     assert exact <= new_request < exact + MiB
+
+
+def test_a_task_in_a_kueue_local_queue_puts_its_pods_there_with_its_priority_class() -> None:
+    labels = render(task_spec(kueue={"localQueue": "team-a", "priorityClass": "batch-low"}))["metadata"]["labels"]
+    assert labels[naming.KUEUE_QUEUE_LABEL] == "team-a" and labels[naming.KUEUE_PRIORITY_LABEL] == "batch-low"
+    plain = render(task_spec(kueue={"localQueue": "team-a"}))["metadata"]["labels"]
+    assert plain[naming.KUEUE_QUEUE_LABEL] == "team-a" and naming.KUEUE_PRIORITY_LABEL not in plain
+    assert naming.KUEUE_QUEUE_LABEL not in render()["metadata"]["labels"]
+
+
+@pytest.mark.parametrize("bad", [{"localQueue": "Team_A"}, {"localQueue": ""}, {}, {"localQueue": "a", "x": 1}])
+def test_a_kueue_local_queue_that_is_not_a_name_is_refused_naming_the_field(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError) as caught:
+        task_spec(kueue=bad)
+    assert "kueue" in str(caught.value)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from cairn.domain import naming
 from cairn.domain.termination import MESSAGE_MAX, Outcome, PodView, StillRunning, Termination, classify, missing
 from tests.unit.builders import T0, condition, pod_json, terminated
 
@@ -493,3 +494,48 @@ def test_classify_a_scheduled_pending_pod_is_still_starting_with_nothing_to_repo
     pod = PodView.parse(pod_json(phase="Pending"), 1)
     assert pod.unschedulable is None
     assert classify(pod, now=T0, started=T0, start_timeout=START_TIMEOUT) == StillRunning()
+
+
+# -- Kueue -----------------------------------------------------------------------------------------
+def _gated(**kw: Any) -> dict[str, Any]:
+    body = pod_json("video-42-1", phase="Pending", node=None, container_statuses=False, **kw)
+    body["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] = "team-a"
+    body["spec"]["schedulingGates"] = [{"name": "kueue.x-k8s.io/admission"}]
+    body["status"]["conditions"] = [condition("PodScheduled", "False", "SchedulingGated")]
+    return body
+
+
+def test_a_pod_held_by_kueue_waits_for_quota_naming_its_workload_and_is_not_bound_by_start_timeout() -> None:
+    view = PodView.parse(_gated(), 1)
+    outcome = classify(view, now=T0 + 10 * START_TIMEOUT, started=T0, start_timeout=START_TIMEOUT)
+    assert isinstance(outcome, StillRunning) and outcome.stuck_on == "KueueQuota"
+    assert outcome.detail is not None and "LocalQueue team-a" in outcome.detail
+    assert f"Workload {naming.kueue_workload_name('video-42-1', 'uid-video-42-1')}" in outcome.detail
+    # Admitted: the gate is lifted, and the pod is an ordinary pod again.
+    admitted = _gated()
+    admitted["spec"]["schedulingGates"] = []
+    assert PodView.parse(admitted, 1).kueue_queue is None
+
+
+def test_kueue_names_a_pods_workload_by_kind_name_and_a_hash_of_its_uid() -> None:
+    # As Kueue v0.17 names it (jobframework.GetWorkloadNameForOwnerWithGVK); tests/e2e/test_kueue.py checks
+    # it against the Workload the real Kueue makes.
+    name = naming.kueue_workload_name("video-42-1", "0b2c3d4e-0000-4000-8000-000000000001")
+    assert name.startswith("pod-video-42-1-") and len(name) == len("pod-video-42-1-") + 5
+    assert name != naming.kueue_workload_name("video-42-1", "0b2c3d4e-0000-4000-8000-000000000002")
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [("WorkloadEvictedDueToPreempted", "Preempted"), ("WorkloadEvictedDueToDeactivated", "EvictedByKueue")],
+)
+def test_a_pod_kueue_evicted_ended_as_a_disruption_not_a_failure(reason: str, expected: str) -> None:
+    body = pod_json(
+        phase="Failed",
+        deleting=T0,
+        terminated=terminated(143, "Error"),
+        conditions=[condition("TerminationTarget", "True", reason)],
+    )
+    outcome = classify(PodView.parse(body, 1), now=T0, started=T0, start_timeout=START_TIMEOUT)
+    assert isinstance(outcome, Termination)
+    assert (outcome.outcome, outcome.reason) == (Outcome.DISRUPTED, expected)

@@ -142,6 +142,32 @@ class OnFailure(Model):
     queue: str | None = Field(None, min_length=1, max_length=253, description="Its Queue; unset: the Task's.")
 
 
+class KueueSpec(Model):
+    """Run this task's pods inside a Kueue LocalQueue's quota (the cluster's shared quotas)."""
+
+    local_queue: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description=(
+            "The Kueue LocalQueue (in the run's namespace) that admits each attempt's pod against its "
+            "ClusterQueue's quota: the pod carries the label kueue.x-k8s.io/queue-name and stays gated (the run "
+            "Starting, reason KueueQuota, naming its Workload) until Kueue admits it. Cairn's own queue limits "
+            "and rates still apply first."
+        ),
+    )
+    priority_class: str | None = Field(
+        None,
+        min_length=1,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description=(
+            "A Kueue WorkloadPriorityClass for the pods' Workloads (the label kueue.x-k8s.io/priority-class): "
+            "what Kueue's preemption compares. Unset: the pod's priorityClassName, if any."
+        ),
+    )
+
+
 class TaskSpec(Model):
     """A durable task: the pod that runs it, the queue its runs go through, and its retry policy."""
 
@@ -197,6 +223,13 @@ class TaskSpec(Model):
         "A run of this Task that has not started this long after it was created ends Failed with reason "
         "Expired (a run's own spec.expireAfter wins). Unset: runs never expire.",
         default=None,
+    )
+    kueue: KueueSpec | None = Field(
+        None,
+        description=(
+            "Admit each attempt's pod through Kueue as well (docs/kueue.md). A pod Kueue preempts goes on in a new "
+            "pod from the last recorded step, counted as a disruption (retry.maxDisruptions), not a failed attempt."
+        ),
     )
     suspend_after: DurationStr = Duration(
         "A durable sleep longer than this ends the attempt's pod and gives its queue slot back; the run "

@@ -82,3 +82,18 @@ def dead_letter_name(run: str) -> str:
     """The one onFailure run of a failed run."""
     suffix = "-onfailure"
     return _short(run, _MAX_NAME - 4 - len(suffix)) + suffix
+
+
+# Kueue (docs/kueue.md): the labels that put a pod in a LocalQueue and give its Workload a priority,
+# and the scheduling gate Kueue's webhook adds and lifts when it admits the pod.
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+KUEUE_PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
+KUEUE_GATE = "kueue.x-k8s.io/admission"
+
+
+def kueue_workload_name(pod_name: str, pod_uid: str) -> str:
+    """The name Kueue gives a plain pod's Workload (its jobframework's name for an owner: the kind and
+    name, then five hex digits of a SHA-1 over kind, group, name and uid; ShortWorkloadNames off, as
+    by default in v0.17). tests/e2e/test_kueue.py checks it against the Workload Kueue made."""
+    digest = hashlib.sha1(f"Pod\n\n{pod_name}\n{pod_uid}".encode(), usedforsecurity=False).hexdigest()
+    return f"pod-{pod_name}"[:247] + f"-{digest[:5]}"

@@ -56,6 +56,15 @@ def memory_limit(spec: TaskSpec) -> int | None:
     return quantity.to_bytes(value) if value is not None else None
 
 
+def _kueue_labels(spec: TaskSpec) -> dict[str, str]:
+    if spec.kueue is None:
+        return {}
+    labels = {naming.KUEUE_QUEUE_LABEL: spec.kueue.local_queue}
+    if spec.kueue.priority_class:
+        labels[naming.KUEUE_PRIORITY_LABEL] = spec.kueue.priority_class
+    return labels
+
+
 def render_pod(
     run: RunRef, spec: TaskSpec, attempt: int, runtime: Runtime, *, memory_limit_bytes: int | None = None
 ) -> dict[str, Any]:
@@ -136,6 +145,7 @@ def render_pod(
     meta = template.get("metadata", {})
     labels = {
         **meta.get("labels", {}),
+        **_kueue_labels(spec),
         **naming.run_labels(run.name, run.uid, run.task),
         naming.LABEL_ATTEMPT: str(attempt),
     }

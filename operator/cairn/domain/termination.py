@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from cairn.domain import naming
 from cairn.domain.timefmt import parse_time
 
 MESSAGE_MAX = 512
@@ -21,6 +22,7 @@ _MAY_START = {
     "RunContainerError": "ConfigError",
 }
 # DisruptionTarget reasons (set by the control plane) -> how Cairn reports them.
+KUEUE_TERMINATION_TARGET = "TerminationTarget"
 _DISRUPTIONS = {
     "PreemptionByScheduler": "Preempted",
     "EvictionByEvictionAPI": "Evicted",
@@ -68,6 +70,7 @@ class PodView:
     terminated: dict[str, Any] | None = None  # the task container's terminated state
     memory_limit: str | None = None
     unschedulable: str | None = None  # the scheduler's message while no node can take the pod
+    kueue_queue: str | None = None  # the LocalQueue, while Kueue's scheduling gate holds the pod
 
     @staticmethod
     def parse(pod: dict[str, Any], attempt: int) -> PodView:
@@ -93,6 +96,11 @@ class PodView:
             waiting_message=(state.get("waiting") or {}).get("message"),
             terminated=state.get("terminated"),
             memory_limit=str(limits["memory"]) if "memory" in limits else None,
+            kueue_queue=(
+                str((meta.get("labels") or {}).get(naming.KUEUE_QUEUE_LABEL, ""))
+                if any(g.get("name") == naming.KUEUE_GATE for g in spec.get("schedulingGates") or [])
+                else None
+            ),
             unschedulable=next(
                 (
                     c.get("message") or "no node can take the pod"
@@ -106,9 +114,13 @@ class PodView:
     @property
     def disruption(self) -> str | None:
         status, reason = self.conditions.get("DisruptionTarget", ("False", None))
-        if status != "True":
-            return None
-        return _DISRUPTIONS.get(reason or "", "Disrupted")
+        if status == "True":
+            return _DISRUPTIONS.get(reason or "", "Disrupted")
+        # Kueue marks the pods of a Workload it evicts (preempted, deactivated...) before it deletes them.
+        status, reason = self.conditions.get(KUEUE_TERMINATION_TARGET, ("False", None))
+        if status == "True":
+            return "Preempted" if "Preempted" in (reason or "") else "EvictedByKueue"
+        return None
 
 
 @dataclass(frozen=True)
@@ -199,6 +211,12 @@ def classify(pod: PodView, *, now: datetime, started: datetime, start_timeout: t
                 now,
             )
         return StillRunning(recheck_at=deadline, stuck_on=pod.waiting_reason)
+    if pod.phase == "Pending" and pod.kueue_queue is not None and not pod.deleting:
+        # Held by Kueue until its ClusterQueue has quota for it: as long as that takes (maxDuration
+        # still counts), not bounded by startTimeout, which is for a pod that cannot start.
+        workload = naming.kueue_workload_name(pod.name, pod.uid)
+        detail = f"Kueue has not admitted it yet (LocalQueue {pod.kueue_queue}, Workload {workload})"
+        return StillRunning(stuck_on="KueueQuota", detail=detail)
     if pod.phase == "Pending" and pod.unschedulable is not None and not pod.deleting:
         # Not running is not Running: say why (a PVC without a StorageClass, no node with room) and
         # give up at startTimeout, as for an image that cannot be pulled.
