@@ -7,13 +7,15 @@ memory: `python -m cairn.run my_module:main --payload '{"n": 3}'`.
 Exit codes: 0 success, or the pod stopped for a durable wait (the run resumes in a new pod);
 1 the task raised; 2 the task raised cairn.sdk.Fatal, or the payload/arguments
 are unusable; 3 a step's result could not be recorded; 75 the attempt was superseded or the run ended
-(this pod should simply stop).
+(this pod should simply stop); 143 told to stop by SIGTERM (preempted, drained, evicted, deleted): a
+step in progress was let finish and be recorded first, and the next pod goes on from there.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import importlib
 import inspect
 import io
@@ -28,10 +30,10 @@ from datetime import datetime
 from typing import Any
 
 from cairn.sdk.client import AsyncApi, CairnError, Endpoint, RunEnded, Superseded, SyncApi
-from cairn.sdk.context import Context, Fatal, StepResultError
+from cairn.sdk.context import Context, Fatal, StepResultError, Stopping
 from cairn.sdk.waits import WaitSuspended
 
-EXIT_FAILED, EXIT_FATAL, EXIT_UNRECORDABLE, EXIT_STOP = 1, 2, 3, 75
+EXIT_FAILED, EXIT_FATAL, EXIT_UNRECORDABLE, EXIT_STOP, EXIT_TERMINATED = 1, 2, 3, 75, 143
 
 
 def _load(target: str) -> Callable[..., Any]:
@@ -100,12 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     # As PID 1 (without tini) SIGTERM would be ignored: turn it into an orderly stop.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(EXIT_TERMINATED))
     if os.environ.get("CAIRN_API_URL"):
         _one_stream()
     sys.path.insert(0, os.getcwd())
     fn = _load(args.target)
     ctx, api = _context(args)
+    signal.signal(signal.SIGTERM, functools.partial(_terminated, ctx))
     print(
         f"cairn: run {ctx.run_name} attempt {ctx.attempt}: {len(ctx.completed_steps)} steps already recorded",
         file=sys.stderr,
@@ -118,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
             api.call("PUT", "/v1/result", {"result": encoded})
         else:
             print(json.dumps(encoded, indent=2))
+    except Stopping as e:
+        print(f"cairn: {e}", file=sys.stderr, flush=True)
+        return EXIT_TERMINATED
     except WaitSuspended as e:
         print(f"cairn: {e}", file=sys.stderr, flush=True)
         return 0
@@ -143,6 +149,19 @@ def main(argv: list[str] | None = None) -> int:
     executed = ", ".join(ctx.executed) or "none"
     print(f"cairn: attempt {ctx.attempt} done; steps executed in this attempt: {executed}", file=sys.stderr, flush=True)
     return 0
+
+
+def _terminated(ctx: Context, *_: object) -> None:
+    """SIGTERM (the pod is preempted, drained, evicted or deleted): a step in progress may finish
+    and be recorded within the pod's grace period, and no new one starts; with none in progress, or
+    at a second SIGTERM, stop at once. The next pod goes on from the last recorded step."""
+    if not ctx.request_stop():
+        sys.exit(EXIT_TERMINATED)
+    print(
+        "cairn: SIGTERM: the step in progress finishes and is recorded, then this pod stops",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 async def _async(fn: Callable[..., Any], ctx: Context) -> Any:

@@ -38,6 +38,12 @@ log = logging.getLogger("cairn.sdk")
 _current_step: contextvars.ContextVar[str | None] = contextvars.ContextVar("cairn_step", default=None)
 
 
+class Stopping(BaseException):
+    """Raised where a new step would start after the pod was told to stop (SIGTERM: preempted,
+    drained, evicted, deleted). The steps recorded stand and the next pod goes on from there. A
+    BaseException, so that `except Exception` in task code does not swallow it."""
+
+
 class StepResultError(CairnError):
     """A step's result cannot be recorded (not JSON, or too large). Raised at the step, by name."""
 
@@ -96,6 +102,9 @@ class Context:
         self._aapi: AsyncApi | None = None
         self.executed: list[str] = []  # steps this attempt executed (not replayed)
         self.suspend_after = suspend_after  # a sleep longer than this ends the pod (the Task's suspendAfter)
+        # Told to stop (SIGTERM): no new step starts; the ones in progress finish and are recorded.
+        self._stop_requested = False
+        self._in_steps = 0
         # Async steps waiting for their write, and the task writing them (see _record_together).
         self._pending: list[tuple[dict[str, Any], asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -167,6 +176,20 @@ class Context:
         self._order.append(key)
         return self._decode(recorded, adapter)
 
+    # -- stopping --------------------------------------------------------------------------------
+    def request_stop(self) -> bool:
+        """The pod was told to stop: start no new step. True if a step is in progress (let it finish
+        and be recorded within the grace period); False if there is none, or this is the second time
+        of asking (stop now)."""
+        again = self._stop_requested
+        self._stop_requested = True
+        return self._in_steps > 0 and not again
+
+    def _check_stop(self, key: str) -> None:
+        if self._stop_requested:
+            done = ", ".join(self.executed) or "none"
+            raise Stopping(f"told to stop (SIGTERM) before step {key!r}; steps this pod executed and recorded: {done}")
+
     # -- sync steps ------------------------------------------------------------------------------
     def step(self, name: str, fn: Callable[..., T], *args: Any, retry: StepRetry | None = None, **kwargs: Any) -> T:
         """Run `fn(*args, **kwargs)` as step `name` unless it was recorded; return its result. With
@@ -180,6 +203,22 @@ class Context:
             check = self._sync("POST", "/v1/steps/start", {"key": key})
             if check.get("recorded"):
                 return self._remember(key, check, adapter)  # type: ignore[no-any-return]
+        self._check_stop(key)
+        self._in_steps += 1
+        try:
+            return self._run_step(key, adapter, fn, args, kwargs, retry)
+        finally:
+            self._in_steps -= 1
+
+    def _run_step(
+        self,
+        key: str,
+        adapter: TypeAdapter[Any] | None,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        retry: StepRetry | None,
+    ) -> T:
         started = datetime.now(UTC)
         tries = 0
         while True:
@@ -243,6 +282,23 @@ class Context:
             check = await self._acall(api, "POST", "/v1/steps/start", {"key": key})
             if check.get("recorded"):
                 return self._remember(key, check, adapter)  # type: ignore[no-any-return]
+        self._check_stop(key)
+        self._in_steps += 1
+        try:
+            return await self._run_astep(key, adapter, fn, args, kwargs, retry, api)
+        finally:
+            self._in_steps -= 1
+
+    async def _run_astep(
+        self,
+        key: str,
+        adapter: TypeAdapter[Any] | None,
+        fn: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        retry: StepRetry | None,
+        api: AsyncApi | None,
+    ) -> T:
         started = datetime.now(UTC)
         tries = 0
         while True:
