@@ -147,7 +147,7 @@ OPERATOR_RULES = {
     ("cairn.dev", "queues/status"): {"patch"},
     ("cairn.dev", "schedules/status"): {"patch"},
     ("cairn.dev", "tokencompletions/status"): {"patch"},
-    ("", "pods"): {"get", "list", "watch", "create", "delete"},
+    ("", "pods"): {"get", "list", "watch", "create", "delete", "patch"},
     ("", "events"): {"create"},
 }
 API_REVIEW_RULES = {

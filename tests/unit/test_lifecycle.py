@@ -1083,3 +1083,21 @@ def test_attempt_whose_pod_no_node_can_take_is_not_shown_as_running_but_as_waiti
     assert (final.phase, final.reason) == (Phase.FAILED, "Unschedulable")
     assert final.message is not None and why in final.message
     assert failed.delete_pods == [("video-42-1", False)]
+
+
+# -- Kueue -----------------------------------------------------------------------------------------
+def test_the_running_pod_of_a_task_in_kueue_says_when_its_last_step_was_recorded_once_per_step() -> None:
+    t = task(kueue={"localQueue": "team-a"})
+    run, adm = started(t)
+    stepped = Recorded(steps_completed=2, last_step="s#1", updated=T0 + 20 * S)
+    p = decide(view(run, t, adm, now=T0 + 21 * S, pods={1: running_pod(1)}, recorded=stepped))
+    assert p.annotate_pod == ("video-42-1", {"cairn.dev/last-step-at": ts(T0 + 20 * S)})
+    # Already on the pod: no second patch.
+    annotated = replace(running_pod(1), last_step_at=ts(T0 + 20 * S))
+    p = decide(view(run, t, adm, now=T0 + 22 * S, pods={1: annotated}, recorded=stepped))
+    assert p.annotate_pod is None
+    # A Task outside Kueue spends no request on it.
+    plain = task()
+    run, adm = started(plain)
+    p = decide(view(run, plain, adm, now=T0 + 21 * S, pods={1: running_pod(1)}, recorded=stepped))
+    assert p.annotate_pod is None

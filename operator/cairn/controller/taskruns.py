@@ -211,6 +211,8 @@ class TaskRunReconciler:
             await deps.kube.cancel_taskrun(ns, child)
         for pod_name, force in plan.delete_pods:
             await deps.kube.delete_pod(ns, pod_name, force=force)
+        if plan.annotate_pod is not None:
+            await deps.kube.annotate_pod(ns, *plan.annotate_pod)
         if plan.create_pod is not None:
             attempt = plan.create_pod.attempt
             await deps.store.begin_attempt(uid, attempt, ns, plan.create_pod.name)

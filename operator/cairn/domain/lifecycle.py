@@ -186,6 +186,7 @@ class Plan:
     delete_run: bool = False
     recheck_at: datetime | None = None
     ended: Attempt | None = None  # the attempt that ended in this reconcile, for the store's history
+    annotate_pod: tuple[str, dict[str, str]] | None = None  # (pod, annotations to merge into it)
 
     def recheck(self, at: datetime | None) -> None:
         if at is not None and (self.recheck_at is None or at < self.recheck_at):
@@ -562,6 +563,10 @@ def _attempt_in_flight(
             b.set(attempts=attempts)
         if pod is not None and pod.phase == "Running" and b.old.phase is not Phase.RUNNING:
             _attempt_phase(b, current.number, pod.name, running=True)
+        if pod is not None and pod.phase == "Running" and spec.kueue is not None and view.recorded.updated:
+            last = format_time(view.recorded.updated)
+            if pod.last_step_at != last:  # one pod patch per recorded step, for Tasks in Kueue only
+                b.plan.annotate_pod = (pod.name, {naming.ANNOTATION_LAST_STEP_AT: last})
         elif outcome.stuck_on and b.old.reason != outcome.stuck_on:
             detail = f": {outcome.detail}" if outcome.detail else ""
             b.set(reason=outcome.stuck_on, message=f"attempt {current.number} waits: {outcome.stuck_on}{detail}")

@@ -89,6 +89,9 @@ def dead_letter_name(run: str) -> str:
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 KUEUE_PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
 KUEUE_GATE = "kueue.x-k8s.io/admission"
+# On the running pod of a Task in Kueue: when its run's last step was recorded (what a preemption would
+# lose is the work since), for a preemption policy or a person choosing the pod that loses least.
+ANNOTATION_LAST_STEP_AT = f"{GROUP}/last-step-at"
 
 
 def kueue_workload_name(pod_name: str, pod_uid: str) -> str:

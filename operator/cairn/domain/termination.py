@@ -71,6 +71,7 @@ class PodView:
     memory_limit: str | None = None
     unschedulable: str | None = None  # the scheduler's message while no node can take the pod
     kueue_queue: str | None = None  # the LocalQueue, while Kueue's scheduling gate holds the pod
+    last_step_at: str | None = None  # its cairn.dev/last-step-at annotation
 
     @staticmethod
     def parse(pod: dict[str, Any], attempt: int) -> PodView:
@@ -96,6 +97,7 @@ class PodView:
             waiting_message=(state.get("waiting") or {}).get("message"),
             terminated=state.get("terminated"),
             memory_limit=str(limits["memory"]) if "memory" in limits else None,
+            last_step_at=(meta.get("annotations") or {}).get(naming.ANNOTATION_LAST_STEP_AT),
             kueue_queue=(
                 str((meta.get("labels") or {}).get(naming.KUEUE_QUEUE_LABEL, ""))
                 if any(g.get("name") == naming.KUEUE_GATE for g in spec.get("schedulingGates") or [])

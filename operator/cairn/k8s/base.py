@@ -21,6 +21,9 @@ class KubeWriter(Protocol):
         ...
 
     async def delete_pod(self, namespace: str, name: str, *, force: bool = False) -> None: ...
+    async def annotate_pod(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        """Merge annotations into the pod's metadata; a pod that is gone is not an error."""
+        ...
 
     async def patch_taskrun_status(self, namespace: str, name: str, patch: dict[str, Any]) -> bool:
         """Merge-patch the status subresource; False if the TaskRun is gone."""

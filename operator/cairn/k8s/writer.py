@@ -50,6 +50,9 @@ class ApiServerWriter:
             if e.status.code != 404:
                 raise
 
+    async def annotate_pod(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        await self._merge_patch("patch pods", Pod, namespace, name, {"metadata": {"annotations": annotations}})
+
     async def patch_taskrun_status(self, namespace: str, name: str, patch: dict[str, Any]) -> bool:
         """Merge-patch the status subresource; False if the TaskRun is gone."""
         await self.kube.spend("patch taskruns/status")

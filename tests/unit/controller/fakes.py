@@ -150,6 +150,9 @@ class FakeKube:
     async def delete_pod(self, namespace: str, name: str, *, force: bool = False) -> None:
         self.writes.append(("delete_pod", namespace, name, force))
 
+    async def annotate_pod(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        self.writes.append(("annotate_pod", namespace, name, annotations))
+
     async def patch_taskrun_status(self, namespace: str, name: str, patch: dict[str, Any]) -> bool:
         if self.status_failures:
             self.status_failures -= 1
