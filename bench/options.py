@@ -24,6 +24,7 @@ class Options:
     schedule_minutes: int = 2  # schedules: whole minutes measured after a warm-up minute
     wait_runs: int = 10  # waits: sleeping runs per repetition (their wakes a second apart)
     steps_phases: str = ""  # steps: only these phases (e.g. "100KiB-c1,noop-c16"); empty: all
+    ui_runs: int = 10000  # ui: runs run on simulated nodes before the run list is loaded
     ui_loads: int = 100  # ui: loads of each page of the run list (p50 and p99 of them)
 
     def scaled(self) -> Options:
@@ -45,5 +46,6 @@ class Options:
             memory_running=100,
             wait_runs=3,
             steps_phases=self.steps_phases,
+            ui_runs=300,
             ui_loads=20,
         )
