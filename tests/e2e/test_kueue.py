@@ -88,6 +88,13 @@ def _quota(kube: Client, ns: str) -> str:
     return name
 
 
+def _wide_queue(kube: Client, ns: str) -> None:
+    """A Cairn Queue `wide` with room for all RUNS at once: what holds runs back is Kueue's quota."""
+    queue = queue_body("wide", concurrencyLimit=RUNS)
+    queue["metadata"]["namespace"] = ns  # type: ignore[index]
+    kube.create(QueueResource.from_dict(queue))
+
+
 def _cleanup(kube: Client, ns: str) -> None:
     """The cluster-scoped objects of _quota and of the test (not removed with the namespace)."""
     for kind, name in (
@@ -123,9 +130,7 @@ def test_kueue_admits_cairns_pods_against_its_quota_two_at_a_time_and_a_held_run
 ) -> None:
     _quota(kube, ns)
     try:
-        queue = queue_body("wide", concurrencyLimit=RUNS)  # Cairn admits all six; Kueue's quota holds four back
-        queue["metadata"]["namespace"] = ns  # type: ignore[index]
-        kube.create(QueueResource.from_dict(queue))
+        _wide_queue(kube, ns)  # Cairn admits all six; Kueue's quota holds four back
         make_task(
             kube,
             ns,
@@ -208,9 +213,7 @@ def test_a_cairn_run_kueue_preempts_mid_steps_resumes_from_its_last_step_as_a_di
     try:
         high = f"high-{ns}"[:63]
         kube.create(WorkloadPriorityClass.from_dict({"metadata": {"name": high}, "value": 10000}))
-        queue = queue_body("wide", concurrencyLimit=RUNS)
-        queue["metadata"]["namespace"] = ns  # type: ignore[index]
-        kube.create(QueueResource.from_dict(queue))
+        _wide_queue(kube, ns)
         make_task(
             kube,
             ns,
