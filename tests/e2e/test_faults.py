@@ -320,7 +320,7 @@ def test_postgresql_restarted_every_few_seconds_loses_nothing(
     # Crashes of a database that keeps what it committed, as Cairn's guarantees assume (the harness's
     # runs without synchronous_commit, for speed; a crash of that one forgets its last commits).
     with pg_server.durable():
-        scenario = Scenario(kube, ns, cairn, counter, runs=60, steps=3, step_seconds=0.1, limit=10, sleepers=False)
+        scenario = Scenario(kube, ns, cairn, counter, runs=40, steps=3, step_seconds=0.1, limit=10, sleepers=False)
         monkey = threading.Thread(target=chaos, daemon=True)
         monkey.start()
         try:
