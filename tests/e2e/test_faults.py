@@ -131,7 +131,7 @@ class Scenario:
         ns: str,
         cairn: CairnProcesses,
         counter: StepCounter,
-        runs: int = 12,
+        runs: int = 8,
         steps: int = 4,
         step_seconds: float = 0.4,
         limit: int = LIMIT,

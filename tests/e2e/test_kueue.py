@@ -151,7 +151,13 @@ def test_kueue_admits_cairns_pods_against_its_quota_two_at_a_time_and_a_held_run
         workload = naming.kueue_workload_name(pod_name, pod["metadata"]["uid"])
         assert held["phase"] in ("Queued", "Starting"), held
         assert f"LocalQueue team-a, Workload {workload}" in held["message"], held
-        made = as_dict(kube.get(Workload, workload, namespace=ns))  # the Workload Kueue made, by that name
+        # The run names the Workload as soon as its pod is gated, which can be a moment before Kueue's pod
+        # controller has made it (seen in CI: a 404 on the first get); the name must come true.
+        made = wait_for(
+            f"Kueue to make the Workload {workload} the run names",
+            lambda: as_dict(kube.get(Workload, workload, namespace=ns)),
+            timeout=30,
+        )
         assert made["spec"]["queueName"] == "team-a"
         t0 = time.monotonic()
         finals = {n: wait_phase(kube, ns, n, timeout=300) for n in names}
