@@ -58,7 +58,7 @@ def _catalog(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
 
 def test_migrations_produce_exactly_the_declared_schema(pg_admin_dsn: str, database: str) -> None:
     applied = asyncio.run(migrate(database))
-    assert applied == [1, 2, 3, 4, 5]
+    assert applied == [1, 2, 3, 4, 5, 6]
     assert asyncio.run(migrate(database)) == []  # idempotent
     declared = create_database(pg_admin_dsn, f"declared_{uuid.uuid4().hex[:8]}")
     try:

@@ -255,7 +255,8 @@ WITH current AS (
 ), inserted AS (
     INSERT INTO steps (run_uid, step_key, seq, attempt, result, started_at, tries)
     SELECT %(uid)s, %(key)s,
-           (SELECT count(*) + 1 FROM steps WHERE run_uid = %(uid)s), %(attempt)s, %(result)s, %(started)s, %(tries)s
+           (SELECT coalesce(max(seq), 0) + 1 FROM steps WHERE run_uid = %(uid)s),
+           %(attempt)s, %(result)s, %(started)s, %(tries)s
     FROM current
     ON CONFLICT (run_uid, step_key) DO NOTHING
     RETURNING 1
@@ -278,7 +279,7 @@ WITH current AS (
 ), inserted AS (
     INSERT INTO steps (run_uid, step_key, seq, attempt, result, started_at, tries)
     SELECT %(uid)s, f.step_key,
-           (SELECT count(*) FROM steps WHERE run_uid = %(uid)s) + row_number() OVER (ORDER BY f.n),
+           (SELECT coalesce(max(seq), 0) FROM steps WHERE run_uid = %(uid)s) + row_number() OVER (ORDER BY f.n),
            %(attempt)s, f.result, f.started_at, f.tries
     FROM fresh f, current
     ON CONFLICT (run_uid, step_key) DO NOTHING
@@ -379,7 +380,8 @@ WAIT_DONE: LiteralString = "UPDATE waits SET done_at = now() WHERE run_uid = %s 
 # The wait's result becomes the step's: on resume the task reads it like any recorded step.
 RECORD_WAIT_STEP: LiteralString = """
 INSERT INTO steps (run_uid, step_key, seq, attempt, result, started_at)
-SELECT w.run_uid, w.step_key, (SELECT count(*) + 1 FROM steps WHERE run_uid = w.run_uid), w.attempt, %s, w.created_at
+SELECT w.run_uid, w.step_key, (SELECT coalesce(max(seq), 0) + 1 FROM steps WHERE run_uid = w.run_uid),
+       w.attempt, %s, w.created_at
 FROM waits w WHERE w.run_uid = %s AND w.step_key = %s
 ON CONFLICT (run_uid, step_key) DO NOTHING"""
 # A woken run queues again, ahead of runs of its priority that never started ('resumed').
@@ -414,7 +416,8 @@ VALUES (%(id)s, %(secret)s, %(namespace)s, %(uid)s, %(key)s, %(tags)s, %(timeout
 ON CONFLICT (run_uid, step_key) DO NOTHING"""
 INSERT_STEP: LiteralString = """
 INSERT INTO steps (run_uid, step_key, seq, attempt, result, started_at)
-VALUES (%(uid)s, %(key)s, (SELECT count(*) + 1 FROM steps WHERE run_uid = %(uid)s), %(attempt)s, %(result)s, now())
+VALUES (%(uid)s, %(key)s, (SELECT coalesce(max(seq), 0) + 1 FROM steps WHERE run_uid = %(uid)s),
+        %(attempt)s, %(result)s, now())
 ON CONFLICT (run_uid, step_key) DO NOTHING"""
 TOKEN_OWNER: LiteralString = "SELECT run_uid::text, namespace, secret_hash FROM tokens WHERE id = %s"
 LOCK_TOKEN: LiteralString = """

@@ -102,6 +102,7 @@ CREATE TABLE steps (
     tries        integer,  -- a step retried in its pod: the tries it took
     PRIMARY KEY (run_uid, step_key)
 );
+CREATE INDEX steps_by_seq ON steps (run_uid, seq);  -- the next seq, the latest steps
 
 -- Explicit state a task saves to resume a long loop (one value per run, overwritten).
 CREATE TABLE run_state (
