@@ -86,6 +86,15 @@ BAD: list[tuple[str, str, str, bytes | str, int, str]] = [
     ("state over the cap", "PUT", "/v1/state", json.dumps({"state": "x" * (STEP_MAX_BYTES + 10)}), 413, "saved state"),
     ("state without state", "PUT", "/v1/state", '{"note": "hi"}', 422, "state: Field required"),
     ("note too long", "PUT", "/v1/state", json.dumps({"state": 1, "note": "n" * 300}), 422, "note"),
+    # What PostgreSQL cannot store (jsonb has no NaN or Infinity; neither jsonb nor text holds U+0000 or
+    # a lone surrogate): refused at the door, not left to fail in the database.
+    ("NaN in a result", "POST", "/v1/steps", '{"key": "n#0", "result": NaN}', 422, "a number JSON cannot carry"),
+    ("1e999 in a batch", "POST", "/v1/steps/batch", '{"steps": [{"key": "i#0", "result": 1e999}]}', 422, "1e999"),
+    ("U+0000 in a result", "POST", "/v1/steps", '{"key": "z#0", "result": "a\\u0000b"}', 422, "U+0000"),
+    ("a lone surrogate in a result", "POST", "/v1/steps", '{"key": "u#0", "result": "\\ud800"}', 422, "surrogate"),
+    ("a lone surrogate in a key", "POST", "/v1/steps", '{"key": "\\udc00#0", "result": 1}', 422, "key: Input should"),
+    ("U+0000 in a note", "PUT", "/v1/state", '{"state": 1, "note": "a\\u0000"}', 422, "the note contains"),
+    ("Infinity in the result", "PUT", "/v1/result", '{"result": -Infinity}', 422, "a number JSON cannot carry"),
     ("unknown route", "GET", "/v1/runs/other", "", 404, "Not Found"),
     ("wrong method", "DELETE", "/v1/steps", "", 405, "Method Not Allowed"),
 ]

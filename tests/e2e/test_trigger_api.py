@@ -89,6 +89,8 @@ def test_the_trigger_api_refuses_callers_without_rights_and_bad_requests_clearly
         (allowed, '{"task": "echo", "priority": "high"}', 422, "priority"),
         (allowed, '{"task": "echo", "colour": "red"}', 422, "colour"),
         (allowed, json.dumps({"task": "echo", "payload": "x" * 300_000}), 413, "over the cap of 262144"),
+        (allowed, '{"task": "echo", "payload": {"n": NaN}}', 422, "the payload holds a number JSON cannot carry"),
+        (allowed, '{"task": "echo", "payload": "a\\u0000"}', 422, "the payload contains the character U+0000"),
     ]
     for token, content, code, message in cases:
         got = post(token, content)

@@ -15,6 +15,7 @@ from cairn import faults, metrics
 from cairn.api.common import GoDuration
 from cairn.server.auth import Caller, TokenVerifier
 from cairn.server.errors import ApiError, bad_request, conflict, forbidden, gone, json_response, too_large
+from cairn.server.values import check_text, storable_json
 from cairn.store.base import PodIdentity
 from cairn.store.postgres import PostgresStore
 
@@ -66,8 +67,8 @@ class ResultRecord(_Body):
 
 def _size(value: Any, what: str) -> str:
     """`value` as compact JSON (what is stored: encoded once), or 413 over the cap."""
-    text = json.dumps(value, separators=(",", ":"))  # ASCII: a lone surrogate is escaped, not an error
-    size = len(text.encode())
+    text = storable_json(value, what)
+    size = len(text)  # ASCII
     if size > STEP_MAX_BYTES:
         raise too_large(
             f"{what} is {size} bytes of JSON, over the cap of {STEP_MAX_BYTES}: store large data "
@@ -248,6 +249,8 @@ class Checkpoints:
         _caller, who = await self._who(request)
         body: StateSave = await _parse(request, StateSave)
         _size(body.state, "the saved state")
+        if body.note is not None:
+            check_text(body.note, "the note")
         if not await self.store.save_state(who.run_uid, who.attempt, body.state, body.note):
             raise conflict(f"attempt {who.attempt} of run {who.run_name} may no longer save state")
         return web.Response(status=204)
