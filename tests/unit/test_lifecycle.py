@@ -145,6 +145,14 @@ def test_invalid_json_payload_fails_the_run_with_the_position_of_the_error() -> 
     assert p.events[-1].reason == "InvalidPayload"
 
 
+def test_a_payload_postgresql_cannot_store_fails_the_run_saying_what_to_send_instead() -> None:
+    for payload, said in (('{"a": "x\\u0000"}', "U+0000"), ('{"a": NaN}', "a number JSON cannot carry")):
+        p = decide(view(taskrun(payload=payload), task(), None))
+        assert p.register is None and p.create_pod is None, payload
+        assert p.status is not None and (p.status["phase"], p.status["reason"]) == ("Failed", "InvalidPayload")
+        assert p.status["message"].startswith("spec.payload ") and said in p.status["message"], p.status["message"]
+
+
 def test_invalid_payload_on_a_later_line_names_that_line() -> None:
     p = decide(view(taskrun(payload='{\n  "a": 1,\n  "b": tru\n}'), task(), None))
     assert p.status is not None

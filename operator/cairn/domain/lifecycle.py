@@ -40,6 +40,7 @@ from cairn.domain.admission import Limits, WaitReason, explain
 from cairn.domain.conditions import set_condition
 from cairn.domain.podspec import RunRef, Runtime, memory_limit, render_pod
 from cairn.domain.quantity import from_bytes, to_bytes
+from cairn.domain.storable import Unstorable, storable_json
 from cairn.domain.termination import Outcome, PodView, StillRunning, Termination, classify, missing
 from cairn.domain.timefmt import format_time, parse_time
 from cairn.domain.waits import SUSPENDED, ChildView, WaitView, Wake
@@ -342,10 +343,12 @@ def _register(b: _Builder) -> Plan:
         return b.done()
     if run.spec.payload is not None:
         try:
-            json.loads(run.spec.payload)
+            storable_json(json.loads(run.spec.payload), "spec.payload")
         except json.JSONDecodeError as e:
             message = f"spec.payload is not JSON: {e.msg} at line {e.lineno} column {e.colno} (character {e.pos})"
             return _finish(b, Phase.FAILED, "InvalidPayload", message)
+        except Unstorable as e:  # JSON, but not what PostgreSQL can store (the store would refuse it)
+            return _finish(b, Phase.FAILED, "InvalidPayload", str(e))
     snapshot = TaskSnapshot(
         name=task.metadata.name, uid=task.metadata.uid, generation=task.metadata.generation, spec=task.spec
     )

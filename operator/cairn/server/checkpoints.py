@@ -13,9 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cairn import faults, metrics
 from cairn.api.common import GoDuration
+from cairn.domain.storable import Unstorable, check_text, storable_json
 from cairn.server.auth import Caller, TokenVerifier
 from cairn.server.errors import ApiError, bad_request, conflict, forbidden, gone, json_response, too_large
-from cairn.server.values import check_text, storable_json
 from cairn.store.base import PodIdentity
 from cairn.store.postgres import PostgresStore
 
@@ -65,9 +65,17 @@ class ResultRecord(_Body):
     result: Any = None
 
 
+def storable(value: Any, what: str) -> str:
+    """`value` as the JSON stored for it, or a 422 saying what PostgreSQL would refuse in it."""
+    try:
+        return storable_json(value, what)
+    except Unstorable as e:
+        raise ApiError(422, "InvalidBody", str(e)) from e
+
+
 def _size(value: Any, what: str) -> str:
-    """`value` as compact JSON (what is stored: encoded once), or 413 over the cap."""
-    text = storable_json(value, what)
+    """`value` as compact JSON (what is stored: encoded once), or 422 (unstorable) or 413 over the cap."""
+    text = storable(value, what)
     size = len(text)  # ASCII
     if size > STEP_MAX_BYTES:
         raise too_large(
@@ -250,7 +258,10 @@ class Checkpoints:
         body: StateSave = await _parse(request, StateSave)
         _size(body.state, "the saved state")
         if body.note is not None:
-            check_text(body.note, "the note")
+            try:
+                check_text(body.note, "the note")
+            except Unstorable as e:
+                raise ApiError(422, "InvalidBody", str(e)) from e
         if not await self.store.save_state(who.run_uid, who.attempt, body.state, body.note):
             raise conflict(f"attempt {who.attempt} of run {who.run_name} may no longer save state")
         return web.Response(status=204)

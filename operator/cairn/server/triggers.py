@@ -17,9 +17,8 @@ from cairn.api.common import PAYLOAD_MAX_BYTES
 from cairn.api.task import DEFAULT_QUEUE
 from cairn.k8s.resources import QueueResource, TaskResource, TaskRunResource
 from cairn.server.access import Access
-from cairn.server.checkpoints import _parse
+from cairn.server.checkpoints import _parse, storable
 from cairn.server.errors import ApiError, bad_request, json_response, not_found, too_large
-from cairn.server.values import storable_json
 from cairn.store.postgres import PostgresStore
 
 IDEMPOTENCY_ANNOTATION = "cairn.dev/idempotency-key"
@@ -98,7 +97,7 @@ class Triggers:
         namespace = self._namespace(request)
         await self.access.check(request.headers.get("Authorization"), "create", namespace)
         req: TriggerRequest = await _parse(request, TriggerRequest)  # type: ignore[arg-type]
-        payload = None if req.payload is None else storable_json(req.payload, "the payload")
+        payload = None if req.payload is None else storable(req.payload, "the payload")
         if payload is not None and len(payload.encode()) > PAYLOAD_MAX_BYTES:
             raise too_large(
                 f"the payload is {len(payload.encode())} bytes of JSON, over the cap of "

@@ -26,9 +26,8 @@ from pydantic import Field
 from cairn.api.common import PAYLOAD_MAX_BYTES
 from cairn.domain import naming
 from cairn.k8s.resources import TaskResource, TaskRunResource
-from cairn.server.checkpoints import STEP_MAX_BYTES, Checkpoints, _Body, _key, _parse
+from cairn.server.checkpoints import STEP_MAX_BYTES, Checkpoints, _Body, _key, _parse, storable
 from cairn.server.errors import ApiError, bad_request, conflict, json_response, not_found, too_large
-from cairn.server.values import storable_json
 from cairn.store.postgres import PostgresStore
 
 CHILDREN_MAX = 1000  # per step
@@ -150,7 +149,7 @@ class Waits:
             data = json.loads(raw) if raw.strip() else None
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise bad_request(f"the body is not valid JSON: {e}; the token was not completed") from e
-        storable_json(data, "the data")
+        storable(data, "the data")
         done = await self.store.complete_token(token_id, data, by="url", secret=secret_hash(secret))
         return completion_response(token_id, done)
 
