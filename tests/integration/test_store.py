@@ -423,6 +423,10 @@ def test_a_runs_admission_carries_its_queues_limits_and_what_its_pods_recorded_c
             ("fetch#0", 1, NOW, None)
         ]
         assert rec.updated is not None
+        # The reconcile's one-round-trip read agrees with the two reads it replaces.
+        assert await store.look(run.uid) == (await store.admission(run.uid), rec)
+        assert await store.look(str(uuid.uuid4())) == (None, Recorded())
+        assert await store.look(orphan.uid) == (await store.admission(orphan.uid), Recorded())
         await store.close()
 
     asyncio.run(go())

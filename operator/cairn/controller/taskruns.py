@@ -78,19 +78,23 @@ class TaskRunReconciler:
         self._rejected: dict[str, tuple[int, str]] = {}
 
     async def reconcile(self, uid: str) -> None:
-        body = self.deps.cache.taskruns.get(uid)
-        if body is None:
-            if uid in self.deps.cache.deleted_runs:
-                await self._forget(uid)
-            return
-        with metrics.RECONCILE_SECONDS.labels("taskrun").time():
-            try:
-                run = TaskRun.model_validate(body)
-            except ValidationError as e:
-                await self._unreadable(uid, body, e)
+        # A run admitted as it registered goes on to its pod in the same reconcile: back in the work
+        # queue it would wait behind every event queued meanwhile (the path to a new run's first pod).
+        for _ in range(2):
+            body = self.deps.cache.taskruns.get(uid)
+            if body is None:
+                if uid in self.deps.cache.deleted_runs:
+                    await self._forget(uid)
                 return
-            view = await self._view(uid, run)
-            await self._apply(uid, body, view, lifecycle.plan(view, self.deps.lifecycle), run)
+            with metrics.RECONCILE_SECONDS.labels("taskrun").time():
+                try:
+                    run = TaskRun.model_validate(body)
+                except ValidationError as e:
+                    await self._unreadable(uid, body, e)
+                    return
+                view = await self._view(uid, run)
+                if not await self._apply(uid, body, view, lifecycle.plan(view, self.deps.lifecycle), run):
+                    return
 
     async def _forget(self, uid: str) -> None:
         """The TaskRun was deleted: release its slot (its pods go with it, by owner reference)."""
@@ -112,7 +116,7 @@ class TaskRunReconciler:
                 log.warning("Task %s/%s does not parse; treating it as missing", ns, run.spec.task_ref.name)
         pods = {attempt: PodView.parse(pod, attempt) for attempt, pod in deps.cache.pods.get(uid, {}).items()}
         children = tuple(_child_view(c) for c in deps.cache.children_of(uid))
-        admission = await deps.store.admission(uid)
+        admission, recorded = await deps.store.look(uid)
         # A fork is looked up once, to register it: afterwards the store has its copies.
         fork = None
         if admission is None and run.spec.from_ is not None:
@@ -122,8 +126,7 @@ class TaskRunReconciler:
             task=task,
             admission=admission,
             pods=pods,
-            # A run the store has no row of has recorded nothing: no need to ask (a new run's first look).
-            recorded=await deps.store.recorded(uid) if admission is not None else lifecycle.Recorded(),
+            recorded=recorded,
             now=deps.clock(),
             jitter=self.rng.random(),
             rejected_pod=self._rejected.get(uid),
@@ -144,8 +147,10 @@ class TaskRunReconciler:
 
     async def _apply(
         self, uid: str, body: Body, view: lifecycle.RunView | None, plan: lifecycle.Plan, run: TaskRun | None
-    ) -> None:
+    ) -> bool:
+        """Write the plan; True: the run was admitted as it registered, and is to be looked at again now."""
         deps = self.deps
+        again = False
         ns, name = key_of(body)
         now = view.now if view is not None else deps.clock()
         context = {"namespace": ns, "run": name, "run_uid": uid}
@@ -155,7 +160,7 @@ class TaskRunReconciler:
                 # Admitted as it registered (the queue had room): on to its first pod, no round.
                 faults.point("operator.after_slot_taken")
                 metrics.ADMISSIONS.inc()
-                deps.reconcile_run(uid)
+                again = True
                 deps.queue_status(ns, queue)
                 log.info("run registered and admitted in queue %s", queue, extra={**context, "queue": queue})
             else:
@@ -220,12 +225,12 @@ class TaskRunReconciler:
                 await deps.kube.create_pod(plan.create_pod.body)
             except NamespaceTerminating:
                 log.info("not starting %s/%s: its namespace is being deleted", ns, name)
-                return
+                return False
             except PodRejected as e:
                 # Decided by the domain, from the next view: the run fails, nothing else is written.
                 self._rejected[uid] = (attempt, str(e))
                 deps.reconcile_run(uid)
-                return
+                return False
             faults.point("operator.after_pod_created")
             if attempt == 1 and run is not None:
                 _observe_admission_wait(run, now)
@@ -247,6 +252,7 @@ class TaskRunReconciler:
             await deps.kube.delete_taskrun(ns, name)
         if plan.recheck_at is not None:
             deps.reconcile_run(uid, max(0.0, (plan.recheck_at - deps.clock()).total_seconds()))
+        return again
 
     def _retention(self, view: lifecycle.RunView | None) -> timedelta:
         snapshot = view.admission.snapshot if view is not None and view.admission else None

@@ -4,6 +4,7 @@ every request counted (the benchmarks report requests per admission)."""
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import Counter
 from pathlib import Path
@@ -21,36 +22,80 @@ def load_config(kubeconfig: str | None) -> KubeConfig:
 
 
 class RateLimiter:
-    """A token bucket: `qps` requests per second on average, bursts of up to `burst`."""
+    """A token bucket: `qps` requests per second on average, bursts of up to `burst`.
 
-    def __init__(self, qps: float, burst: int) -> None:
+    Two classes of acquirer. Urgent ones (pod creates and deletes: what admits and ends work) are
+    served first. Background ones (status writes, which wait merged per object and lose nothing by
+    waiting longer) take a token when no urgent acquirer waits, and in any case at least
+    `background_share` of the budget: their writes merge while they wait, instead of each taking
+    a request away from a pod, and a person watching still sees status move under any load."""
+
+    def __init__(self, qps: float, burst: int, *, background_share: float = 0.2) -> None:
         self.qps = qps
         self.burst = burst
         self._tokens = float(burst)
         self._stamp = time.monotonic()
         self._lock = asyncio.Lock()
+        self._background_lock = asyncio.Lock()
+        self._urgent_waiting = 0
+        self._background_waiting = 0
+        self._background_gap = 1 / (background_share * qps) if qps > 0 and background_share > 0 else math.inf
+        self._background_due = self._stamp
 
-    def try_acquire(self) -> bool:
+    def _refill(self) -> float:
         now = time.monotonic()
         self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.qps)
         self._stamp = now
+        return now
+
+    def try_acquire(self) -> bool:
+        self._refill()
         if self._tokens >= 1:
             self._tokens -= 1
             return True
         return False
 
-    async def acquire(self) -> None:
+    async def acquire(self, *, background: bool = False) -> None:
         if self.qps <= 0:
             return
-        async with self._lock:
+        if background:
+            await self._acquire_background()
+            return
+        self._urgent_waiting += 1
+        try:
+            async with self._lock:
+                while True:
+                    now = self._refill()
+                    # A background request whose share is due gets the next token, even from a pod.
+                    held = self._background_waiting and now >= self._background_due
+                    if self._tokens >= 1 and not held:
+                        self._tokens -= 1
+                        return
+                    await asyncio.sleep(max((1 - self._tokens) / self.qps, 0.25 / self.qps if held else 0.0))
+        finally:
+            self._urgent_waiting -= 1
+
+    async def _acquire_background(self) -> None:
+        self._background_waiting += 1
+        try:
+            await self._take_background()
+        finally:
+            self._background_waiting -= 1
+
+    async def _take_background(self) -> None:
+        async with self._background_lock:
             while True:
-                now = time.monotonic()
-                self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.qps)
-                self._stamp = now
-                if self._tokens >= 1:
+                now = self._refill()
+                due = now >= self._background_due
+                if self._tokens >= 1 and (self._urgent_waiting == 0 or due):
                     self._tokens -= 1
+                    self._background_due = now + self._background_gap
                     return
-                await asyncio.sleep((1 - self._tokens) / self.qps)
+                if self._tokens < 1:
+                    wait = (1 - self._tokens) / self.qps
+                else:  # a token is here, but an urgent acquirer waits for it: look again after its turn
+                    wait = min(1 / self.qps, self._background_due - now)
+                await asyncio.sleep(max(wait, 0.0005))
 
 
 class Kube:
@@ -73,8 +118,9 @@ class Kube:
         self.requests: Counter[str] = Counter()
         self.events_dropped = 0
 
-    async def spend(self, what: str) -> None:
-        await self.limiter.acquire()
+    async def spend(self, what: str, *, background: bool = False) -> None:
+        """Wait for the budget; background requests (status writes) yield to urgent ones."""
+        await self.limiter.acquire(background=background)
         self.requests[what] += 1
 
     def spend_event(self) -> bool:

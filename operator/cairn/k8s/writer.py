@@ -1,5 +1,6 @@
 """The operator's writes to the API server (the KubeWriter of k8s/base.py): create and delete pods,
-patch status, post events, delete finished TaskRuns, each through the client's rate limit."""
+patch status, post events, delete finished TaskRuns, each through the client's rate limit (status
+patches as background requests: they yield to pods, and merge while they wait)."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ class ApiServerWriter:
 
     async def patch_taskrun_status(self, namespace: str, name: str, patch: dict[str, Any]) -> bool:
         """Merge-patch the status subresource; False if the TaskRun is gone."""
-        await self.kube.spend("patch taskruns/status")
+        await self.kube.spend("patch taskruns/status", background=True)
         try:
             await self.kube.client.patch(
                 TaskRunResource.Status, name, {"status": patch}, namespace=namespace, patch_type=PatchType.MERGE
@@ -66,9 +67,11 @@ class ApiServerWriter:
                 return False
             raise
 
-    async def _merge_patch(self, what: str, resource: Any, namespace: str, name: str, patch: dict[str, Any]) -> None:
+    async def _merge_patch(
+        self, what: str, resource: Any, namespace: str, name: str, patch: dict[str, Any], *, background: bool = False
+    ) -> None:
         """A merge patch; an object that is gone is not an error (there is nothing left to write to)."""
-        await self.kube.spend(what)
+        await self.kube.spend(what, background=background)
         try:
             await self.kube.client.patch(resource, name, patch, namespace=namespace, patch_type=PatchType.MERGE)
         except ApiError as e:
@@ -76,7 +79,9 @@ class ApiServerWriter:
                 raise
 
     async def patch_queue_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        await self._merge_patch("patch queues/status", QueueResource.Status, namespace, name, {"status": patch})
+        await self._merge_patch(
+            "patch queues/status", QueueResource.Status, namespace, name, {"status": patch}, background=True
+        )
 
     async def create_taskrun(self, body: dict[str, Any]) -> bool:
         await self.kube.spend("create taskruns")
@@ -100,11 +105,18 @@ class ApiServerWriter:
         ]
 
     async def patch_schedule_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        await self._merge_patch("patch schedules/status", ScheduleResource.Status, namespace, name, {"status": patch})
+        await self._merge_patch(
+            "patch schedules/status", ScheduleResource.Status, namespace, name, {"status": patch}, background=True
+        )
 
     async def patch_token_completion_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         await self._merge_patch(
-            "patch tokencompletions/status", TokenCompletionResource.Status, namespace, name, {"status": patch}
+            "patch tokencompletions/status",
+            TokenCompletionResource.Status,
+            namespace,
+            name,
+            {"status": patch},
+            background=True,
         )
 
     async def delete_taskrun(self, namespace: str, name: str) -> None:

@@ -329,29 +329,23 @@ class PostgresStore:
             if r is None:
                 return None
             w = await (await conn.execute(q.CURRENT_WAIT, (uid,))).fetchone()
-        wait = None
-        if w is not None:
-            wait = WaitView(
-                key=w[0],
-                kind=w[1],
-                attempt=w[2],
-                created=w[3],
-                until=w[4],
-                token=w[5],
-                children=w[6],
-                done=w[7],
-                children_done=w[8] or 0,
-            )
-        return Admission(
-            state=r[0],
-            queue=r[1],
-            snapshot=_snapshot(r[2]),
-            wait_reason=WaitReason(r[3]) if r[3] else None,
-            wait_until=r[4],
-            limits=_limits(r[5:15]),
-            phase=r[15],
-            wait=wait,
-        )
+        return _admission(r, w)
+
+    async def look(self, uid: str, recent: int = 50) -> tuple[Admission | None, Recorded]:
+        """admission() and recorded() at once: the five queries sent together in one pipeline (one
+        round trip to PostgreSQL, one connection from the pool), as a reconcile needs both."""
+        async with self.pool.connection() as conn:
+            async with conn.pipeline():
+                run = await conn.execute(q.GET_RUN, (uid,))
+                current = await conn.execute(q.CURRENT_WAIT, (uid,))
+                rec = await conn.execute(q.RECORDED, (uid,))
+                steps = await conn.execute(q.RECENT_STEPS, (uid, recent))
+                tokens = await conn.execute(q.RUN_TOKENS, (uid, TOKENS_SHOWN))
+            r, w, row = await run.fetchone(), await current.fetchone(), await rec.fetchone()
+            step_rows, token_rows = await steps.fetchall(), await tokens.fetchall()
+        if r is None:
+            return None, Recorded()
+        return _admission(r, w), _recorded(row, step_rows, token_rows) if row is not None else Recorded()
 
     async def requeue(self, uid: str, not_before: datetime) -> tuple[str, str] | None:
         async with self.pool.connection() as conn:
@@ -594,25 +588,7 @@ class PostgresStore:
                 return Recorded()
             steps = await (await conn.execute(q.RECENT_STEPS, (uid, recent))).fetchall()
             tokens = await (await conn.execute(q.RUN_TOKENS, (uid, TOKENS_SHOWN))).fetchall()
-        return Recorded(
-            steps_completed=row[0],
-            last_step=row[1],
-            state_note=row[3],
-            updated=max((t for t in (row[2], row[4]) if t), default=None),
-            result=row[5],
-            recent=tuple((s[0], s[1], s[2], s[3], s[4]) for s in steps),
-            tokens=tuple(
-                TokenEntry(
-                    id=t[0],
-                    step=t[1],
-                    tags=list(t[2]) or None,
-                    status=t[3],
-                    timeout_time=format_time(t[4]) if t[4] else None,
-                    completion_time=format_time(t[6]) if t[6] else None,
-                )
-                for t in tokens
-            ),
-        )
+        return _recorded(row, steps, tokens)
 
     async def progress(self) -> AsyncIterator[str]:
         # Its own connection, not the pool's: LISTEN lasts as long as the connection.
@@ -891,3 +867,53 @@ def make_store(dsn: str, *, max_size: int, name: str) -> PostgresStore:
     """The store of a process (the operator's, the API's): a pool named after it, so that
     pg_stat_activity says whose connections they are."""
     return PostgresStore(dsn, min_size=1, max_size=max_size, name=name)
+
+
+def _admission(r: Any, w: Any) -> Admission:
+    """An Admission from GET_RUN's row and CURRENT_WAIT's (or None)."""
+    wait = None
+    if w is not None:
+        wait = WaitView(
+            key=w[0],
+            kind=w[1],
+            attempt=w[2],
+            created=w[3],
+            until=w[4],
+            token=w[5],
+            children=w[6],
+            done=w[7],
+            children_done=w[8] or 0,
+        )
+    return Admission(
+        state=r[0],
+        queue=r[1],
+        snapshot=_snapshot(r[2]),
+        wait_reason=WaitReason(r[3]) if r[3] else None,
+        wait_until=r[4],
+        limits=_limits(r[5:15]),
+        phase=r[15],
+        wait=wait,
+    )
+
+
+def _recorded(row: Any, steps: list[Any], tokens: list[Any]) -> Recorded:
+    """A Recorded from RECORDED's row, RECENT_STEPS' and RUN_TOKENS' rows."""
+    return Recorded(
+        steps_completed=row[0],
+        last_step=row[1],
+        state_note=row[3],
+        updated=max((t for t in (row[2], row[4]) if t), default=None),
+        result=row[5],
+        recent=tuple((s[0], s[1], s[2], s[3], s[4]) for s in steps),
+        tokens=tuple(
+            TokenEntry(
+                id=t[0],
+                step=t[1],
+                tags=list(t[2]) or None,
+                status=t[3],
+                timeout_time=format_time(t[4]) if t[4] else None,
+                completion_time=format_time(t[6]) if t[6] else None,
+            )
+            for t in tokens
+        ),
+    )

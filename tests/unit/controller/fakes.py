@@ -34,6 +34,7 @@ class FakeStore:
     notifications: list[str] = field(default_factory=list)
     forks: dict[tuple[str, str], ForkSource] = field(default_factory=dict)  # fork_source answers, by (ns, name)
     writes: list[tuple[Any, ...]] = field(default_factory=list)
+    looks: int = 0  # how many times a reconcile read a run's view (look)
     _where: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def admit(self, uid: str, namespace: str, adm: Admission) -> None:
@@ -64,10 +65,17 @@ class FakeStore:
 
     async def register_run(self, run: Register) -> bool:
         self.writes.append(("register_run", run))
+        if self.admit_on_register:
+            self.admit(run.uid, run.namespace, Admission(state="admitted", queue=run.queue, snapshot=run.snapshot))
         return self.admit_on_register
 
     async def admission(self, uid: str) -> Admission | None:
         return self.runs.get(uid)
+
+    async def look(self, uid: str) -> tuple[Admission | None, Recorded]:
+        self.looks += 1
+        admission = self.runs.get(uid)
+        return admission, self.recorded_by_run.get(uid, Recorded()) if admission is not None else Recorded()
 
     async def fork_source(self, namespace: str, name: str) -> ForkSource | None:
         return self.forks.get((namespace, name))

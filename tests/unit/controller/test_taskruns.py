@@ -203,14 +203,24 @@ def test_a_queued_run_shows_the_limit_it_waits_on_as_the_store_reports_it() -> N
 
 
 # -- the fast path and the status writer ------------------------------------------------------------
-def test_a_run_admitted_as_it_registers_goes_on_to_its_pod_without_an_admission_round() -> None:
+def test_a_run_admitted_as_it_registers_creates_its_pod_in_the_same_reconcile_without_an_admission_round() -> None:
     w = world()
     w.store.admit_on_register = True
     with_run(w)
     reconcile(w)
-    assert "register_run" in w.store.names()
-    assert (TASKRUNS, RUN_UID, 0.0) in w.enqueued.calls  # straight on to its first pod
-    assert not [c for c in w.enqueued.calls if c[0] == ADMISSION]
+    assert w.store.names()[:2] == ["register_run", "begin_attempt"]
+    assert w.kube.names().count("create_pod") == 1  # its first pod, from the same reconcile
+    assert w.store.looks == 2  # one look to register, one to start: not back through the work queue
+    assert not [c for c in w.enqueued.calls if c[0] == ADMISSION or c[:3] == (TASKRUNS, RUN_UID, 0.0)]
+
+
+def test_a_run_that_registers_into_a_full_queue_is_looked_at_once_and_waits_for_a_round() -> None:
+    w = world()
+    with_run(w)
+    reconcile(w)
+    assert w.store.names() == ["register_run"]
+    assert w.store.looks == 1
+    assert "create_pod" not in w.kube.names()
 
 
 def test_status_patches_waiting_for_their_turn_merge_into_one_request_newest_values_winning() -> None:
