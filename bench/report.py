@@ -43,7 +43,8 @@ def _target(f: Figure) -> str:
     mark = {True: "met", False: "MISSED", None: ""}[f.met]
     if f.target_kind == "ratio_max":
         return f"ratio <= {f.target:.2f}x {mark}"
-    return f"{sign} {_fmt(f.target, f.unit)} {mark}".strip()
+    also = f", ratio >= {f.min_ratio:.2f}x" if f.min_ratio is not None else ""
+    return f"{sign} {_fmt(f.target, f.unit)}{also} {mark}".strip()
 
 
 def table(results: list[Result]) -> str:

@@ -58,6 +58,9 @@ class Figure:
     # ("ratio_max": for a figure whose target is relative to a peer measured in the same run).
     target: float | None = None
     target_kind: str = "max"
+    # A second condition beside an absolute target: Cairn / baseline at least this (e.g. admissions/s
+    # >= 20 and >= the Job controller's).
+    min_ratio: float | None = None
     # "lower" or "higher" is better: how the ratio reads.
     better: str = "lower"
     samples: int = 0  # observations behind each repetition (e.g. runs per repetition)
@@ -86,6 +89,8 @@ class Figure:
         if self.target_kind == "ratio_max":
             ratio = self.ratio
             return ratio is not None and ratio <= self.target
+        if self.min_ratio is not None and not (self.ratio is not None and self.ratio >= self.min_ratio):
+            return False
         return self.value <= self.target if self.target_kind == "max" else self.value >= self.target
 
     def as_json(self) -> dict[str, Any]:
@@ -105,6 +110,7 @@ class Figure:
             "better": self.better,
             "target": self.target,
             "target_kind": self.target_kind if self.target is not None else None,
+            "min_ratio": self.min_ratio,
             "met": self.met,
             "note": self.note or None,
         }

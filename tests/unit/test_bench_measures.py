@@ -64,6 +64,16 @@ def test_a_ratio_target_is_met_only_when_cairn_over_the_peer_is_within_it() -> N
     assert Figure("steps", "p50", "ms", [1.0], None, target=1.0, target_kind="ratio_max").met is False
 
 
+def test_an_absolute_target_with_a_minimum_ratio_needs_both() -> None:
+    def fig(cairn: float, job: float) -> Figure:
+        return Figure("admission", "adm/s", "1/s", [cairn], [job], "Job", 20.0, "min", 1.0, "higher")
+
+    assert fig(25.0, 21.0).met is True
+    assert fig(25.0, 26.0).met is False  # >= 20, but slower than the Job controller
+    assert fig(19.0, 10.0).met is False  # faster than the Job controller, but under 20/s
+    assert Figure("admission", "adm/s", "1/s", [25.0], None, target=20.0, target_kind="min", min_ratio=1.0).met is False
+
+
 def _epoch(iso: str) -> float:
     from datetime import datetime
 
