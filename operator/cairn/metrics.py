@@ -77,3 +77,7 @@ RECONCILES_SKIPPED = Counter(
     "cairn_taskrun_events_skipped_total",
     "TaskRun watch events that changed nothing a reconcile reads (mostly the echo of a status write).",
 )
+POD_EVENTS_SKIPPED = Counter(
+    "cairn_pod_events_skipped_total",
+    "Pod watch events that changed nothing a reconcile reads (conditions that decide nothing until the pod ends).",
+)

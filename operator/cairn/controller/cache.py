@@ -87,6 +87,18 @@ class Cache:
     def children_of(self, uid: str) -> list[Body]:
         return [self.taskruns[c] for c in self.children.get(uid, ()) if c in self.taskruns]
 
+    def pod_before(self, body: Body) -> tuple[Body, int] | None:
+        """The cached body of this very pod (same uid) and its attempt, before this event is put."""
+        labels = body["metadata"].get("labels") or {}
+        uid = labels.get(naming.LABEL_RUN_UID)
+        attempt = labels.get(naming.LABEL_ATTEMPT)
+        if not uid or not attempt or not attempt.isdigit():
+            return None
+        cached = self.pods.get(uid, {}).get(int(attempt))
+        if cached is None or cached["metadata"].get("uid") != body["metadata"].get("uid"):
+            return None
+        return cached, int(attempt)
+
     def put_pod(self, body: Body) -> str | None:
         labels = body["metadata"].get("labels") or {}
         uid = labels.get(naming.LABEL_RUN_UID)

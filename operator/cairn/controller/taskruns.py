@@ -62,9 +62,15 @@ def on_task(deps: Deps, event: str | None, body: Body) -> None:
 
 
 def on_pod(deps: Deps, event: str | None, body: Body) -> None:
+    before = deps.cache.pod_before(body) if event != "DELETED" else None
     uid = deps.cache.drop_pod(body) if event == "DELETED" else deps.cache.put_pod(body)
-    if uid is not None and uid in deps.cache.taskruns:
-        deps.reconcile_run(uid)
+    if uid is None or uid not in deps.cache.taskruns:
+        return
+    if before is not None and PodView.parse(before[0], before[1]).same_for_lifecycle(PodView.parse(body, before[1])):
+        # A condition that decides nothing yet (Initialized, Ready...): the cache has it for later.
+        metrics.POD_EVENTS_SKIPPED.inc()
+        return
+    deps.reconcile_run(uid)
 
 
 # -- the reconciler ----------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -113,6 +113,13 @@ class PodView:
             ),
         )
 
+    def same_for_lifecycle(self, other: PodView) -> bool:
+        """Whether the lifecycle reads the two alike while the pod goes on: they differ at most in pod
+        conditions other than the disruption marks. Those are read only into the outcome of a pod that
+        has ended, from its newest body, and a pod ends by a change this does not ignore (its phase, a
+        waiting reason, its deletion)."""
+        return replace(self, conditions=_marks(self.conditions)) == replace(other, conditions=_marks(other.conditions))
+
     @property
     def disruption(self) -> str | None:
         status, reason = self.conditions.get("DisruptionTarget", ("False", None))
@@ -137,6 +144,10 @@ class StillRunning:
 def _last_line(text: str | None) -> str:
     lines = [ln.strip() for ln in (text or "").strip().splitlines() if ln.strip()]
     return lines[-1][-MESSAGE_MAX:] if lines else ""
+
+
+def _marks(conditions: dict[str, tuple[str, str | None]]) -> dict[str, tuple[str, str | None]]:
+    return {t: c for t, c in conditions.items() if t in ("DisruptionTarget", KUEUE_TERMINATION_TARGET)}
 
 
 def _conds(pod: PodView) -> frozenset[tuple[str, str]]:

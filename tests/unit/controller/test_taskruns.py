@@ -190,6 +190,35 @@ def test_a_pod_event_queues_its_run_when_the_pod_names_a_known_run_and_attempt(
     assert w.enqueued.of(TASKRUNS) == ([(RUN_UID, 0.0)] if queued else [])
 
 
+def test_a_pod_event_changing_only_conditions_that_decide_nothing_yet_queues_no_reconcile_but_is_cached() -> None:
+    w = world()
+    with_run(w)
+    labels = {"cairn.dev/run-uid": RUN_UID, "cairn.dev/attempt": "1"}
+
+    def pod(phase: str, *conditions: tuple[str, str]) -> dict[str, Any]:
+        return {
+            "metadata": {"name": "video-42-1", "namespace": NAMESPACE, "uid": "pod-uid", "labels": labels},
+            "spec": {"nodeName": "node-1"},
+            "status": {"phase": phase, "conditions": [{"type": t, "status": st} for t, st in conditions]},
+        }
+
+    steps: list[tuple[str, dict[str, Any], bool]] = [
+        ("ADDED", pod("Pending"), True),
+        ("MODIFIED", pod("Pending", ("Initialized", "True")), False),
+        ("MODIFIED", pod("Pending", ("Initialized", "True"), ("Ready", "False")), False),
+        ("MODIFIED", pod("Pending", ("Ready", "False"), ("DisruptionTarget", "True")), True),  # a disruption mark
+        ("MODIFIED", pod("Running", ("Ready", "True"), ("DisruptionTarget", "True")), True),  # its phase
+        ("MODIFIED", pod("Running", ("Ready", "True"), ("DisruptionTarget", "True")), False),  # a resync
+        ("DELETED", pod("Running", ("Ready", "True"), ("DisruptionTarget", "True")), True),
+    ]
+    for event, body_, queues in steps:
+        before = len(w.enqueued.of(TASKRUNS))
+        on_pod(w.deps, event, body_)
+        assert len(w.enqueued.of(TASKRUNS)) == before + (1 if queues else 0), (event, body_["status"])
+        if event != "DELETED":
+            assert w.cache.pods[RUN_UID][1] is body_  # what a later reconcile reads is the newest body
+
+
 def test_a_queued_run_shows_the_limit_it_waits_on_as_the_store_reports_it() -> None:
     from cairn.domain.admission import Limits
 
