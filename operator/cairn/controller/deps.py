@@ -30,8 +30,9 @@ STATUS_COALESCE = 0.5  # seconds: bursts of admissions make one Queue status wri
 
 
 class Enqueue(Protocol):
-    def __call__(self, queue: str, key: Hashable, after: float = 0.0) -> None:
-        """Process `key` on work queue `queue`, after `after` seconds (the earliest request wins)."""
+    def __call__(self, queue: str, key: Hashable, after: float = 0.0, *, later: bool = False) -> None:
+        """Process `key` on work queue `queue`, after `after` seconds (the earliest request wins);
+        `later`: behind the work already queued (see WorkQueue)."""
         ...
 
 
@@ -45,8 +46,8 @@ class Deps:
     lifecycle: lifecycle.Settings
     enqueue: Enqueue
 
-    def reconcile_run(self, uid: str, after: float = 0.0) -> None:
-        self.enqueue(TASKRUNS, uid, after)
+    def reconcile_run(self, uid: str, after: float = 0.0, *, later: bool = False) -> None:
+        self.enqueue(TASKRUNS, uid, after, later=later)
 
     def write_status(self, uid: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
         """Hand a TaskRun's status patch to the status writer, merged into any still waiting."""
@@ -56,7 +57,9 @@ class Deps:
             patch = {**waiting[1], **patch}
         self.cache.pending_status[uid] = ((namespace, name), patch)
         metrics.STATUS_WRITES_WAITING.set(len(self.cache.pending_status))
-        self.enqueue(TASKRUN_STATUS, uid)
+        # A run that only waits in its queue says so after the writes of runs that moved: under load
+        # its Queued often merges into the Running it gets next (one request instead of two).
+        self.enqueue(TASKRUN_STATUS, uid, later=patch.get("phase") == "Queued")
 
     def kick(self, namespace: str, queue: str, at: datetime | None = None) -> None:
         """An admission round on the queue: now, or just after `at` (when a backoff ends)."""

@@ -64,8 +64,11 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self.on_stop: list[Callable[[], Awaitable[Any]]] = []
 
-    def enqueue(self, queue: str, key: Hashable, after: float = 0.0) -> None:
-        self.queues[queue].add_after(key, after)
+    def enqueue(self, queue: str, key: Hashable, after: float = 0.0, *, later: bool = False) -> None:
+        if later and after <= 0:
+            self.queues[queue].add(key, later=True)
+        else:
+            self.queues[queue].add_after(key, after)
 
     def intake(self, plural: str, event: str | None, body: Body) -> None:
         """What a watch saw (kopf calls this): the kind's intake updates the cache and queues work."""

@@ -34,7 +34,8 @@ def on_taskrun(deps: Deps, event: str | None, body: Body) -> None:
         # The echo of our own status write (or a resync): nothing a reconcile reads has changed.
         metrics.RECONCILES_SKIPPED.inc()
         return
-    deps.reconcile_run(uid)
+    # A run never seen and never registered (no phase yet) waits behind the runs in flight.
+    deps.reconcile_run(uid, later=before is None and not (body.get("status") or {}).get("phase"))
     started_by = schedule_of(body)
     if started_by is not None:
         # The Schedule's overlap policy and status follow its runs (a burst of changes, one look).

@@ -1,6 +1,10 @@
 """A work queue with controller-runtime's guarantees: a key is processed by one worker at a time;
 adding a key that is waiting is a no-op; adding one that is being processed runs it once more
-afterwards; delayed adds keep the earliest time; failures are retried with per-key backoff."""
+afterwards; delayed adds keep the earliest time; failures are retried with per-key backoff.
+
+A key may be added for later: it waits behind the others, so that a burst of new work (thousands of
+TaskRuns created at once, each to be registered) does not hold up the work in flight (a pod that
+ended, a run admitted); one get in LATER_SHARE still takes the oldest of them, so they move on."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
+LATER_SHARE = 4
 log = logging.getLogger(__name__)
 
 
@@ -18,6 +23,8 @@ class WorkQueue(Generic[K]):
     def __init__(self, name: str, *, base_delay: float = 0.05, max_delay: float = 60.0) -> None:
         self.name = name
         self._queue: deque[K] = deque()
+        self._later: deque[K] = deque()
+        self._gets = 0
         self._dirty: set[K] = set()
         self._processing: set[K] = set()
         self._timers: dict[K, tuple[float, asyncio.TimerHandle]] = {}
@@ -28,14 +35,19 @@ class WorkQueue(Generic[K]):
         self._closed = False
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return len(self._queue) + len(self._later)
 
-    def add(self, key: K) -> None:
-        if self._closed or key in self._dirty:
+    def add(self, key: K, *, later: bool = False) -> None:
+        if self._closed:
+            return
+        if key in self._dirty:
+            if not later and key in self._later:  # it is wanted now after all: to the front line
+                self._later.remove(key)
+                self._queue.append(key)
             return
         self._dirty.add(key)
         if key not in self._processing:
-            self._queue.append(key)
+            (self._later if later else self._queue).append(key)
             self._ready.set()
 
     def add_after(self, key: K, delay: float) -> None:
@@ -66,10 +78,14 @@ class WorkQueue(Generic[K]):
         self._failures.pop(key, None)
 
     async def get(self) -> K:
-        while not self._queue:
+        while not self._queue and not self._later:
             self._ready.clear()
             await self._ready.wait()
-        key = self._queue.popleft()
+        self._gets += 1
+        if self._later and (not self._queue or self._gets % LATER_SHARE == 0):
+            key = self._later.popleft()
+        else:
+            key = self._queue.popleft()
         self._dirty.discard(key)
         self._processing.add(key)
         return key

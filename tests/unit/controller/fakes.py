@@ -211,9 +211,12 @@ class Enqueued:
     """What the reconcilers handed to the work queues: (queue, key, after seconds)."""
 
     calls: list[tuple[str, Hashable, float]] = field(default_factory=list)
+    later: list[tuple[str, Hashable]] = field(default_factory=list)  # (queue, key) added for later
 
-    def __call__(self, queue: str, key: Hashable, after: float = 0.0) -> None:
+    def __call__(self, queue: str, key: Hashable, after: float = 0.0, *, later: bool = False) -> None:
         self.calls.append((queue, key, after))
+        if later:
+            self.later.append((queue, key))
 
     def of(self, queue: str) -> list[tuple[Any, float]]:
         return [(k, a) for q, k, a in self.calls if q == queue]

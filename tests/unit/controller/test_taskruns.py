@@ -219,6 +219,29 @@ def test_a_pod_event_changing_only_conditions_that_decide_nothing_yet_queues_no_
             assert w.cache.pods[RUN_UID][1] is body_  # what a later reconcile reads is the newest body
 
 
+def test_a_run_never_registered_waits_behind_runs_in_flight_and_a_run_with_a_phase_does_not() -> None:
+    w = world()
+    fresh = body(taskrun())
+    on_taskrun(w.deps, "ADDED", fresh)
+    assert w.enqueued.later == [(TASKRUNS, RUN_UID)]
+    w.enqueued.later.clear()
+    on_taskrun(w.deps, "MODIFIED", {**fresh, "spec": {**fresh["spec"], "cancel": True}})
+    assert w.enqueued.of(TASKRUNS)[-1] == (RUN_UID, 0.0) and not w.enqueued.later  # a change: now
+    other = body(taskrun(name="seen", uid="another-uid"))
+    on_taskrun(w.deps, "ADDED", {**other, "status": {"phase": "Running"}})  # e.g. after a restart
+    assert not w.enqueued.later
+
+
+def test_a_queued_status_is_written_after_the_statuses_of_runs_that_moved() -> None:
+    w = world()
+    w.deps.write_status(RUN_UID, NAMESPACE, "video-42", {"phase": "Queued", "reason": "QueueFull"})
+    assert w.enqueued.later == [(TASKRUN_STATUS, RUN_UID)]
+    w.deps.write_status("another-uid", NAMESPACE, "other", {"phase": "Running"})
+    w.deps.write_status(RUN_UID, NAMESPACE, "video-42", {"phase": "Starting"})  # merged: written now
+    assert w.enqueued.later == [(TASKRUN_STATUS, RUN_UID)]
+    assert w.enqueued.of(TASKRUN_STATUS) == [(RUN_UID, 0.0), ("another-uid", 0.0), (RUN_UID, 0.0)]
+
+
 def test_a_queued_run_shows_the_limit_it_waits_on_as_the_store_reports_it() -> None:
     from cairn.domain.admission import Limits
 
