@@ -27,6 +27,10 @@ SCHEDULES = "schedules"  # key: (namespace, name) of a Schedule
 TOKENS = "token-completions"  # key: (namespace, name) of a TokenCompletion
 TASKRUN_STATUS = "taskrun-status"  # key: a TaskRun's uid; writes its waiting status patch
 STATUS_COALESCE = 0.5  # seconds: bursts of admissions make one Queue status write
+# A run's Starting and Running are written this long after they happen: a short run's Starting,
+# Running and end then make one request, not three. Its end, a retry or a wait is written at once.
+IN_FLIGHT_COALESCE = 1.0  # seconds
+IN_FLIGHT_PHASES = ("Starting", "Running")
 
 
 class Enqueue(Protocol):
@@ -59,7 +63,9 @@ class Deps:
         metrics.STATUS_WRITES_WAITING.set(len(self.cache.pending_status))
         # A run that only waits in its queue says so after the writes of runs that moved: under load
         # its Queued often merges into the Running it gets next (one request instead of two).
-        self.enqueue(TASKRUN_STATUS, uid, later=patch.get("phase") == "Queued")
+        phase = patch.get("phase")
+        after = IN_FLIGHT_COALESCE if phase in IN_FLIGHT_PHASES else 0.0
+        self.enqueue(TASKRUN_STATUS, uid, after, later=phase == "Queued")
 
     def kick(self, namespace: str, queue: str, at: datetime | None = None) -> None:
         """An admission round on the queue: now, or just after `at` (when a backoff ends)."""

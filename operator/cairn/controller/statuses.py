@@ -1,7 +1,9 @@
 """TaskRun status writes, off the reconcile's path and merged per run while they wait for the client's
 budget: a run whose status changes three times before its write's turn comes (Starting, Running,
-Succeeded, for a short run under load) costs one request, not three. Without load every write goes
-at once, so no phase is hidden from a person watching.
+Succeeded, for a short run under load) costs one request, not three. A run's end, a retry, a wait
+or a failure to start is written at once; Starting and Running a second after they happen (a run
+that ends within it shows its end, not them); Queued after the writes of runs that moved. The
+budget gives pods first call (status patches are background requests, k8s/client.py).
 
 The reconcile hands its patch over and carries on from what it wrote (the cache holds it, and a
 watch event that brings an older body gets the waiting patch laid over it), so a run never acts on

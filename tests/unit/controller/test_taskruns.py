@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cairn.controller.deps import ADMISSION, TASKRUN_STATUS, TASKRUNS
+from cairn.controller.deps import ADMISSION, IN_FLIGHT_COALESCE, TASKRUN_STATUS, TASKRUNS
 from cairn.controller.statuses import TaskRunStatusWriter
 from cairn.controller.taskruns import TaskRunReconciler, on_pod, on_task, on_taskrun
 from cairn.domain.admission import WaitReason
@@ -236,10 +236,19 @@ def test_a_queued_status_is_written_after_the_statuses_of_runs_that_moved() -> N
     w = world()
     w.deps.write_status(RUN_UID, NAMESPACE, "video-42", {"phase": "Queued", "reason": "QueueFull"})
     assert w.enqueued.later == [(TASKRUN_STATUS, RUN_UID)]
-    w.deps.write_status("another-uid", NAMESPACE, "other", {"phase": "Running"})
-    w.deps.write_status(RUN_UID, NAMESPACE, "video-42", {"phase": "Starting"})  # merged: written now
+    w.deps.write_status("another-uid", NAMESPACE, "other", {"phase": "Failed"})
+    w.deps.write_status(RUN_UID, NAMESPACE, "video-42", {"phase": "Retrying"})  # merged: written now
     assert w.enqueued.later == [(TASKRUN_STATUS, RUN_UID)]
     assert w.enqueued.of(TASKRUN_STATUS) == [(RUN_UID, 0.0), ("another-uid", 0.0), (RUN_UID, 0.0)]
+
+
+def test_a_runs_starting_and_running_are_written_a_second_later_and_its_end_at_once() -> None:
+    w = world()
+    for phase in ("Starting", "Running", "Succeeded"):
+        w.deps.write_status(RUN_UID, NAMESPACE, "video-42", {"phase": phase})
+    assert w.enqueued.of(TASKRUN_STATUS) == [(RUN_UID, IN_FLIGHT_COALESCE)] * 2 + [(RUN_UID, 0.0)]
+    asyncio.run(TaskRunStatusWriter(w.deps).reconcile(RUN_UID))
+    assert w.kube.status_patches() == [{"phase": "Succeeded"}]  # one request for the three
 
 
 def test_a_queued_run_shows_the_limit_it_waits_on_as_the_store_reports_it() -> None:
