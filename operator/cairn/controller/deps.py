@@ -31,6 +31,9 @@ STATUS_COALESCE = 0.5  # seconds: bursts of admissions make one Queue status wri
 # Running and end then make one request, not three. Its end, a retry or a wait is written at once.
 IN_FLIGHT_COALESCE = 1.0  # seconds
 IN_FLIGHT_PHASES = ("Starting", "Running")
+# How long after a rate's next chance its round runs: past it for certain, and little enough that a
+# queue pacing one admission every 0.5 s loses under 1 % to the lag (10 ms lost 2 %: burst 1 read 0.979).
+KICK_MARGIN = 0.003  # seconds
 
 
 class Enqueue(Protocol):
@@ -69,7 +72,7 @@ class Deps:
 
     def kick(self, namespace: str, queue: str, at: datetime | None = None) -> None:
         """An admission round on the queue: now, or just after `at` (when a backoff ends)."""
-        delay = 0.0 if at is None else max(0.0, (at - self.clock()).total_seconds()) + 0.01
+        delay = 0.0 if at is None else max(0.0, (at - self.clock()).total_seconds()) + KICK_MARGIN
         self.enqueue(ADMISSION, (namespace, queue), delay)
 
     def queue_status(self, namespace: str, queue: str, at: datetime | None = None) -> None:

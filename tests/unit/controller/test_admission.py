@@ -22,7 +22,7 @@ KEY = (NAMESPACE, "default")
         (RoundResult(), [], None),
         (RoundResult(admitted=["a", "b"]), ["a", "b"], None),
         (RoundResult(admitted=["a"], reason_changed=["c"]), ["a", "c"], None),
-        (RoundResult(reason_changed=["c"], next_due=T0 + timedelta(seconds=10)), ["c"], 10.01),
+        (RoundResult(reason_changed=["c"], next_due=T0 + timedelta(seconds=10)), ["c"], 10.003),
     ],
 )
 def test_a_round_reconciles_the_runs_it_admitted_or_whose_wait_changed_and_asks_for_the_next_round_when_due(
@@ -35,5 +35,5 @@ def test_a_round_reconciles_the_runs_it_admitted_or_whose_wait_changed_and_asks_
     assert [k for k, _ in w.enqueued.of(TASKRUNS)] == runs
     rounds = w.enqueued.of(ADMISSION)
     assert [k for k, _ in rounds] == ([] if next_round is None else [KEY])
-    assert [round(a, 2) for _, a in rounds] == ([] if next_round is None else [next_round])
+    assert [round(a, 3) for _, a in rounds] == ([] if next_round is None else [next_round])
     assert w.enqueued.of(QUEUE_STATUS) == [(KEY, 0.5)]
