@@ -89,37 +89,31 @@ class Cache:
 
     def pod_before(self, body: Body) -> tuple[Body, int] | None:
         """The cached body of this very pod (same uid) and its attempt, before this event is put."""
-        labels = body["metadata"].get("labels") or {}
-        uid = labels.get(naming.LABEL_RUN_UID)
-        attempt = labels.get(naming.LABEL_ATTEMPT)
-        if not uid or not attempt or not attempt.isdigit():
+        key = _pod_key(body)
+        if key is None:
             return None
-        cached = self.pods.get(uid, {}).get(int(attempt))
+        cached = self.pods.get(key[0], {}).get(key[1])
         if cached is None or cached["metadata"].get("uid") != body["metadata"].get("uid"):
             return None
-        return cached, int(attempt)
+        return cached, key[1]
 
     def put_pod(self, body: Body) -> str | None:
-        labels = body["metadata"].get("labels") or {}
-        uid = labels.get(naming.LABEL_RUN_UID)
-        attempt = labels.get(naming.LABEL_ATTEMPT)
-        if not uid or not attempt or not attempt.isdigit():
+        key = _pod_key(body)
+        if key is None:
             return None
-        self.pods[uid][int(attempt)] = body
-        return str(uid)
+        self.pods[key[0]][key[1]] = body
+        return key[0]
 
     def drop_pod(self, body: Body) -> str | None:
-        labels = body["metadata"].get("labels") or {}
-        uid = labels.get(naming.LABEL_RUN_UID)
-        attempt = labels.get(naming.LABEL_ATTEMPT)
-        if not uid or not attempt or not attempt.isdigit():
+        key = _pod_key(body)
+        if key is None:
             return None
-        pods = self.pods.get(uid)
+        pods = self.pods.get(key[0])
         if pods is not None:
-            current = pods.get(int(attempt))
+            current = pods.get(key[1])
             if current is not None and current["metadata"].get("uid") == body["metadata"].get("uid"):
-                pods.pop(int(attempt), None)
-        return str(uid)
+                pods.pop(key[1], None)
+        return key[0]
 
     def runs_of_task(self, namespace: str, task: str) -> list[str]:
         return [
@@ -128,3 +122,13 @@ class Cache:
             if body["metadata"].get("namespace") == namespace
             and (body.get("spec") or {}).get("taskRef", {}).get("name") == task
         ]
+
+
+def _pod_key(body: Body) -> tuple[str, int] | None:
+    """(run uid, attempt) from a pod's labels; None for a pod that is not an attempt of a run."""
+    labels = body["metadata"].get("labels") or {}
+    uid = labels.get(naming.LABEL_RUN_UID)
+    attempt = labels.get(naming.LABEL_ATTEMPT)
+    if not uid or not attempt or not str(attempt).isdigit():
+        return None
+    return str(uid), int(attempt)
