@@ -25,7 +25,7 @@ from cairn.api.taskrun import TaskSnapshot
 from cairn.domain.admission import Limits, WaitReason
 from cairn.domain.lifecycle import Recorded, Register
 from cairn.store import queries as q
-from cairn.store.base import QueueRow
+from cairn.store.base import Ending, QueueRow
 from cairn.store.postgres import PostgresStore, migrate
 from harness.postgres import create_database, drop_database
 from tests.support.figures import report
@@ -350,7 +350,7 @@ def test_a_step_is_written_once_and_only_by_the_current_attempt(database: str) -
         again = await store.record_step(run.uid, 1, "fetch#0", {"v": 2}, None)
         assert (first.allowed, first.inserted, first.result) == (True, True, {"v": 1})
         assert (again.allowed, again.inserted, again.result) == (True, False, {"v": 1})  # the first stands
-        await store.requeue(run.uid, NOW)
+        await store.requeue(run.uid, Ending(1, 1, "Error"), NOW)
         assert not (await store.record_step(run.uid, 1, "other#0", 1, None)).allowed  # not while it waits
         await store.admission_round("ns", "s", NOW + timedelta(seconds=1))
         await store.begin_attempt(run.uid, 2, "ns", "p-2")
@@ -498,9 +498,39 @@ def test_steps_recorded_together_are_written_once_in_order_and_only_by_the_curre
         ]
         context = await store.run_context(run.uid)
         assert context is not None and [k for k, _ in context[1]] == ["one#0", "two#0", "three#0"]
-        await store.requeue(run.uid, NOW)
+        await store.requeue(run.uid, Ending(1, 1, "Error"), NOW)
         fenced = await store.record_steps(run.uid, 1, [("four#0", 4, None, None)])
         assert [(w.allowed, w.inserted) for w in fenced] == [(False, False)]  # not while it waits
+        await store.close()
+
+    asyncio.run(go())
+
+
+def test_a_retry_planned_again_after_a_restart_gives_back_no_slot_and_admits_nothing_twice(database: str) -> None:
+    """Attempt 1 failed and its run was admitted again for attempt 2; the operator restarted before the
+    status said Retrying: the retry planned again from the old status must not requeue the run again."""
+    asyncio.run(migrate(database))
+
+    async def go() -> None:
+        store = PostgresStore(database, name="again")
+        await store.open()
+        await store.upsert_queue(QueueRow("ns", "again", "uid", 1, None, False))
+        run = _run("again")
+        assert await store.register_run(run)  # admitted as it registered
+        await store.begin_attempt(run.uid, 1, "ns", "p-1")
+        failed = Ending(1, 1, "Error")
+        assert await store.requeue(run.uid, failed, NOW) == ("ns", "again")
+        assert (await store.admission_round("ns", "again", NOW + timedelta(seconds=1))).admitted == [run.uid]
+        assert await store.requeue(run.uid, failed, NOW) is None  # the same plan, made again
+        admission = await store.admission(run.uid)
+        assert admission is not None and admission.state == "admitted"
+        assert (await store.queue_stats("ns", "again")).admitted_total == 2
+        await store.begin_attempt(run.uid, 2, "ns", "p-2")
+        assert await store.requeue(run.uid, failed, NOW) is None  # attempt 1 is not the current one
+        assert await store.requeue(run.uid, Ending(2, 1, "Error"), NOW) == ("ns", "again")
+        async with store.pool.connection() as conn:
+            history = await (await conn.execute(q.RUN_HISTORY_ATTEMPTS, (run.uid,))).fetchall()
+        assert [(a[0], a[4], a[5]) for a in history] == [(1, 1, "Error"), (2, 1, "Error")]
         await store.close()
 
     asyncio.run(go())

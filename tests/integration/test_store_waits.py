@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from cairn.domain.lifecycle import Register
-from cairn.store.base import QueueRow
+from cairn.store.base import Ending, QueueRow
 from cairn.store.postgres import PostgresStore, migrate
 from tests.integration.test_store import SNAPSHOT
 from tests.support.figures import report
@@ -42,6 +42,9 @@ async def _state(store: PostgresStore, uid: str) -> str:
     return str(row[0])
 
 
+SUSPENDED = Ending(1, 0, "Suspended")  # attempt 1's pod stopped for its wait
+
+
 async def _start(store: PostgresStore, run: Register, attempt: int = 1) -> None:
     """Admit the run and begin its attempt (the queue has room for it)."""
     await store.admission_round("ns", "q", datetime.now(UTC))
@@ -69,7 +72,7 @@ def test_a_sleep_frees_the_slot_and_when_it_is_over_the_run_goes_ahead_of_a_fres
         assert answer.allowed and answer.suspend and not answer.done
         assert await _state(store, sleeper.uid) == "admitted"  # the pod still runs: its slot stays
         assert (await store.admission_round("ns", "q", datetime.now(UTC))).admitted == []
-        await store.suspend(sleeper.uid)
+        await store.suspend(sleeper.uid, SUSPENDED)
         assert await _state(store, sleeper.uid) == "waiting"
         assert (await store.admission_round("ns", "q", datetime.now(UTC))).admitted == [fresh.uid]
         assert await store.wake(sleeper.uid, "nap#0") is None  # not yet
@@ -125,7 +128,7 @@ def test_the_first_completion_of_a_token_wins_and_a_completion_racing_the_suspen
             assert answer.suspend
             # Five completions race the pod's suspension; exactly one wins.
             outcomes = await asyncio.gather(
-                store.suspend(run.uid),
+                store.suspend(run.uid, SUSPENDED),
                 *(
                     store.complete_token(
                         token_id, {"n": n}, by=f"c{n}", secret=hashlib.sha256(secret.encode()).hexdigest()
@@ -169,7 +172,7 @@ def test_the_last_child_to_end_wakes_its_parent_in_the_same_transaction_and_a_de
         await store.finish(children[0].uid, "Succeeded", DAY)
         answer = await store.register_wait(parent.uid, 1, "work#0", "children", children=3)
         assert answer.suspend
-        await store.suspend(parent.uid)
+        await store.suspend(parent.uid, SUSPENDED)
         assert await _state(store, parent.uid) == "waiting"
         await store.finish(children[1].uid, "Failed", DAY)
         assert await _state(store, parent.uid) == "waiting"
@@ -208,6 +211,33 @@ def test_a_token_of_a_run_that_ended_is_refused_for_what_it_is(database: str) ->
         await store.finish(run.uid, "Cancelled", DAY)
         late = await store.complete_token("tok-00000000000000aa", {"approved": True}, by="alice", secret="h")
         assert late.outcome == "RunEnded"
+        await store.close()
+
+    asyncio.run(go())
+
+
+def test_a_wait_given_back_again_after_a_restart_releases_nothing_and_keeps_the_woken_runs_slot(
+    database: str,
+) -> None:
+    """The operator suspended attempt 1 and the woken run was admitted again, then it restarted before the
+    status said so: the plan made again from the old status must not suspend the run a second time."""
+
+    async def go() -> None:
+        store = await _store(database)
+        run = _run("nap")
+        await store.register_run(run)
+        await _start(store, run)
+        answer = await store.register_wait(
+            run.uid, 1, "nap#0", "sleep", until=datetime.now(UTC) + timedelta(seconds=0.3)
+        )
+        assert answer.suspend
+        await asyncio.sleep(0.5)
+        assert await store.suspend(run.uid, SUSPENDED) == ("ns", "q")
+        assert await _state(store, run.uid) == "queued"  # its wait was over as the pod stopped
+        assert (await store.admission_round("ns", "q", datetime.now(UTC))).admitted == [run.uid]
+        assert await store.suspend(run.uid, SUSPENDED) is None  # the same plan, made again
+        assert await _state(store, run.uid) == "admitted"
+        assert (await store.queue_stats("ns", "q")).admitted_total == 2  # its first admission and the wake's
         await store.close()
 
     asyncio.run(go())

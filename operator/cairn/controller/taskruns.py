@@ -21,6 +21,7 @@ from cairn.domain.termination import PodView
 from cairn.domain.timefmt import parse_time
 from cairn.domain.waits import ChildView
 from cairn.k8s.base import NamespaceTerminating, PodRejected
+from cairn.store.base import Ending
 
 log = logging.getLogger(__name__)
 
@@ -173,9 +174,13 @@ class TaskRunReconciler:
             else:
                 deps.kick(ns, queue)
                 log.info("run registered in queue %s", queue, extra={**context, "queue": queue})
+        ending = None
         if plan.ended is not None:
             ended = plan.ended
-            await deps.store.end_attempt(uid, ended.number, ended.exit_code, ended.reason or "")
+            ending = Ending(ended.number, ended.exit_code, ended.reason or "")
+            if not isinstance(plan.release, lifecycle.Requeue | lifecycle.Suspend):
+                # A retry or a wait ends the attempt with its release, in one transaction.
+                await deps.store.end_attempt(uid, ended.number, ended.exit_code, ended.reason or "")
             metrics.ATTEMPTS_ENDED.labels(ended.reason or "Unknown").inc()
             log.info(
                 "attempt %d ended: %s",
@@ -183,14 +188,14 @@ class TaskRunReconciler:
                 ended.reason,
                 extra={**context, "attempt": ended.number, "reason": ended.reason, "exit_code": ended.exit_code},
             )
-        if isinstance(plan.release, lifecycle.Requeue):
-            released = await deps.store.requeue(uid, plan.release.not_before)
+        if isinstance(plan.release, lifecycle.Requeue) and ending is not None:
+            released = await deps.store.requeue(uid, ending, plan.release.not_before)
             if released:
                 deps.kick(*released)
                 deps.kick(*released, at=plan.release.not_before)
                 metrics.RETRIES.labels(plan.ended.reason if plan.ended else "Unknown").inc()
-        elif isinstance(plan.release, lifecycle.Suspend):
-            released = await deps.store.suspend(uid)
+        elif isinstance(plan.release, lifecycle.Suspend) and ending is not None:
+            released = await deps.store.suspend(uid, ending)
             if released:
                 deps.kick(*released)
                 metrics.WAITS_STARTED.labels(

@@ -24,7 +24,16 @@ from cairn.domain.pace import Rate
 from cairn.domain.timefmt import format_time
 from cairn.domain.waits import WaitView
 from cairn.store import queries as q
-from cairn.store.base import Completion, PodIdentity, QueueRow, QueueStats, RoundResult, StepWrite, WaitAnswer
+from cairn.store.base import (
+    Completion,
+    Ending,
+    PodIdentity,
+    QueueRow,
+    QueueStats,
+    RoundResult,
+    StepWrite,
+    WaitAnswer,
+)
 
 log = logging.getLogger(__name__)
 CANDIDATE_LIMIT = 20_000  # queued runs considered per admission round
@@ -347,10 +356,21 @@ class PostgresStore:
             return None, Recorded()
         return _admission(r, w), _recorded(row, step_rows, token_rows) if row is not None else Recorded()
 
-    async def requeue(self, uid: str, not_before: datetime) -> tuple[str, str] | None:
-        async with self.pool.connection() as conn:
+    async def requeue(self, uid: str, ending: Ending, not_before: datetime) -> tuple[str, str] | None:
+        async with self._tx() as conn:
+            if await (await conn.execute(q.LOCK_RUN, (uid,))).fetchone() is None:
+                return None
+            if not await self._end_current(conn, uid, ending):
+                return None
             row = await (await conn.execute(q.REQUEUE, (not_before, uid))).fetchone()
         return (row[0], row[1]) if row else None
+
+    @staticmethod
+    async def _end_current(conn: psycopg.AsyncConnection[Any], uid: str, ending: Ending) -> bool:
+        """End the run's current attempt (the run's row locked); False if it is not current or ended."""
+        params = {"uid": uid, "attempt": ending.attempt, "exit_code": ending.exit_code, "reason": ending.reason}
+        row = await (await conn.execute(q.END_CURRENT_ATTEMPT, params)).fetchone()
+        return bool(row and row[0])
 
     async def finish(self, uid: str, phase: str, retention: timedelta) -> tuple[str, str] | None:
         """The run ended: its slot is free; a parent waiting for it (and its siblings) wakes in the same
@@ -462,10 +482,12 @@ class PostgresStore:
             await conn.execute(q.NOTIFY_PROGRESS, (q.PROGRESS_CHANNEL, uid))
             return WaitAnswer(allowed=True, suspend=True, until=existing[1])
 
-    async def suspend(self, uid: str) -> tuple[str, str] | None:
+    async def suspend(self, uid: str, ending: Ending) -> tuple[str, str] | None:
         """The pod stopped for its wait: the slot is free; the run waits, or queues if the wait is over."""
         async with self._tx() as conn:
             if await (await conn.execute(q.LOCK_RUN, (uid,))).fetchone() is None:
+                return None
+            if not await self._end_current(conn, uid, ending):
                 return None
             row = await (await conn.execute(q.SUSPEND_RUN, (uid,))).fetchone()
             if row is None:

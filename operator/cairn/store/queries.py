@@ -178,6 +178,19 @@ REQUEUE: LiteralString = """
 UPDATE runs SET state = 'queued', not_before = %s, wait_reason = NULL, wait_until = NULL, updated_at = now()
 WHERE uid = %s AND state = 'admitted'
 RETURNING namespace, queue"""
+# Before a slot is given back for an attempt's end (retry or wait): the attempt is the run's current one
+# and has not ended yet. A plan made again after a restart, from a status that had not landed, finds it
+# ended and gives nothing back: the slot may already hold the next attempt's admission.
+END_CURRENT_ATTEMPT: LiteralString = """
+WITH current AS (
+    SELECT 1 FROM runs r WHERE r.uid = %(uid)s AND r.state = 'admitted' AND r.attempt = %(attempt)s
+    AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.run_uid = r.uid AND a.attempt = r.attempt
+                    AND a.ended_at IS NOT NULL)
+), ended AS (
+    UPDATE attempts SET ended_at = now(), exit_code = %(exit_code)s, reason = %(reason)s
+    WHERE run_uid = %(uid)s AND attempt = %(attempt)s AND EXISTS (SELECT 1 FROM current)
+)
+SELECT count(*) FROM current"""
 LIVE_RUNS: LiteralString = """
 SELECT uid::text, namespace, queue, name FROM runs WHERE state <> 'finished' AND updated_at < %s"""
 # Bounded per call (a sweep deletes at most `batch` runs, oldest retention first), so that a backlog

@@ -14,7 +14,7 @@ from cairn.controller.cache import Body, Cache
 from cairn.controller.deps import Deps
 from cairn.domain.lifecycle import Admission, ForkSource, Recorded, Register
 from cairn.k8s.base import NamespaceTerminating, PodRejected
-from cairn.store.base import Completion, QueueRow, QueueStats, RoundResult
+from cairn.store.base import Completion, Ending, QueueRow, QueueStats, RoundResult
 from tests.unit.builders import SETTINGS, T0
 
 
@@ -80,7 +80,8 @@ class FakeStore:
     async def fork_source(self, namespace: str, name: str) -> ForkSource | None:
         return self.forks.get((namespace, name))
 
-    async def requeue(self, uid: str, not_before: datetime) -> tuple[str, str] | None:
+    async def requeue(self, uid: str, ending: Ending, not_before: datetime) -> tuple[str, str] | None:
+        self.writes.append(("end_attempt", uid, ending.attempt, ending.exit_code, ending.reason))
         self.writes.append(("requeue", uid, not_before))
         return self._where.get(uid)
 
@@ -108,7 +109,8 @@ class FakeStore:
     async def recorded(self, uid: str) -> Recorded:
         return self.recorded_by_run.get(uid, Recorded())
 
-    async def suspend(self, uid: str) -> tuple[str, str] | None:
+    async def suspend(self, uid: str, ending: Ending) -> tuple[str, str] | None:
+        self.writes.append(("end_attempt", uid, ending.attempt, ending.exit_code, ending.reason))
         self.writes.append(("suspend", uid))
         return self._where.get(uid)
 
