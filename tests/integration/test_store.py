@@ -516,7 +516,9 @@ def test_a_retry_planned_again_after_a_restart_gives_back_no_slot_and_admits_not
         await store.open()
         await store.upsert_queue(QueueRow("ns", "again", "uid", 1, None, False))
         run = _run("again")
-        assert await store.register_run(run)  # admitted as it registered
+        admitted = await store.register_run(run)
+        assert admitted is not None  # admitted as it registered: what it says is what a look reads
+        assert admitted == await store.admission(run.uid)
         await store.begin_attempt(run.uid, 1, "ns", "p-1")
         failed = Ending(1, 1, "Error")
         assert await store.requeue(run.uid, failed, NOW) == ("ns", "again")

@@ -88,6 +88,7 @@ class TaskRunReconciler:
     async def reconcile(self, uid: str) -> None:
         # A run admitted as it registered goes on to its pod in the same reconcile: back in the work
         # queue it would wait behind every event queued meanwhile (the path to a new run's first pod).
+        admitted: lifecycle.Admission | None = None
         for _ in range(2):
             body = self.deps.cache.taskruns.get(uid)
             if body is None:
@@ -100,8 +101,9 @@ class TaskRunReconciler:
                 except ValidationError as e:
                     await self._unreadable(uid, body, e)
                     return
-                view = await self._view(uid, run)
-                if not await self._apply(uid, body, view, lifecycle.plan(view, self.deps.lifecycle), run):
+                view = await self._view(uid, run, admitted)
+                admitted = await self._apply(uid, body, view, lifecycle.plan(view, self.deps.lifecycle), run)
+                if admitted is None:
                     return
 
     async def _forget(self, uid: str) -> None:
@@ -112,7 +114,9 @@ class TaskRunReconciler:
         if released:
             self.deps.kick(*released)
 
-    async def _view(self, uid: str, run: TaskRun) -> lifecycle.RunView:
+    async def _view(self, uid: str, run: TaskRun, admitted: lifecycle.Admission | None = None) -> lifecycle.RunView:
+        """admitted: the admission its registration just wrote (nothing recorded yet, unless a fork's
+        copies), read from no store."""
         deps = self.deps
         ns = run.metadata.namespace or ""
         task_body = deps.cache.tasks.get((ns, run.spec.task_ref.name))
@@ -124,7 +128,11 @@ class TaskRunReconciler:
                 log.warning("Task %s/%s does not parse; treating it as missing", ns, run.spec.task_ref.name)
         pods = {attempt: PodView.parse(pod, attempt) for attempt, pod in deps.cache.pods.get(uid, {}).items()}
         children = tuple(_child_view(c) for c in deps.cache.children_of(uid))
-        admission, recorded = await deps.store.look(uid)
+        admission: lifecycle.Admission | None
+        if admitted is not None and run.spec.from_ is None:
+            admission, recorded = admitted, lifecycle.Recorded()
+        else:
+            admission, recorded = await deps.store.look(uid)
         # A fork is looked up once, to register it: afterwards the store has its copies.
         fork = None
         if admission is None and run.spec.from_ is not None:
@@ -155,20 +163,21 @@ class TaskRunReconciler:
 
     async def _apply(
         self, uid: str, body: Body, view: lifecycle.RunView | None, plan: lifecycle.Plan, run: TaskRun | None
-    ) -> bool:
-        """Write the plan; True: the run was admitted as it registered, and is to be looked at again now."""
+    ) -> lifecycle.Admission | None:
+        """Write the plan; the run's admission if it was admitted as it registered, and is to be looked at
+        again now."""
         deps = self.deps
-        again = False
+        again: lifecycle.Admission | None = None
         ns, name = key_of(body)
         now = view.now if view is not None else deps.clock()
         context = {"namespace": ns, "run": name, "run_uid": uid}
         if plan.register is not None:
             queue = plan.register.queue
-            if await deps.store.register_run(plan.register):
+            again = await deps.store.register_run(plan.register)
+            if again is not None:
                 # Admitted as it registered (the queue had room): on to its first pod, no round.
                 faults.point("operator.after_slot_taken")
                 metrics.ADMISSIONS.inc()
-                again = True
                 deps.queue_status(ns, queue)
                 log.info("run registered and admitted in queue %s", queue, extra={**context, "queue": queue})
             else:
@@ -237,12 +246,12 @@ class TaskRunReconciler:
                 await deps.kube.create_pod(plan.create_pod.body)
             except NamespaceTerminating:
                 log.info("not starting %s/%s: its namespace is being deleted", ns, name)
-                return False
+                return None
             except PodRejected as e:
                 # Decided by the domain, from the next view: the run fails, nothing else is written.
                 self._rejected[uid] = (attempt, str(e))
                 deps.reconcile_run(uid)
-                return False
+                return None
             faults.point("operator.after_pod_created")
             if attempt == 1 and run is not None:
                 _observe_admission_wait(run, now)

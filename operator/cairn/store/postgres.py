@@ -256,9 +256,10 @@ class PostgresStore:
         return (row[0], row[1]) if row else (None, 0)
 
     # -- runs ------------------------------------------------------------------------------------
-    async def register_run(self, run: Register) -> bool:
-        """Put the run in its queue's line; True: it was admitted at once (its queue had room, no run
-        waited ahead of it, no rate or delay applied), so its first pod needs no admission round.
+    async def register_run(self, run: Register) -> Admission | None:
+        """Put the run in its queue's line; its admission if it was admitted at once (its queue had room,
+        no run waited ahead of it, no rate or delay applied), so its first pod needs no admission round
+        (and no read of what was just written).
 
         Under the queue's row lock, as an admission round: two registrations never both take the last
         slot or the last place below maxQueued (past it the run is recorded as rejected, and its
@@ -274,7 +275,7 @@ class PostgresStore:
                 else:
                     await conn.execute(q.REGISTER_RUN, params)
                 await self._after_register(conn, run)
-                return False
+                return None
             got = await (
                 await conn.execute(
                     q.REGISTER_AND_ADMIT,
@@ -287,7 +288,9 @@ class PostgresStore:
                 )
             ).fetchone()
             await self._after_register(conn, run)
-            return got is not None and got[0] == "admitted"
+            if got is None or got[0] != "admitted":
+                return None
+            return Admission(state="admitted", queue=run.queue, snapshot=run.snapshot, limits=limits)
 
     @staticmethod
     async def _after_register(conn: psycopg.AsyncConnection[Any], run: Register) -> None:

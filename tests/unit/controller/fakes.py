@@ -63,11 +63,13 @@ class FakeStore:
     async def queue_stats(self, namespace: str, queue: str) -> QueueStats:
         return self.stats
 
-    async def register_run(self, run: Register) -> bool:
+    async def register_run(self, run: Register) -> Admission | None:
         self.writes.append(("register_run", run))
-        if self.admit_on_register:
-            self.admit(run.uid, run.namespace, Admission(state="admitted", queue=run.queue, snapshot=run.snapshot))
-        return self.admit_on_register
+        if not self.admit_on_register:
+            return None
+        admitted = Admission(state="admitted", queue=run.queue, snapshot=run.snapshot)
+        self.admit(run.uid, run.namespace, admitted)
+        return admitted
 
     async def admission(self, uid: str) -> Admission | None:
         return self.runs.get(uid)
