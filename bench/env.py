@@ -322,6 +322,26 @@ def real_task_template(command: list[str]) -> Body:
     }
 
 
+def _on_simulated_node(template: Body, delay: str) -> Body:
+    """The template, for a KWOK node that ends its pod after `delay` (exit code 0)."""
+    sim = simulated_template(delay)
+    meta = template.setdefault("metadata", {})
+    meta.setdefault("labels", {}).update(sim["metadata"]["labels"])
+    meta.setdefault("annotations", {}).update(sim["metadata"]["annotations"])
+    template["spec"]["tolerations"] = sim["spec"]["tolerations"]
+    template["spec"]["nodeSelector"] = sim["spec"]["nodeSelector"]
+    return template
+
+
+def simulated_pod_template(delay: str) -> Body:
+    """real_pod_template (what Cairn renders for real_task_template), on a simulated node."""
+    return _on_simulated_node(real_pod_template(["sleep", "2"]), delay)
+
+
+def simulated_task_template(delay: str) -> Body:
+    return _on_simulated_node(real_task_template(["sleep", "2"]), delay)
+
+
 def simulated_job_template(delay: str) -> Body:
     template = simulated_template(delay)
     template["metadata"]["labels"]["bench.cairn.dev/job"] = "true"
