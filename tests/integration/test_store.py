@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 import threading
 import time
@@ -533,6 +534,32 @@ def test_a_retry_planned_again_after_a_restart_gives_back_no_slot_and_admits_not
         async with store.pool.connection() as conn:
             history = await (await conn.execute(q.RUN_HISTORY_ATTEMPTS, (run.uid,))).fetchall()
         assert [(a[0], a[4], a[5]) for a in history] == [(1, 1, "Error"), (2, 1, "Error")]
+        await store.close()
+
+    asyncio.run(go())
+
+
+def test_a_run_admitted_as_it_registers_has_its_first_attempt_begun_in_the_same_transaction(database: str) -> None:
+    """So that its pod can be created at once (and record as soon as it runs); a run that only queues
+    begins nothing, and its first attempt begins when its pod is about to be created."""
+    asyncio.run(migrate(database))
+
+    async def go() -> None:
+        store = PostgresStore(database, name="first")
+        await store.open()
+        await store.upsert_queue(QueueRow("ns", "one", "uid", 1, None, False))
+        first, second = _run("one"), _run("one")
+        first = dataclasses.replace(first, first_pod=f"{first.name}-1", labels=(("team", "a"),))
+        second = dataclasses.replace(second, first_pod=f"{second.name}-1")
+        assert await store.register_run(first) is not None
+        assert await store.register_run(second) is None  # the queue is full: it waits
+        pod = await store.resolve_pod("ns", f"{first.name}-1")
+        assert pod is not None and (pod.run_uid, pod.attempt, pod.may_record) == (first.uid, 1, True)
+        assert await store.resolve_pod("ns", f"{second.name}-1") is None
+        assert await store.register_run(first) is None  # registered before: nothing is written again
+        async with store.pool.connection() as conn:
+            row = await (await conn.execute("SELECT labels FROM runs WHERE uid = %s", (first.uid,))).fetchone()
+        assert row is not None and row[0] == {"team": "a"}  # written with the row, in the same statement
         await store.close()
 
     asyncio.run(go())

@@ -173,6 +173,7 @@ def test_valid_run_is_registered_in_its_tasks_queue_with_a_snapshot_of_the_task(
         key="tenant-a",
         created=T0,
         snapshot=snapshot(t),
+        first_pod="video-42-1",  # begun with the registration if the queue admits it at once
     )
     assert p.create_pod is None
     assert p.release is None

@@ -102,7 +102,10 @@ class TaskRunReconciler:
                     await self._unreadable(uid, body, e)
                     return
                 view = await self._view(uid, run, admitted)
-                admitted = await self._apply(uid, body, view, lifecycle.plan(view, self.deps.lifecycle), run)
+                plan = lifecycle.plan(view, self.deps.lifecycle)
+                # Its registration began the first attempt too: its pod is created without a second write.
+                begun = admitted is not None
+                admitted = await self._apply(uid, body, view, plan, run, first_begun=begun)
                 if admitted is None:
                     return
 
@@ -162,7 +165,14 @@ class TaskRunReconciler:
         await self._apply(uid, body, None, plan, None)
 
     async def _apply(
-        self, uid: str, body: Body, view: lifecycle.RunView | None, plan: lifecycle.Plan, run: TaskRun | None
+        self,
+        uid: str,
+        body: Body,
+        view: lifecycle.RunView | None,
+        plan: lifecycle.Plan,
+        run: TaskRun | None,
+        *,
+        first_begun: bool = False,
     ) -> lifecycle.Admission | None:
         """Write the plan; the run's admission if it was admitted as it registered, and is to be looked at
         again now."""
@@ -241,7 +251,8 @@ class TaskRunReconciler:
             await deps.kube.annotate_pod(ns, *plan.annotate_pod)
         if plan.create_pod is not None:
             attempt = plan.create_pod.attempt
-            await deps.store.begin_attempt(uid, attempt, ns, plan.create_pod.name)
+            if not (first_begun and attempt == 1):
+                await deps.store.begin_attempt(uid, attempt, ns, plan.create_pod.name)
             try:
                 await deps.kube.create_pod(plan.create_pod.body)
             except NamespaceTerminating:

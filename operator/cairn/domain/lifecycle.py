@@ -136,6 +136,7 @@ class Register:
     not_before: datetime | None = None  # spec.delay or spec.notBefore: not admitted before then
     fork: tuple[str, str] | None = None  # (source uid, step key): copy the source's steps recorded before it
     labels: tuple[tuple[str, str], ...] = ()  # the TaskRun's labels, kept with its history
+    first_pod: str | None = None  # its first attempt's pod: begun with the registration if admitted at once
 
 
 @dataclass(frozen=True)
@@ -394,6 +395,7 @@ def _register(b: _Builder) -> Plan:
         not_before=_not_before(run.spec, created),
         fork=fork,
         labels=tuple(sorted((run.metadata.labels or {}).items())),
+        first_pod=naming.pod_name(run.metadata.name, 1),
     )
     if b.old.reason == TASK_NOT_FOUND:
         b.set(reason="Queued", message=f'waiting for a slot in queue "{queue}"')

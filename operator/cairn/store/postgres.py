@@ -259,44 +259,25 @@ class PostgresStore:
     async def register_run(self, run: Register) -> Admission | None:
         """Put the run in its queue's line; its admission if it was admitted at once (its queue had room,
         no run waited ahead of it, no rate or delay applied), so its first pod needs no admission round
-        (and no read of what was just written).
+        (and no read of what was just written). Then its first attempt (run.first_pod) is begun too.
 
         Under the queue's row lock, as an admission round: two registrations never both take the last
         slot or the last place below maxQueued (past it the run is recorded as rejected, and its
         reconciler ends it). A queue that paces or is paused, a run for later, or a queue that does not
-        exist (yet) go through the rounds."""
+        exist (yet) go through the rounds. One round trip: the statements and the commit are sent
+        together (a pipeline), each statement seeing what the one before it locked."""
         params = self._register_params(run)
-        async with self._tx() as conn:
-            row = await (await conn.execute(q.LOCK_QUEUE, (run.namespace, run.queue))).fetchone()
-            limits = _limits(row) if row else None
-            if limits is None or limits.paused or limits.rate or limits.key_rate or run.not_before is not None:
-                if limits is not None and limits.max_queued is not None:
-                    await conn.execute(q.REGISTER_CAPPED, {**params, "cap": limits.max_queued})
-                else:
-                    await conn.execute(q.REGISTER_RUN, params)
-                await self._after_register(conn, run)
-                return None
-            got = await (
-                await conn.execute(
-                    q.REGISTER_AND_ADMIT,
-                    {
-                        **params,
-                        "limit": limits.concurrency_limit,
-                        "per_key": limits.per_key_limit,
-                        "cap": limits.max_queued,
-                    },
-                )
-            ).fetchone()
-            await self._after_register(conn, run)
-            if got is None or got[0] != "admitted":
-                return None
-            return Admission(state="admitted", queue=run.queue, snapshot=run.snapshot, limits=limits)
-
-    @staticmethod
-    async def _after_register(conn: psycopg.AsyncConnection[Any], run: Register) -> None:
-        if run.labels:
-            await conn.execute(q.SET_LABELS, (Jsonb(dict(run.labels)), run.uid))
-        await PostgresStore._copy_fork_steps(conn, run)
+        async with self.pool.connection() as conn:
+            async with conn.pipeline(), conn.transaction():
+                locked = await conn.execute(q.LOCK_QUEUE, (run.namespace, run.queue))
+                registered = await conn.execute(q.REGISTER, params)
+                if run.first_pod is not None:
+                    await conn.execute(q.BEGIN_FIRST_ATTEMPT, {"uid": run.uid, "pod": run.first_pod})
+                await self._copy_fork_steps(conn, run)
+            row, got = await locked.fetchone(), await registered.fetchone()
+        if got is None or got[0] != "admitted":
+            return None
+        return Admission(state="admitted", queue=run.queue, snapshot=run.snapshot, limits=_limits(row) if row else None)
 
     @staticmethod
     async def _copy_fork_steps(conn: psycopg.AsyncConnection[Any], run: Register) -> None:
@@ -332,6 +313,7 @@ class PostgresStore:
             "parent_step": run.parent[1] if run.parent else None,
             "parent_index": run.parent[2] if run.parent else None,
             "not_before": run.not_before,
+            "labels": Jsonb(dict(run.labels)) if run.labels else None,
         }
 
     async def admission(self, uid: str) -> Admission | None:

@@ -98,12 +98,6 @@ SELECT
 FROM runs WHERE namespace = %(namespace)s AND queue = %(queue)s AND state <> 'finished'"""
 
 # -- runs -------------------------------------------------------------------------------------------
-REGISTER_RUN: LiteralString = """
-INSERT INTO runs (uid, namespace, name, task, queue, priority, concurrency_key, created_at, state, snapshot, payload,
-                  parent_uid, parent_step, parent_index, not_before)
-VALUES (%(uid)s, %(namespace)s, %(name)s, %(task)s, %(queue)s, %(priority)s, %(key)s, %(created)s, 'queued',
-        %(snapshot)s, %(payload)s, %(parent_uid)s, %(parent_step)s, %(parent_index)s, %(not_before)s)
-ON CONFLICT (uid) DO NOTHING"""
 # A fork (TaskRun spec.from): the run of that name the store knows last, and the keys it recorded.
 FORK_SOURCE: LiteralString = """
 SELECT uid::text, task, payload, snapshot FROM runs WHERE namespace = %s AND name = %s
@@ -119,41 +113,38 @@ WHERE s.run_uid = %(source)s
   -- a step the source never reached (the one it failed in): all it recorded
   AND s.seq < coalesce((SELECT seq FROM steps WHERE run_uid = %(source)s AND step_key = %(step)s), 2147483647)
 ON CONFLICT (run_uid, step_key) DO NOTHING"""
-# Past maxQueued the run is recorded as rejected (ended, nothing held), so its reconciler ends it.
-REGISTER_CAPPED: LiteralString = """
-INSERT INTO runs (uid, namespace, name, task, queue, priority, concurrency_key, created_at, state, snapshot, payload,
-                  parent_uid, parent_step, parent_index, not_before, wait_reason)
-SELECT %(uid)s, %(namespace)s, %(name)s, %(task)s, %(queue)s, %(priority)s, %(key)s, %(created)s,
-       CASE WHEN d.n >= %(cap)s THEN 'finished' ELSE 'queued' END,
-       %(snapshot)s, %(payload)s, %(parent_uid)s, %(parent_step)s, %(parent_index)s, %(not_before)s,
-       CASE WHEN d.n >= %(cap)s THEN 'Rejected' END
-FROM (SELECT count(*) AS n FROM runs WHERE namespace = %(namespace)s AND queue = %(queue)s AND state = 'queued') d
-ON CONFLICT (uid) DO NOTHING"""
-# A new run where its queue has room (and no run waits ahead of it, no rate paces it): admitted as it
-# is registered, in the transaction that holds the queue's row lock (LOCK_QUEUE first), so the first
-# pod is one reconcile away. Without room it is queued, or past maxQueued recorded as rejected.
-# Returns the state it was given.
-REGISTER_AND_ADMIT: LiteralString = """
-WITH here AS (
+# A new run, after its queue's row is locked (LOCK_QUEUE, a statement of its own so that the counts here
+# see every admission committed before the lock): admitted as it is registered where its queue has
+# room (and no run waits ahead of it, no rate paces it, no pause or delay holds it), so that the first
+# pod is one reconcile away; past maxQueued recorded as rejected (ended, nothing held), so that its
+# reconciler ends it; else queued, as it is where the Queue does not exist (yet). Returns the state it
+# was given; nothing if the store had the run already.
+REGISTER: LiteralString = """
+WITH q AS (
+    SELECT concurrency_limit, per_key_limit, paused, rate_limit, key_rate_limit, max_queued FROM queues
+    WHERE namespace = %(namespace)s AND name = %(queue)s
+), depth AS (
+    SELECT count(*) FILTER (WHERE state = 'admitted') AS admitted,
+           count(*) FILTER (WHERE state = 'admitted' AND concurrency_key = %(key)s::text) AS admitted_of_key,
+           count(*) FILTER (WHERE state = 'queued') AS queued
+    FROM runs WHERE namespace = %(namespace)s AND queue = %(queue)s AND state IN ('admitted', 'queued')
+), here AS (
     SELECT
-        (SELECT count(*) FROM runs WHERE namespace = %(namespace)s AND queue = %(queue)s AND state = 'admitted')
-            < %(limit)s
-        AND (%(per_key)s::integer IS NULL OR %(key)s::text IS NULL OR
-             (SELECT count(*) FROM runs WHERE namespace = %(namespace)s AND queue = %(queue)s AND state = 'admitted'
-              AND concurrency_key = %(key)s) < %(per_key)s)
-        AND NOT EXISTS (SELECT 1 FROM runs WHERE namespace = %(namespace)s AND queue = %(queue)s AND state = 'queued')
-        AS room,
-        %(cap)s::integer IS NOT NULL AND
-        (SELECT count(*) FROM runs WHERE namespace = %(namespace)s AND queue = %(queue)s AND state = 'queued')
-            >= %(cap)s AS full
+        coalesce(NOT q.paused AND q.rate_limit IS NULL AND q.key_rate_limit IS NULL
+                 AND %(not_before)s::timestamptz IS NULL
+                 AND depth.admitted < q.concurrency_limit
+                 AND (q.per_key_limit IS NULL OR %(key)s::text IS NULL OR depth.admitted_of_key < q.per_key_limit)
+                 AND depth.queued = 0, false) AS room,
+        coalesce(depth.queued >= q.max_queued, false) AS full
+    FROM depth LEFT JOIN q ON true
 ), added AS (
     INSERT INTO runs (uid, namespace, name, task, queue, priority, concurrency_key, created_at, state, admitted_at,
-                      snapshot, payload, parent_uid, parent_step, parent_index, not_before, wait_reason)
+                      snapshot, payload, parent_uid, parent_step, parent_index, not_before, wait_reason, labels)
     SELECT %(uid)s, %(namespace)s, %(name)s, %(task)s, %(queue)s, %(priority)s, %(key)s, %(created)s,
            CASE WHEN here.room THEN 'admitted' WHEN here.full THEN 'finished' ELSE 'queued' END,
            CASE WHEN here.room THEN now() END,
            %(snapshot)s, %(payload)s, %(parent_uid)s, %(parent_step)s, %(parent_index)s, %(not_before)s,
-           CASE WHEN NOT here.room AND here.full THEN 'Rejected' END
+           CASE WHEN NOT here.room AND here.full THEN 'Rejected' END, %(labels)s
     FROM here
     ON CONFLICT (uid) DO NOTHING
     RETURNING state
@@ -162,6 +153,17 @@ WITH here AS (
     WHERE namespace = %(namespace)s AND name = %(queue)s AND EXISTS (SELECT 1 FROM added WHERE state = 'admitted')
 )
 SELECT state FROM added"""
+# In the registration's transaction, after REGISTER: a run admitted by it (admitted_at is this
+# transaction's now()) begins its first attempt, as begin_attempt would before its pod is created.
+BEGIN_FIRST_ATTEMPT: LiteralString = """
+WITH fence AS (
+    UPDATE runs SET attempt = 1, updated_at = now()
+    WHERE uid = %(uid)s AND state = 'admitted' AND attempt < 1 AND admitted_at = now()
+    RETURNING uid, namespace
+)
+INSERT INTO attempts (run_uid, attempt, namespace, pod_name)
+SELECT uid, 1, namespace, %(pod)s FROM fence
+ON CONFLICT (run_uid, attempt) DO NOTHING"""
 QUEUE_DEPTH: LiteralString = """
 SELECT q.max_queued,
        CASE WHEN q.max_queued IS NULL THEN 0  -- unbounded: no need to count
@@ -211,7 +213,6 @@ DELETE FROM runs WHERE uid IN (
     WHERE n > %(keep)s LIMIT %(batch)s
 )"""
 MARK_DELETED: LiteralString = "UPDATE runs SET deleted_at = coalesce(deleted_at, now()) WHERE uid = %s"
-SET_LABELS: LiteralString = "UPDATE runs SET labels = %s WHERE uid = %s"
 
 # -- attempts ---------------------------------------------------------------------------------------
 BEGIN_ATTEMPT: LiteralString = """

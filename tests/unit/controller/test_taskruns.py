@@ -49,6 +49,7 @@ def test_a_new_run_of_an_existing_task_is_registered_in_its_queue_and_an_admissi
         key=None,
         created=T0,
         snapshot=snapshot(task()),
+        first_pod="video-42-1",
     )
     assert (ADMISSION, (NAMESPACE, "default"), 0.0) in w.enqueued.calls
     assert w.kube.status_patches() == []  # nothing to say until the store has its row
@@ -269,7 +270,8 @@ def test_a_run_admitted_as_it_registers_creates_its_pod_in_the_same_reconcile_wi
     w.store.admit_on_register = True
     with_run(w)
     reconcile(w)
-    assert w.store.names()[:2] == ["register_run", "begin_attempt"]
+    # Its registration began the first attempt: the pod follows with no other write to the store.
+    assert w.store.names()[:1] == ["register_run"] and "begin_attempt" not in w.store.names()
     assert w.kube.names().count("create_pod") == 1  # its first pod, from the same reconcile
     assert w.store.looks == 1  # one look to register; the start reads what the registration wrote
     assert not [c for c in w.enqueued.calls if c[0] == ADMISSION or c[:3] == (TASKRUNS, RUN_UID, 0.0)]
