@@ -45,6 +45,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.posting.enabled = False  # Cairn posts its own events, about runs, not handlers
     settings.peering.standalone = True  # admission is serialised in PostgreSQL, not by peering
     settings.scanning.disabled = True
+    # Kinds watched only for Cairn's own objects (pods) are selected by the API server: kopf filters a
+    # handler's labels in the operator, after parsing and diffing every pod of the namespace (a Job's
+    # pods included), on the loop that creates Cairn's pods.
+    for watch in registry.WATCHES:
+        if watch.present:
+            settings.watching.label_selectors[watch.group or "v1", watch.plural] = ",".join(watch.present)
     # Our event handlers only update the cache and queue a reconcile, so a per-object worker has no
     # reason to wait for more events: with kopf's 5 s idle timeout, 64 workers admitted ~13 new
     # objects a second (a burst of 10,000 TaskRuns took 13 minutes to be seen).
