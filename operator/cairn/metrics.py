@@ -9,6 +9,10 @@ RUNS_FINISHED = Counter("cairn_runs_finished_total", "Runs that reached a final 
 ATTEMPTS_ENDED = Counter("cairn_attempts_ended_total", "Attempts (pods) that ended, by reason.", ["reason"])
 RETRIES = Counter("cairn_retries_total", "Attempts retried, by the reason the previous one ended.", ["reason"])
 ADMISSIONS = Counter("cairn_admissions_total", "Runs admitted by their queue.")
+REGISTRATIONS_KNOWN = Counter(
+    "cairn_registrations_known_total",
+    "Runs presumed new (no phase) whose registration found them in the store already: looked up again.",
+)
 ADMISSION_WAIT = Histogram(
     "cairn_admission_wait_seconds",
     "Time from TaskRun creation to its first pod.",

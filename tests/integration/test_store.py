@@ -133,7 +133,9 @@ class AdmissionMachine(RuleBasedStateMachine):
     def arrive(self, priority: int, key: str | None, age: int) -> None:
         run = _run(self.queue, priority, key, NOW - timedelta(seconds=age))
         before = len(self._do(_admitted(self.store, self.queue)))
-        admitted_at_once = self._do(self.store.register_run(run))
+        registration = self._do(self.store.register_run(run))
+        assert not registration.known  # a new uid
+        admitted_at_once = registration.admitted is not None
         self.keys[run.uid] = key
         if admitted_at_once:
             # Only where the queue had room and no run waited ahead of it.
@@ -373,8 +375,8 @@ def test_every_terminal_path_releases_the_slot(database: str, path: str) -> None
         await store.open()
         await store.upsert_queue(QueueRow("ns", "r", "uid", 1, None, False))
         a, b = _run("r"), _run("r", created=NOW + timedelta(seconds=1))
-        assert await store.register_run(a)  # the queue had room: admitted as it registered
-        assert not await store.register_run(b)
+        assert (await store.register_run(a)).admitted  # the queue had room: admitted as it registered
+        assert (await store.register_run(b)).admitted is None
         assert (await store.admission_round("ns", "r", NOW)).admitted == []
         if path == "finish":
             await store.finish(a.uid, "Failed", timedelta(days=1))
@@ -517,7 +519,7 @@ def test_a_retry_planned_again_after_a_restart_gives_back_no_slot_and_admits_not
         await store.open()
         await store.upsert_queue(QueueRow("ns", "again", "uid", 1, None, False))
         run = _run("again")
-        admitted = await store.register_run(run)
+        admitted = (await store.register_run(run)).admitted
         assert admitted is not None  # admitted as it registered: what it says is what a look reads
         assert admitted == await store.admission(run.uid)
         await store.begin_attempt(run.uid, 1, "ns", "p-1")
@@ -551,12 +553,15 @@ def test_a_run_admitted_as_it_registers_has_its_first_attempt_begun_in_the_same_
         first, second = _run("one"), _run("one")
         first = dataclasses.replace(first, first_pod=f"{first.name}-1", labels=(("team", "a"),))
         second = dataclasses.replace(second, first_pod=f"{second.name}-1")
-        assert await store.register_run(first) is not None
-        assert await store.register_run(second) is None  # the queue is full: it waits
+        assert (await store.register_run(first)).admitted is not None
+        waits = await store.register_run(second)
+        assert waits.admitted is None and not waits.known  # the queue is full: it waits
         pod = await store.resolve_pod("ns", f"{first.name}-1")
         assert pod is not None and (pod.run_uid, pod.attempt, pod.may_record) == (first.uid, 1, True)
         assert await store.resolve_pod("ns", f"{second.name}-1") is None
-        assert await store.register_run(first) is None  # registered before: nothing is written again
+        again = await store.register_run(first)
+        assert again.known and again.admitted is None  # registered before: nothing is written again
+        assert (await store.register_run(second)).known  # a queued run too
         async with store.pool.connection() as conn:
             row = await (await conn.execute("SELECT labels FROM runs WHERE uid = %s", (first.uid,))).fetchone()
         assert row is not None and row[0] == {"team": "a"}  # written with the row, in the same statement

@@ -21,7 +21,7 @@ from cairn.domain.termination import PodView
 from cairn.domain.timefmt import parse_time
 from cairn.domain.waits import ChildView
 from cairn.k8s.base import NamespaceTerminating, PodRejected
-from cairn.store.base import Ending
+from cairn.store.base import Ending, Registration
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +84,15 @@ class TaskRunReconciler:
         # carries it and the domain ends the run; kept in memory only, since after a restart the
         # create is refused again.
         self._rejected: dict[str, tuple[int, str]] = {}
+        # Runs with no phase yet not to be presumed new (see _presumed_new): registered or looked up
+        # here. A phase, a deletion or an end takes them out, so it holds only runs in between.
+        self._known: set[str] = set()
 
     async def reconcile(self, uid: str) -> None:
         # A run admitted as it registered goes on to its pod in the same reconcile: back in the work
         # queue it would wait behind every event queued meanwhile (the path to a new run's first pod).
         admitted: lifecycle.Admission | None = None
-        for _ in range(2):
+        for _ in range(3):
             body = self.deps.cache.taskruns.get(uid)
             if body is None:
                 if uid in self.deps.cache.deleted_runs:
@@ -101,25 +104,74 @@ class TaskRunReconciler:
                 except ValidationError as e:
                     await self._unreadable(uid, body, e)
                     return
-                view = await self._view(uid, run, admitted)
+                presumed = admitted is None and self._presumed_new(uid, run)
+                view = await self._view(uid, run, admitted, presumed_new=presumed)
                 plan = lifecycle.plan(view, self.deps.lifecycle)
+                if presumed and plan.register is None:
+                    # Presumed new, it is not to be registered (its Task is missing, its payload
+                    # unreadable...): that is decided from what the store has, not from a guess.
+                    self._known.add(uid)
+                    continue
                 # Its registration began the first attempt too: its pod is created without a second write.
                 begun = admitted is not None
-                admitted = await self._apply(uid, body, view, plan, run, first_begun=begun)
+                if plan.register is not None:
+                    registration = await self._register(uid, body, plan.register)
+                    if registration.known:
+                        # The store had it (a status written before a restart that never landed):
+                        # the plan was made from a guess; none of it is applied.
+                        continue
+                    admitted = registration.admitted
+                else:
+                    admitted = None
+                await self._apply(uid, body, view, plan, run, first_begun=begun)
                 if admitted is None:
                     return
+        else:
+            self.deps.reconcile_run(uid)  # three looks and still more to do (a race): once more, queued
+
+    def _presumed_new(self, uid: str, run: TaskRun) -> bool:
+        """A run with no phase that this operator has not registered nor looked up: new, most likely
+        (created a moment ago). Its registration is tried without reading the store first (one round
+        trip on the path to its first pod, not two); the store says if it had it after all."""
+        if run.status is not None and run.status.phase is not None:
+            self._known.discard(uid)  # its status says what it is from now on
+            return False
+        return run.spec.from_ is None and uid not in self._known
+
+    async def _register(self, uid: str, body: Body, register: lifecycle.Register) -> Registration:
+        deps = self.deps
+        ns, name = key_of(body)
+        context = {"namespace": ns, "run": name, "run_uid": uid}
+        registration = await deps.store.register_run(register)
+        self._known.add(uid)
+        queue = register.queue
+        if registration.known:
+            metrics.REGISTRATIONS_KNOWN.inc()
+        elif registration.admitted is not None:
+            # Admitted as it registered (the queue had room): on to its first pod, no round.
+            faults.point("operator.after_slot_taken")
+            metrics.ADMISSIONS.inc()
+            deps.queue_status(ns, queue)
+            log.info("run registered and admitted in queue %s", queue, extra={**context, "queue": queue})
+        else:
+            deps.kick(ns, queue)
+            log.info("run registered in queue %s", queue, extra={**context, "queue": queue})
+        return registration
 
     async def _forget(self, uid: str) -> None:
         """The TaskRun was deleted: release its slot (its pods go with it, by owner reference)."""
         released = await self.deps.store.forget(uid, self.deps.settings.retention_default.delta)
         self.deps.cache.deleted_runs.discard(uid)
         self._rejected.pop(uid, None)
+        self._known.discard(uid)
         if released:
             self.deps.kick(*released)
 
-    async def _view(self, uid: str, run: TaskRun, admitted: lifecycle.Admission | None = None) -> lifecycle.RunView:
+    async def _view(
+        self, uid: str, run: TaskRun, admitted: lifecycle.Admission | None = None, *, presumed_new: bool = False
+    ) -> lifecycle.RunView:
         """admitted: the admission its registration just wrote (nothing recorded yet, unless a fork's
-        copies), read from no store."""
+        copies), read from no store. presumed_new: the store is not read either (see _presumed_new)."""
         deps = self.deps
         ns = run.metadata.namespace or ""
         task_body = deps.cache.tasks.get((ns, run.spec.task_ref.name))
@@ -134,8 +186,12 @@ class TaskRunReconciler:
         admission: lifecycle.Admission | None
         if admitted is not None and run.spec.from_ is None:
             admission, recorded = admitted, lifecycle.Recorded()
+        elif presumed_new:
+            admission, recorded = None, lifecycle.Recorded()
         else:
             admission, recorded = await deps.store.look(uid)
+            if admission is not None:
+                self._known.add(uid)
         # A fork is looked up once, to register it: afterwards the store has its copies.
         fork = None
         if admission is None and run.spec.from_ is not None:
@@ -173,26 +229,12 @@ class TaskRunReconciler:
         run: TaskRun | None,
         *,
         first_begun: bool = False,
-    ) -> lifecycle.Admission | None:
-        """Write the plan; the run's admission if it was admitted as it registered, and is to be looked at
-        again now."""
+    ) -> None:
+        """Write the plan (its registration, if any, is written before: see reconcile)."""
         deps = self.deps
-        again: lifecycle.Admission | None = None
         ns, name = key_of(body)
         now = view.now if view is not None else deps.clock()
         context = {"namespace": ns, "run": name, "run_uid": uid}
-        if plan.register is not None:
-            queue = plan.register.queue
-            again = await deps.store.register_run(plan.register)
-            if again is not None:
-                # Admitted as it registered (the queue had room): on to its first pod, no round.
-                faults.point("operator.after_slot_taken")
-                metrics.ADMISSIONS.inc()
-                deps.queue_status(ns, queue)
-                log.info("run registered and admitted in queue %s", queue, extra={**context, "queue": queue})
-            else:
-                deps.kick(ns, queue)
-                log.info("run registered in queue %s", queue, extra={**context, "queue": queue})
         ending = None
         if plan.ended is not None:
             ended = plan.ended
@@ -225,6 +267,7 @@ class TaskRunReconciler:
             released = await deps.store.finish(uid, plan.release.phase.value, self._retention(view))
             faults.point("operator.after_release")
             self._rejected.pop(uid, None)
+            self._known.discard(uid)
             if released:
                 deps.kick(*released)
                 metrics.RUNS_FINISHED.labels(plan.release.phase.value).inc()
@@ -257,12 +300,12 @@ class TaskRunReconciler:
                 await deps.kube.create_pod(plan.create_pod.body)
             except NamespaceTerminating:
                 log.info("not starting %s/%s: its namespace is being deleted", ns, name)
-                return None
+                return
             except PodRejected as e:
                 # Decided by the domain, from the next view: the run fails, nothing else is written.
                 self._rejected[uid] = (attempt, str(e))
                 deps.reconcile_run(uid)
-                return None
+                return
             faults.point("operator.after_pod_created")
             if attempt == 1 and run is not None:
                 _observe_admission_wait(run, now)
@@ -284,7 +327,6 @@ class TaskRunReconciler:
             await deps.kube.delete_taskrun(ns, name)
         if plan.recheck_at is not None:
             deps.reconcile_run(uid, max(0.0, (plan.recheck_at - deps.clock()).total_seconds()))
-        return again
 
     def _retention(self, view: lifecycle.RunView | None) -> timedelta:
         snapshot = view.admission.snapshot if view is not None and view.admission else None

@@ -35,6 +35,16 @@ class RoundResult:
 
 
 @dataclass(frozen=True)
+class Registration:
+    """What registering a run did. `known`: the store had the run already and wrote nothing (the view
+    that planned the registration presumed a new run; look again). Otherwise `admitted` is the run's
+    admission when its queue had room at once, None when it waits for a round."""
+
+    known: bool = False
+    admitted: Admission | None = None
+
+
+@dataclass(frozen=True)
 class Ending:
     """How an attempt ended, given back with its slot: the two are written once, together."""
 
@@ -108,8 +118,9 @@ class Store(Protocol):
     async def queues_with_waiting_runs(self) -> list[tuple[str, str]]: ...
     async def admission_round(self, namespace: str, queue: str, now: datetime) -> RoundResult: ...
     async def queue_stats(self, namespace: str, queue: str) -> QueueStats: ...
-    async def register_run(self, run: Register) -> Admission | None:
-        """Its admission when the run was admitted as it registered; None when it waits for a round."""
+    async def register_run(self, run: Register) -> Registration:
+        """Put a new run in its queue's line (admitted at once if there is room); nothing for a run the
+        store already has."""
         ...
 
     async def admission(self, uid: str) -> Admission | None: ...

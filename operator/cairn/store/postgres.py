@@ -30,6 +30,7 @@ from cairn.store.base import (
     PodIdentity,
     QueueRow,
     QueueStats,
+    Registration,
     RoundResult,
     StepWrite,
     WaitAnswer,
@@ -256,10 +257,11 @@ class PostgresStore:
         return (row[0], row[1]) if row else (None, 0)
 
     # -- runs ------------------------------------------------------------------------------------
-    async def register_run(self, run: Register) -> Admission | None:
+    async def register_run(self, run: Register) -> Registration:
         """Put the run in its queue's line; its admission if it was admitted at once (its queue had room,
         no run waited ahead of it, no rate or delay applied), so its first pod needs no admission round
-        (and no read of what was just written). Then its first attempt (run.first_pod) is begun too.
+        (and no read of what was just written). Then its first attempt (run.first_pod) is begun too. A
+        run the store has already is left as it is (known): nothing is written.
 
         Under the queue's row lock, as an admission round: two registrations never both take the last
         slot or the last place below maxQueued (past it the run is recorded as rejected, and its
@@ -275,9 +277,12 @@ class PostgresStore:
                     await conn.execute(q.BEGIN_FIRST_ATTEMPT, {"uid": run.uid, "pod": run.first_pod})
                 await self._copy_fork_steps(conn, run)
             row, got = await locked.fetchone(), await registered.fetchone()
-        if got is None or got[0] != "admitted":
-            return None
-        return Admission(state="admitted", queue=run.queue, snapshot=run.snapshot, limits=_limits(row) if row else None)
+        if got is None:
+            return Registration(known=True)
+        if got[0] != "admitted":
+            return Registration()
+        limits = _limits(row) if row else None
+        return Registration(admitted=Admission(state="admitted", queue=run.queue, snapshot=run.snapshot, limits=limits))
 
     @staticmethod
     async def _copy_fork_steps(conn: psycopg.AsyncConnection[Any], run: Register) -> None:

@@ -14,7 +14,7 @@ from cairn.controller.cache import Body, Cache
 from cairn.controller.deps import Deps
 from cairn.domain.lifecycle import Admission, ForkSource, Recorded, Register
 from cairn.k8s.base import NamespaceTerminating, PodRejected
-from cairn.store.base import Completion, Ending, QueueRow, QueueStats, RoundResult
+from cairn.store.base import Completion, Ending, QueueRow, QueueStats, Registration, RoundResult
 from tests.unit.builders import SETTINGS, T0
 
 
@@ -63,13 +63,15 @@ class FakeStore:
     async def queue_stats(self, namespace: str, queue: str) -> QueueStats:
         return self.stats
 
-    async def register_run(self, run: Register) -> Admission | None:
+    async def register_run(self, run: Register) -> Registration:
+        if run.uid in self.runs:  # ON CONFLICT DO NOTHING: the store has it, nothing is written
+            return Registration(known=True)
         self.writes.append(("register_run", run))
         if not self.admit_on_register:
-            return None
+            return Registration()
         admitted = Admission(state="admitted", queue=run.queue, snapshot=run.snapshot)
         self.admit(run.uid, run.namespace, admitted)
-        return admitted
+        return Registration(admitted=admitted)
 
     async def admission(self, uid: str) -> Admission | None:
         return self.runs.get(uid)

@@ -273,17 +273,45 @@ def test_a_run_admitted_as_it_registers_creates_its_pod_in_the_same_reconcile_wi
     # Its registration began the first attempt: the pod follows with no other write to the store.
     assert w.store.names()[:1] == ["register_run"] and "begin_attempt" not in w.store.names()
     assert w.kube.names().count("create_pod") == 1  # its first pod, from the same reconcile
-    assert w.store.looks == 1  # one look to register; the start reads what the registration wrote
+    # A run with no phase that this reconciler never saw is presumed new: no look before it registers,
+    # and the start reads what the registration wrote.
+    assert w.store.looks == 0
     assert not [c for c in w.enqueued.calls if c[0] == ADMISSION or c[:3] == (TASKRUNS, RUN_UID, 0.0)]
 
 
-def test_a_run_that_registers_into_a_full_queue_is_looked_at_once_and_waits_for_a_round() -> None:
+def test_a_run_presumed_new_that_the_store_had_already_is_looked_up_and_planned_from_what_the_store_says() -> None:
+    # Registered and admitted before a restart, its Running status never landed: it has no phase.
+    w = world()
+    with_run(w)
+    w.store.admit(RUN_UID, NAMESPACE, admission(task(), "admitted"))
+    reconcile(w)
+    assert "register_run" not in w.store.names()  # the registration found it and wrote nothing
+    assert w.store.looks == 1  # then the store was read, and the plan made from it
+    assert w.kube.names().count("create_pod") == 1  # its attempt 1, as an admitted run's
+    (patch,) = w.kube.status_patches()
+    assert patch["phase"] in ("Starting", "Running")
+
+
+def test_a_run_presumed_new_that_is_not_to_be_registered_is_decided_from_the_store_not_from_the_guess() -> None:
+    # Its Task is gone, but the store has the run admitted (registered before the Task was deleted).
+    w = world()
+    with_run(w, with_task=False)
+    w.store.admit(RUN_UID, NAMESPACE, admission(task(), "admitted"))
+    reconcile(w)
+    assert w.store.looks == 1
+    assert "TaskNotFound" not in [e[2] for e in w.kube.events()]  # the guess said TaskNotFound; the store wins
+    assert w.kube.names().count("create_pod") == 1
+
+
+def test_a_run_that_registers_into_a_full_queue_is_not_looked_up_and_waits_for_a_round() -> None:
     w = world()
     with_run(w)
     reconcile(w)
     assert w.store.names() == ["register_run"]
-    assert w.store.looks == 1
+    assert w.store.looks == 0
     assert "create_pod" not in w.kube.names()
+    reconcile(w)  # reconciled again before its phase is written: now the store is read, not guessed
+    assert w.store.looks == 1
 
 
 def test_status_patches_waiting_for_their_turn_merge_into_one_request_newest_values_winning() -> None:
