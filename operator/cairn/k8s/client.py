@@ -1,5 +1,6 @@
-"""The operator's Kubernetes client: one lightkube AsyncClient behind a client-side rate limit, with
-every request counted (the benchmarks report requests per admission)."""
+"""The operator's Kubernetes client: one lightkube AsyncClient (and, for pod creates, the aiohttp client
+of k8s/http.py) behind a client-side rate limit, with every request counted (the benchmarks report
+requests per admission)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from collections import Counter
 from pathlib import Path
 
 from lightkube import AsyncClient, KubeConfig
+
+from cairn.k8s.http import JsonClient
 
 
 def load_config(kubeconfig: str | None) -> KubeConfig:
@@ -111,6 +114,7 @@ class Kube:
         field_manager: str = "cairn-operator",
     ) -> None:
         self.client = AsyncClient(config, field_manager=field_manager, trust_env=False)
+        self.json = JsonClient(config, field_manager=field_manager)  # pod creates (see k8s/http.py)
         self.limiter = RateLimiter(qps, burst)
         # Events have a budget of their own, and are dropped rather than delayed when it runs out:
         # under load, admissions and status come first.
@@ -132,4 +136,5 @@ class Kube:
         return False
 
     async def close(self) -> None:
+        await self.json.close()
         await self.client.close()

@@ -16,6 +16,7 @@ from lightkube.types import PatchType
 from cairn.domain.timefmt import format_time
 from cairn.k8s.base import NamespaceTerminating, PodRejected
 from cairn.k8s.client import Kube
+from cairn.k8s.http import RequestFailed
 from cairn.k8s.resources import QueueResource, ScheduleResource, TaskRunResource, TokenCompletionResource
 
 log = logging.getLogger(__name__)
@@ -30,18 +31,19 @@ class ApiServerWriter:
         """Create the pod; False if it already existed (a retry after a crash: harmless). A pod the API
         server will never accept raises PodRejected; other refusals (a full quota) are retried."""
         await self.kube.spend("create pods")
-        try:
-            await self.kube.client.create(cast(Pod, Pod.from_dict(body)))
+        namespace = body["metadata"]["namespace"]
+        path = f"/api/v1/namespaces/{namespace}/pods"
+        answer = await self.kube.json.post(path, body)
+        if answer.status < 300:
             return True
-        except ApiError as e:
-            message = e.status.message or ""
-            if e.status.code == 409:
-                return False
-            if e.status.code == 403 and "being terminated" in message:
-                raise NamespaceTerminating(message) from e
-            if e.status.code in (400, 422) or (e.status.code == 403 and "violates PodSecurity" in message):
-                raise PodRejected(message) from e
-            raise
+        message = answer.message
+        if answer.status == 409:
+            return False
+        if answer.status == 403 and "being terminated" in message:
+            raise NamespaceTerminating(message)
+        if answer.status in (400, 422) or (answer.status == 403 and "violates PodSecurity" in message):
+            raise PodRejected(message)
+        raise RequestFailed("POST", path, answer)
 
     async def delete_pod(self, namespace: str, name: str, *, force: bool = False) -> None:
         await self.kube.spend("delete pods")
