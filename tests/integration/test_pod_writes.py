@@ -72,11 +72,13 @@ def test_a_pod_in_a_namespace_being_deleted_raises_NamespaceTerminating(crds: Pa
     }
     kubectl(crds, "create", "-f", "-", input=json.dumps(hold))
     kubectl(crds, "delete", "namespace", ns, "--wait=false")
+
+    def terminating() -> bool | None:
+        status = kubectl_json(crds, "get", "namespace", ns)["status"]
+        return (isinstance(status, dict) and status.get("phase") == "Terminating") or None
+
     try:
-        wait_for(
-            "the namespace to be terminating",
-            lambda: kubectl_json(crds, "get", "namespace", ns)["status"].get("phase") == "Terminating" or None,  # type: ignore[union-attr]
-        )
+        wait_for("the namespace to be terminating", terminating)
         with pytest.raises(NamespaceTerminating, match="being terminated"):
             _create(crds, _pod(ns))
     finally:
