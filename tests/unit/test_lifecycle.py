@@ -345,6 +345,18 @@ def test_admitted_run_adopts_the_pod_it_created_before_a_crash() -> None:
     assert p.status["phase"] == "Running"
 
 
+def test_a_pod_adopted_after_it_ended_is_looked_at_again_at_once_and_its_attempt_then_ends() -> None:
+    # A failover: the old leader created the pod and was killed before its Starting status landed;
+    # the pod ran to its end meanwhile. No event of it is coming, so the grace is not waited out.
+    t = task()
+    done = succeeded_pod(1)
+    adopted = decide(view(taskrun(), t, admission(t, "admitted"), pods={1: done}))
+    assert adopted.create_pod is None and adopted.recheck_at == T0
+    run = apply_status(taskrun(), adopted)
+    ended = decide(view(run, t, admission(t, "admitted"), pods={1: done}))
+    assert ended.ended is not None and ended.release == Finish(Phase.SUCCEEDED)
+
+
 def test_starting_attempt_is_running_once_its_pod_runs_and_not_before() -> None:
     t = task()
     run, adm = started(t)

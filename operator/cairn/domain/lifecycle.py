@@ -513,7 +513,12 @@ def _start_attempt(b: _Builder, settings: Settings, adm: Admission, number: int)
         # An Event is for what a person needs to know (a retry, a resumption), not for every start:
         # the status says the run started, and each Event is a request to the API server.
         b.event("Normal", "Resumed" if resumed else "Retried", f"attempt {number} started in pod {pod_name}")
-    b.plan.recheck(view.now + settings.pod_appear_grace)
+    if existing is not None and existing.phase in ("Succeeded", "Failed"):
+        # Adopted after it ended (its start never reached the status before a crash or a failover):
+        # no event of that pod is coming to end the attempt, so it is looked at again now.
+        b.plan.recheck(view.now)
+    else:
+        b.plan.recheck(view.now + settings.pod_appear_grace)
     return b.done()
 
 
