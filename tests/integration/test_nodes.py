@@ -22,12 +22,14 @@ from tests.support.kube import as_dict, kubectl, wait_for
 
 def _http_get(host: str, port: int, attempts: int = 1) -> list[str]:
     """A shell command that GETs http://host:port/ and prints the body (busybox's wget is unusable
-    in a static build, nc is not), retrying a few times."""
-    get = f"printf 'GET / HTTP/1.0\\r\\nHost: {host}\\r\\n\\r\\n' | nc -w 3 {host} {port} | sed '1,/^\\r$/d'"
+    in a static build, nc is not), retrying a few times. What a failed try said (a Service's rules
+    may reach the client's node a moment after the Service is made) is printed only if all fail."""
+    get = f"printf 'GET / HTTP/1.0\\r\\nHost: {host}\\r\\n\\r\\n' | nc -w 3 {host} {port} 2>>/tmp/tries | sed '1,/^\\r$/d'"
     return [
         "sh",
         "-c",
-        f'for i in $(seq {attempts}); do out=$({get}); [ -n "$out" ] && echo "$out" && exit 0; sleep 1; done; exit 1',
+        f'for i in $(seq {attempts}); do out=$({get}); [ -n "$out" ] && echo "$out" && exit 0; sleep 1; done; '
+        "cat /tmp/tries >&2; exit 1",
     ]
 
 
