@@ -359,8 +359,20 @@ def test_a_step_is_written_once_and_only_by_the_current_attempt(database: str) -
         await store.begin_attempt(run.uid, 2, "ns", "p-2")
         assert not (await store.record_step(run.uid, 1, "late#0", 1, None)).allowed  # attempt 1 is fenced off
         assert (await store.record_step(run.uid, 2, "next#0", 1, None)).inserted
+        live = await store.admission(run.uid)
+        assert live is not None and live.attempts == ()  # a live run's look reads no attempts
+        await store.end_attempt(run.uid, 2, 0, "Completed")
         await store.finish(run.uid, "Succeeded", timedelta(days=1))
         assert not (await store.record_step(run.uid, 2, "after#0", 1, None)).allowed  # the run ended
+        # Once finished, its look carries the attempts it recorded, for a status that never told them.
+        ended = await store.admission(run.uid)
+        assert ended is not None and ended.state == "finished"
+        assert [(a.number, a.pod, a.exit_code, a.reason) for a in ended.attempts] == [
+            (1, "p-1", 1, "Error"),
+            (2, "p-2", 0, "Completed"),
+        ]
+        assert all(a.start_time and a.finish_time for a in ended.attempts)
+        assert (await store.look(run.uid))[0] == ended
         await store.close()
 
     asyncio.run(go())

@@ -13,7 +13,7 @@ from cairn.api.task import Backoff, RetryPolicy
 from cairn.api.taskrun import Phase, TaskRunSpec
 from cairn.domain import quantity
 from cairn.domain.admission import WaitReason
-from cairn.domain.lifecycle import Finish
+from cairn.domain.lifecycle import Finish, StoredAttempt
 from cairn.domain.retry import Fail, Spent, decide, next_memory_limit
 from cairn.domain.termination import Outcome, Termination
 from tests.unit.builders import T0, admission, apply_status, failed_pod, succeeded_pod, task, taskrun, view, with_spec
@@ -112,3 +112,42 @@ def test_a_pod_the_api_server_refuses_fails_the_run_with_its_message_and_release
     assert p.release == Finish(Phase.FAILED)
     assert p.status is not None and p.status["reason"] == "PodRejected"
     assert "violates PodSecurity" in p.status["message"]
+
+
+def test_a_run_the_store_finished_before_any_status_landed_is_written_with_the_attempts_the_store_recorded() -> None:
+    # CI at d699d6e: an operator killed within the second that status writes wait to be coalesced left
+    # a run whose attempt began and ended in PostgreSQL while its status had none; after the restart it
+    # read Succeeded with no attempts.
+    t = task()
+    run = taskrun()
+    stored = (
+        StoredAttempt(1, "r-1", "2026-01-01T00:00:01Z", "2026-01-01T00:00:02Z", 1, "Error"),
+        StoredAttempt(2, "r-2", "2026-01-01T00:00:04Z", "2026-01-01T00:00:05Z", 0, "Completed"),
+    )
+    adm = replace(admission(t, "finished"), phase="Succeeded", attempts=stored)
+    p = plan_of(view(run, t, adm, now=T0 + 10 * S))
+    assert p.status is not None and p.status["phase"] == "Succeeded"
+    assert [(a["number"], a["pod"], a["exitCode"], a["reason"]) for a in p.status["attempts"]] == [
+        (1, "r-1", 1, "Error"),
+        (2, "r-2", 0, "Completed"),
+    ]
+    assert p.status["attempts"][1]["finishTime"] == "2026-01-01T00:00:05Z"
+
+
+def test_attempts_a_status_already_told_are_kept_and_those_it_never_told_come_from_the_store() -> None:
+    t = task(retry={"maxAttempts": 2})
+    run, adm = started(t)
+    run = apply_status(run, plan_of(view(run, t, adm, now=T0 + 30 * S, pods={1: failed_pod(1)})))
+    assert run.status is not None and run.status.attempts is not None
+    told = run.status.attempts[0]
+    assert told.finish_time is not None
+    stored = (
+        StoredAttempt(1, told.pod, told.start_time, "2026-01-01T00:00:00Z", 9, "Stale"),
+        StoredAttempt(2, "r-2", "2026-01-01T00:01:00Z", "2026-01-01T00:01:09Z", 0, "Completed"),
+    )
+    later = replace(adm, state="finished", phase="Succeeded", attempts=stored)
+    p = plan_of(view(run, t, later, now=T0 + 90 * S))
+    assert p.status is not None
+    first, second = p.status["attempts"]
+    assert first == told.model_dump(mode="json", by_alias=True)  # the status's own word
+    assert (second["number"], second["pod"], second["reason"]) == (2, "r-2", "Completed")

@@ -62,6 +62,18 @@ INVALID_FORK = "InvalidFork"  # spec.from names no run, or a step its run never 
 
 
 @dataclass(frozen=True)
+class StoredAttempt:
+    """An attempt as the store recorded it (times already formatted for a status)."""
+
+    number: int
+    pod: str
+    start_time: str | None = None
+    finish_time: str | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
 class Admission:
     """The run's row in the store, with the limits of its queue (None: the Queue does not exist)."""
 
@@ -73,6 +85,7 @@ class Admission:
     wait: WaitView | None = None  # the last wait that ended one of its pods
     wait_until: datetime | None = None  # waiting on a rate: when its chance comes
     phase: str | None = None  # once finished: the phase the store recorded
+    attempts: tuple[StoredAttempt, ...] = ()  # once finished: the attempts the store recorded
 
 
 @dataclass(frozen=True)
@@ -315,6 +328,7 @@ def plan(view: RunView, settings: Settings) -> Plan:
     if adm.state == "finished":
         # The store says done but the status never said so (a crash before its write): say what the
         # store recorded, else that it was lost.
+        b.set(attempts=_with_stored(attempts, adm.attempts))
         if adm.phase in (Phase.SUCCEEDED.value, Phase.FAILED.value, Phase.CANCELLED.value):
             phase = Phase(adm.phase)
             return _finish(
@@ -328,6 +342,21 @@ def plan(view: RunView, settings: Settings) -> Plan:
             b, Phase.FAILED, EXPIRED, f"not started within expireAfter ({ttl}) of its creation; it held nothing"
         )
     return _waiting(b, adm, min((t for t in (deadline, expires) if t is not None), default=None))
+
+
+def _with_stored(attempts: list[Attempt], stored: tuple[StoredAttempt, ...]) -> list[Attempt] | None:
+    """The status's attempts completed from the store's: those whose writes never landed (a crash
+    within the moment status writes wait to be coalesced) are told as the store recorded them."""
+    by_number = {a.number: a for a in attempts}
+    for s in stored:
+        known = by_number.get(s.number)
+        if known is not None and known.finish_time is not None:
+            continue
+        base = known or Attempt(number=s.number, pod=s.pod, start_time=s.start_time)
+        by_number[s.number] = base.model_copy(
+            update={"finish_time": s.finish_time, "exit_code": s.exit_code, "reason": s.reason}
+        )
+    return [by_number[n] for n in sorted(by_number)] or None
 
 
 def _register(b: _Builder) -> Plan:

@@ -19,7 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 from cairn.api.taskrun import TOKENS_SHOWN, TaskSnapshot, TokenEntry
 from cairn.domain import admission, waits
 from cairn.domain.admission import WaitReason
-from cairn.domain.lifecycle import Admission, ForkSource, Recorded, Register
+from cairn.domain.lifecycle import Admission, ForkSource, Recorded, Register, StoredAttempt
 from cairn.domain.pace import Rate
 from cairn.domain.timefmt import format_time
 from cairn.domain.waits import WaitView
@@ -905,6 +905,19 @@ def _admission(r: Any, w: Any) -> Admission:
         limits=_limits(r[5:15]),
         phase=r[15],
         wait=wait,
+        attempts=tuple(_stored_attempt(a) for a in r[16] or ()),
+    )
+
+
+def _stored_attempt(a: list[Any]) -> StoredAttempt:
+    """One attempt from GET_RUN's JSON (its times as PostgreSQL's json_build_array writes them)."""
+    return StoredAttempt(
+        number=a[0],
+        pod=a[1],
+        start_time=format_time(datetime.fromisoformat(a[2])) if a[2] else None,
+        finish_time=format_time(datetime.fromisoformat(a[3])) if a[3] else None,
+        exit_code=a[4],
+        reason=a[5],
     )
 
 

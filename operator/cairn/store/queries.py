@@ -173,7 +173,13 @@ FROM queues q WHERE q.namespace = %s AND q.name = %s"""
 GET_RUN: LiteralString = """
 SELECT r.state, r.queue, r.snapshot, r.wait_reason, r.wait_until, q.concurrency_limit, q.per_key_limit, q.paused,
        q.rate_limit, q.rate_period, q.rate_burst, q.key_rate_limit, q.key_rate_period, q.key_rate_burst, q.max_queued,
-       r.phase
+       r.phase,
+       -- Once finished, the attempts it recorded: a status that never landed before a restart is
+       -- written from them (only then, so a live run's look reads no more than before).
+       CASE WHEN r.state = 'finished' THEN
+           (SELECT json_agg(json_build_array(a.attempt, a.pod_name, a.started_at, a.ended_at, a.exit_code, a.reason)
+                            ORDER BY a.attempt)
+            FROM attempts a WHERE a.run_uid = r.uid) END
 FROM runs r LEFT JOIN queues q ON q.namespace = r.namespace AND q.name = r.queue
 WHERE r.uid = %s"""
 REQUEUE: LiteralString = """
