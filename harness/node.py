@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from harness import config, net
+from harness import config, net, nodestore
 from harness.controlplane import ControlPlane, api_request
 from harness.hostdirs import HostDirs
 from harness.images import Image
@@ -212,6 +212,7 @@ class Node:
             if sub.startswith("run/"):
                 shutil.rmtree(self.root / sub, ignore_errors=True)
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        seeded = not self.started and bool(images) and nodestore.seed(self.root / "disk/containerd", images)
         marker = f"ready {time.time_ns()}"
         binds: list[str] = []
         for target, sub in NODE_MOUNTS.items():
@@ -243,9 +244,10 @@ class Node:
         )
         sock = self.root / "run/containerd/containerd.sock"
         containerd.wait_ready(lambda: sock.exists() and self._ctr("version") != "", 30, "serving")
-        # After stop() the node's content store is still there (only run/ is cleared): an image it
-        # already holds, by name and digest, is not read again (a re-import costs ~2 s per 180 MiB).
-        held = self._images_held() if self.started else set()
+        # After stop() the node's content store is still there (only run/ is cleared), and a first
+        # start was seeded from the machine's store: an image it already holds, by name and digest, is
+        # not read again (an import costs ~2 s per 180 MiB).
+        held = self._images_held() if self.started or seeded else set()
         for image in images:
             if (image.name, image.digest) not in held:
                 self.import_image(image)
