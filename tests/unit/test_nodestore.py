@@ -19,7 +19,7 @@ def _tree(root: Path) -> None:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(rel)
     os.setxattr(root / OPAQUE, "trusted.overlay.opaque", b"y")  # a directory a layer made opaque
-    os.chmod(root / OPAQUE, 0o750)
+    os.chmod(root / OPAQUE, 0o700)
     (root / "io.containerd.snapshotter.v1.overlayfs/snapshots/1/fs/link").symlink_to("etc/passwd")
 
 
@@ -34,7 +34,7 @@ def test_immutable_files_are_linked_databases_copied_and_directory_attributes_ke
         assert os.stat(src / rel).st_ino != os.stat(dst / rel).st_ino, rel  # containerd writes it in place
         assert (dst / rel).read_text() == rel
     assert os.getxattr(dst / OPAQUE, "trusted.overlay.opaque") == b"y"
-    assert (os.stat(dst / OPAQUE).st_mode & 0o777) == 0o750
+    assert (os.stat(dst / OPAQUE).st_mode & 0o777) == 0o700
     link = dst / "io.containerd.snapshotter.v1.overlayfs/snapshots/1/fs/link"
     assert link.is_symlink() and os.readlink(link) == "etc/passwd"
 
