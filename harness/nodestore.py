@@ -47,16 +47,19 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 
 
 def seed(target: Path, images: Sequence[Image]) -> bool:
-    """Fill `target` (a node's /var/lib/containerd, empty, its containerd not running) with a store
-    holding exactly `images`. False: not possible here (another filesystem); the node imports them."""
+    """Fill `target` (a node's /var/lib/containerd, its containerd not running) with a store holding
+    exactly `images`. False: not done (another filesystem, or `target` not empty); the node imports
+    what it lacks itself."""
     # A store per set of image names (a full cluster's, a minimal one's): each removes older builds
     # of its own images, never the images of another set.
     key = hashlib.sha256("\n".join(sorted(i.name for i in images)).encode()).hexdigest()[:12]
     store = STORE / key
-    store.mkdir(parents=True, exist_ok=True)
     target.mkdir(parents=True, exist_ok=True)
+    if any(target.iterdir()):
+        return False  # a store already there is the node's own
+    store.mkdir(parents=True, exist_ok=True)
     if os.stat(store).st_dev != os.stat(target).st_dev:
-        return False
+        return False  # no hard link across filesystems
     with machine_lock(store / ".lock"):
         _update(store, images)
         _copy(store / "root", target)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from harness.nodestore import _copy
+from harness.nodestore import _copy, seed
 
 BLOB = "io.containerd.content.v1.content/blobs/sha256/abc"
 LAYER = "io.containerd.snapshotter.v1.overlayfs/snapshots/1/fs/etc/passwd"
@@ -46,3 +46,10 @@ def test_a_database_written_in_a_nodes_copy_leaves_the_machines_store_as_it_was(
     _copy(src, dst)
     (dst / DATABASES[0]).write_text("changed by the node's containerd")
     assert (src / DATABASES[0]).read_text() == DATABASES[0]
+
+
+def test_a_node_store_that_is_not_empty_is_left_as_it_is(tmp_path: Path) -> None:
+    target = tmp_path / "node"
+    (target / "io.containerd.metadata.v1.bolt").mkdir(parents=True)
+    assert seed(target, []) is False
+    assert [p.name for p in target.iterdir()] == ["io.containerd.metadata.v1.bolt"]
