@@ -268,8 +268,7 @@ class Node:
 
     def _images_held(self) -> set[tuple[str, str]]:
         """(name, manifest digest) of each image in the node's containerd."""
-        rows = self._ctr("images", "ls").splitlines()[1:]
-        return {(cols[0], cols[2]) for cols in (row.split() for row in rows) if len(cols) >= 3}
+        return nodestore.images_listed(self._ctr("images", "ls"))
 
     def import_image(self, image: Image) -> None:
         self._ctr("images", "import", str(image.archive))

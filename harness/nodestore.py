@@ -88,7 +88,12 @@ def _update(store: Path, images: Sequence[Image]) -> None:
 
 
 def _held(ctr: _Ctr) -> set[tuple[str, str]]:
-    rows = ctr("images", "ls").splitlines()[1:]
+    return images_listed(ctr("images", "ls"))
+
+
+def images_listed(listing: str) -> set[tuple[str, str]]:
+    """(name, manifest digest) of each image in the output of `ctr images ls`."""
+    rows = listing.splitlines()[1:]
     return {(cols[0], cols[2]) for cols in (row.split() for row in rows) if len(cols) >= 3}
 
 
